@@ -1,0 +1,144 @@
+"""Value objects the host's Directory hands to clientcomm (frozen attrs classes)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+import attrs
+
+__all__ = [
+    "CaseFile",
+    "Client",
+    "ClientGroup",
+    "Contact",
+    "ContactPreference",
+    "Firm",
+    "PostalAddress",
+    "Role",
+    "Staff",
+    "StaffPermission",
+]
+
+
+class Role(enum.StrEnum):
+    """Staff roles of the seeds (Administrator, Manager, Sachbearbeiter, Assistenz)."""
+
+    ADMIN = "admin"
+    MANAGER = "manager"
+    CLERK = "clerk"
+    ASSISTANT = "assistant"
+
+
+class StaffPermission(enum.StrEnum):
+    """Permissions a host grants to staff, beyond the role."""
+
+    CLIENT_PORTAL = "client_portal"  # "Berechtigung Mandantenportal" (seed 001)
+    LETTER_APPROVAL = "letter_approval"  # "Manager Freigabe" for PDF/A downloads (seed 003)
+
+
+class ContactPreference(enum.StrEnum):
+    """How a registered contact wants to receive letters (seed 003)."""
+
+    ONLINE = "online"
+    LETTER = "letter"
+
+
+def _freeze(value: Iterable[str] | str) -> frozenset[str]:
+    if isinstance(value, str):
+        return frozenset((value,))
+    return frozenset(value)
+
+
+@attrs.frozen
+class Firm:
+    """A firm (Kanzlei) using the portal. ``office_email`` receives comment
+    notifications (seed 002); ``language`` is the default for its templates."""
+
+    id: str
+    name: str
+    office_email: str | None = None
+    language: str = "de"
+
+
+@attrs.frozen
+class ClientGroup:
+    """A client group (Mandatsgruppe) configured in the firm settings."""
+
+    id: str
+    firm_id: str
+    name: str
+
+
+@attrs.frozen
+class Client:
+    """A client (Mandant/Mandat). Only active clients receive mailings."""
+
+    id: str
+    firm_id: str
+    name: str
+    active: bool = True
+    group_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_freeze)
+
+
+@attrs.frozen
+class PostalAddress:
+    """A postal address; ``country`` is an ISO 3166-1 alpha-2 code."""
+
+    name: str
+    street: str
+    postal_code: str
+    city: str
+    country: str = "DE"
+    extra: str | None = None
+
+
+@attrs.frozen
+class Contact:
+    """A person of a client who may use the portal or receive letters."""
+
+    id: str
+    firm_id: str
+    client_id: str
+    name: str
+    email: str | None = None
+    registered: bool = False  # registered in the client portal
+    preference: ContactPreference = ContactPreference.ONLINE
+    address: PostalAddress | None = None
+    language: str = "de"
+
+
+@attrs.frozen
+class Staff:
+    """A staff member of the firm.
+
+    ``unrestricted`` staff have access to every client of the firm; otherwise
+    ``client_ids`` lists the clients they may see.
+    """
+
+    id: str
+    firm_id: str
+    name: str
+    role: Role
+    email: str | None = None
+    unrestricted: bool = True
+    client_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_freeze)
+    permissions: frozenset[StaffPermission] = attrs.field(default=frozenset(), converter=frozenset)
+    active: bool = True
+    language: str = "de"
+
+    def can_access(self, client_id: str) -> bool:
+        """True if this staff member may see ``client_id`` (pure)."""
+        return self.active and (self.unrestricted or client_id in self.client_ids)
+
+
+@attrs.frozen
+class CaseFile:
+    """A case file (Akte) of a client, with its handler and assistants (seed 001)."""
+
+    id: str
+    firm_id: str
+    client_id: str
+    title: str
+    handler_id: str | None = None
+    assistant_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_freeze)

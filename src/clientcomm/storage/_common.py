@@ -1,0 +1,38 @@
+"""Small pieces shared by the bundled Store backends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from clientcomm.errors import InvalidInputError
+from clientcomm.storage.base import Record, Store, validate_record
+
+
+def check_own(record: Record, firm_id: str) -> None:
+    """Validate ``record`` and make sure it belongs to the transaction's firm."""
+    validate_record(record)
+    if record.firm_id != firm_id:
+        raise InvalidInputError("firm_id", "record belongs to another firm than the transaction")
+
+
+async def iterate_pages(
+    store: Store,
+    firm_id: str,
+    kind: str,
+    *,
+    parent: str | None,
+    status: str | None,
+    batch: int,
+) -> AsyncIterator[Record]:
+    """Stream records page by page, one short transaction per page."""
+    if batch <= 0:
+        raise InvalidInputError("batch", "must be positive")
+    after = 0
+    while True:
+        async with store.transaction(firm_id) as tx:
+            page = await tx.list(kind, parent=parent, status=status, after_seq=after, limit=batch)
+        for rec in page:
+            yield rec
+        if len(page) < batch:
+            return
+        after = page[-1].seq

@@ -1,0 +1,254 @@
+"""The Store port: clientcomm's own state, behind a transactional unit of work.
+
+Every capability (messages, mailings, the notification outbox, keys, shares,
+conversations, announcements, letters, audit) keeps its state as
+:class:`Record` values of its own ``kind``. A backend therefore implements one
+small, generic contract, and a new capability never needs a new backend method.
+
+* A :class:`Transaction` is bound to one firm: it can neither read nor write
+  another firm's rows (firm isolation is structural, not a convention).
+* Writes inside a transaction become visible to other transactions only at
+  commit, all together; an exception inside ``async with`` rolls everything back.
+  Backends may buffer writes and send them in batches: a duplicate or a stale
+  version is then reported at the next read or at commit, always before the
+  transaction commits.
+* :meth:`Store.claim` leases due records to one worker for a while (PostgreSQL:
+  ``FOR UPDATE SKIP LOCKED``). Each claim bumps ``version``, so a worker that
+  finishes with :meth:`Transaction.update` after losing its lease gets a
+  :class:`~clientcomm.errors.ConflictError` and its whole transaction rolls back:
+  this is what makes background work exactly-once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from clientcomm.errors import InvalidInputError
+
+__all__ = [
+    "EPOCH",
+    "Record",
+    "Store",
+    "Transaction",
+    "validate_record",
+]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_KIND_RE = re.compile(r"^[a-z][a-z0-9_.]{0,62}$")
+_MAX_ID = 200
+
+
+@attrs.frozen
+class Record:
+    """One stored row.
+
+    Attributes:
+        kind: record type, e.g. ``"message"``, ``"mailing.recipient"``.
+        id: unique within (firm, kind); at most 200 characters.
+        firm_id: owning firm; a transaction only sees its own firm's records.
+        parent: grouping id (a chat, a mailing); indexed with ``seq``.
+        key: optional secondary key, unique within (firm, kind) when set.
+        status: indexed state, e.g. ``"queued"``.
+        due_at: when a claimable record becomes due (``None``: now).
+        data: JSON-serialisable mapping (str keys; str, int, float, bool, None,
+            lists and dicts of them).
+        body: opaque bytes (a sealed envelope); hidden from ``repr``.
+        seq: store-assigned, increasing with insertion order (0 before insert).
+        version: bumped on every update and claim (optimistic concurrency).
+        lease_owner, lease_until: set by :meth:`Store.claim`.
+        created_at: set by the caller (from its Clock).
+    """
+
+    kind: str
+    id: str
+    firm_id: str
+    parent: str | None = None
+    key: str | None = None
+    status: str | None = None
+    due_at: datetime | None = None
+    data: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    body: bytes | None = attrs.field(default=None, repr=False)
+    seq: int = 0
+    version: int = 0
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    created_at: datetime = EPOCH
+
+    def evolve(self, **changes: Any) -> Record:
+        """A copy with ``changes`` applied (``attrs.evolve``)."""
+        return attrs.evolve(self, **changes)
+
+
+def validate_record(record: Record) -> None:
+    """Check the parts of a record every backend must refuse.
+
+    Raises:
+        InvalidInputError: bad kind, empty or over-long id, naive datetime,
+            body that is not bytes.
+    """
+    if not _KIND_RE.match(record.kind):
+        raise InvalidInputError("kind", "must match [a-z][a-z0-9_.]*", value=record.kind)
+    for name in ("id", "firm_id"):
+        value = getattr(record, name)
+        if not isinstance(value, str) or not value or len(value) > _MAX_ID:
+            raise InvalidInputError(name, f"must be a non-empty string of at most {_MAX_ID}")
+    for name in ("parent", "key", "status", "lease_owner"):
+        value = getattr(record, name)
+        if value is not None and (not isinstance(value, str) or len(value) > 400):
+            raise InvalidInputError(name, "must be None or a string of at most 400 characters")
+    for name in ("due_at", "lease_until", "created_at"):
+        value = getattr(record, name)
+        if value is not None and value.tzinfo is None:
+            raise InvalidInputError(name, "must be timezone-aware")
+    if record.body is not None and not isinstance(record.body, bytes | bytearray | memoryview):
+        raise InvalidInputError("body", "must be bytes or None")
+    if not isinstance(record.data, Mapping):
+        raise InvalidInputError("data", "must be a mapping")
+
+
+@runtime_checkable
+class Transaction(Protocol):
+    """A unit of work bound to one firm (see module docs)."""
+
+    @property
+    def firm_id(self) -> str: ...
+
+    async def get(self, kind: str, id: str) -> Record:
+        """Raises NotFoundError if absent (or of another firm)."""
+        ...
+
+    async def find(self, kind: str, id: str) -> Record | None:
+        """The record, or None."""
+        ...
+
+    async def find_by_key(self, kind: str, key: str) -> Record | None:
+        """The record whose ``key`` equals ``key``, or None."""
+        ...
+
+    async def get_many(self, kind: str, ids: Iterable[str]) -> Mapping[str, Record]:
+        """The records that exist among ``ids``, by id."""
+        ...
+
+    async def insert(self, records: Iterable[Record]) -> Sequence[Record]:
+        """Insert new records; returns them with ``seq`` assigned where known
+        (a buffering backend may return ``seq=0`` until flushed).
+
+        Raises:
+            InvalidInputError: a record fails :func:`validate_record` or belongs
+                to another firm.
+            ConflictError: an id or key already exists (maybe at flush/commit).
+        """
+        ...
+
+    async def update(self, records: Iterable[Record]) -> Sequence[Record]:
+        """Replace records whose stored ``version`` equals the given one, bumping
+        ``version``; returns the new values. ``seq`` and ``created_at`` are kept.
+
+        Raises:
+            ConflictError: a record was changed or claimed since it was read, or
+                its new key clashes (maybe at flush/commit).
+            NotFoundError: a record does not exist (maybe at flush/commit,
+                reported as ConflictError by buffering backends).
+        """
+        ...
+
+    async def delete(self, kind: str, ids: Iterable[str]) -> int:
+        """Delete records by id; returns how many existed."""
+        ...
+
+    async def list(
+        self,
+        kind: str,
+        *,
+        parent: str | None = None,
+        status: str | None = None,
+        after_seq: int = 0,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> Sequence[Record]:
+        """Records ordered by ``seq`` (ascending, or descending), filtered by
+        ``parent``/``status`` when given; ``after_seq`` pages forward (ascending)
+        or backward (descending, 0 meaning from the newest)."""
+        ...
+
+    async def count(
+        self,
+        kind: str,
+        *,
+        parent: str | None = None,
+        status: str | None = None,
+        after_seq: int = 0,
+    ) -> int: ...
+
+    async def count_by_status(self, kind: str, *, parent: str | None = None) -> Mapping[str, int]:
+        """Counts per status (records without status are left out)."""
+        ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A Store backend: memory, SQLite or PostgreSQL (or an integrator's own)."""
+
+    def transaction(self, firm_id: str) -> AbstractAsyncContextManager[Transaction]:
+        """Open a unit of work for ``firm_id``; commits on normal exit, rolls back
+        on exception.
+
+        Raises:
+            InvalidInputError: empty firm id.
+            StorageError: the backend failed.
+        """
+        ...
+
+    async def claim(
+        self,
+        kind: str,
+        *,
+        status: str,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        firm_id: str | None = None,
+        parent: str | None = None,
+    ) -> Sequence[Record]:
+        """Lease up to ``limit`` records of ``kind`` in ``status`` that are due
+        (``due_at`` is None or <= now) and not leased by a live lease, oldest
+        ``seq`` first, across all firms unless ``firm_id`` is given. Sets
+        ``lease_owner``/``lease_until`` and bumps ``version``; commits at once.
+        Concurrent claimers never receive the same record while its lease lives.
+        """
+        ...
+
+    def iterate(
+        self,
+        firm_id: str,
+        kind: str,
+        *,
+        parent: str | None = None,
+        status: str | None = None,
+        batch: int = 1000,
+    ) -> AsyncIterator[Record]:
+        """Stream matching records in ``seq`` order, reading ``batch`` at a time in
+        short transactions (memory stays bounded for any count)."""
+        ...
+
+    async def migrate(self) -> int:
+        """Apply pending schema migrations; returns the schema version.
+
+        Raises:
+            StorageError: the database schema is newer than this library.
+        """
+        ...
+
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Store: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
