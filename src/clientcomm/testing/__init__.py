@@ -1,0 +1,1 @@
+"""clientcomm.testing."""
