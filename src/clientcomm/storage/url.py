@@ -59,10 +59,8 @@ async def open_store(url: str, *, migrate: bool = True) -> Store:
             raise ConfigurationError(
                 "PostgreSQL support needs the extra: pip install 'clientcomm[postgres]'"
             ) from exc
-        pg = PostgresStore(url)
+        pg = PostgresStore(url, migrate=migrate)
         await pg.open()
-        if migrate:
-            await pg.migrate()
         return pg
     raise ConfigurationError(
         f"unknown store URL scheme {scheme!r}: use memory://, sqlite:///path or postgresql://"

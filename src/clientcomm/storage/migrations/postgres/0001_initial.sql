@@ -20,10 +20,14 @@ CREATE TABLE records (
     CONSTRAINT records_firm_kind_id UNIQUE (firm_id, kind, id)
 );
 CREATE UNIQUE INDEX records_key ON records (firm_id, kind, key) WHERE key IS NOT NULL;
-CREATE INDEX records_parent ON records (firm_id, kind, parent, seq);
+-- parent leads (not firm_id, kind as in SQLite) so that this index never ties with
+-- records_firm_kind_id for lookups by id: on a freshly filled table without statistics the
+-- planner picked it for `UPDATE ... WHERE firm_id AND kind AND id` and scanned the whole kind
+-- (measured: 100 updates 129 ms instead of 3.5 ms at 10k rows).
+CREATE INDEX records_parent ON records (parent, firm_id, kind, seq);
 -- Store.claim scans (kind, status) in seq order across firms.
 CREATE INDEX records_status ON records (kind, status, seq);
--- Bodies are sealed envelopes: compression would only cost CPU.
+-- Bodies are sealed envelopes (incompressible): skip the compression attempt when toasting.
 ALTER TABLE records ALTER COLUMN body SET STORAGE EXTERNAL;
 
 -- The SQL-backed Directory (the host's data for the embedded default, demo and CLI). Column
