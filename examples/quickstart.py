@@ -28,22 +28,38 @@ async def main(db_path: Path) -> None:
     store = await open_store(f"sqlite:///{db_path}")
     try:
         directory = directory_for(store)  # the SQL-backed Directory in the same database
-        await directory.put_firm(Firm("kanzlei", "Kanzlei Müller & Partner",
-                                      office_email="office@kanzlei.example"))
+        await directory.put_firm(
+            Firm("kanzlei", "Kanzlei Müller & Partner", office_email="office@kanzlei.example")
+        )
         await directory.put_group(ClientGroup("vermieter", "kanzlei", "Vermieter"))
-        await directory.put_client(Client("c-001", "kanzlei", "Anna Alt",
-                                          group_ids={"vermieter"}))
+        await directory.put_client(Client("c-001", "kanzlei", "Anna Alt", group_ids={"vermieter"}))
         await directory.put_client(Client("c-002", "kanzlei", "Bäckerei Brot GmbH"))
         await directory.put_client(Client("c-003", "kanzlei", "Carl Chor", active=False))
         await directory.put_contact(
-            Contact("k-001", "kanzlei", "c-001", "Anna Alt", email="anna@example.com",
-                    registered=True, preference=ContactPreference.ONLINE,
-                    address=PostalAddress("Anna Alt", "Hauptstr. 1", "10115", "Berlin"))
+            Contact(
+                "k-001",
+                "kanzlei",
+                "c-001",
+                "Anna Alt",
+                email="anna@example.com",
+                registered=True,
+                preference=ContactPreference.ONLINE,
+                address=PostalAddress("Anna Alt", "Hauptstr. 1", "10115", "Berlin"),
+            )
         )
-        await directory.put_staff(Staff("s-admin", "kanzlei", "Petra Partner", Role.ADMIN,
-                                        email="petra@kanzlei.example"))
-        await directory.put_staff(Staff("s-clerk", "kanzlei", "Sven Sachbearbeiter", Role.CLERK,
-                                        unrestricted=False, client_ids={"c-001"}))
+        await directory.put_staff(
+            Staff("s-admin", "kanzlei", "Petra Partner", Role.ADMIN, email="petra@kanzlei.example")
+        )
+        await directory.put_staff(
+            Staff(
+                "s-clerk",
+                "kanzlei",
+                "Sven Sachbearbeiter",
+                Role.CLERK,
+                unrestricted=False,
+                client_ids={"c-001"},
+            )
+        )
 
         firm = await directory.get_firm("kanzlei")
         print(f"Firm: {firm.name}")

@@ -1,8 +1,8 @@
 """The ``clientcomm`` command.
 
-    clientcomm migrate URL            apply pending schema migrations
-    clientcomm keys new               print a fresh firm master key
-    clientcomm clients URL --firm ID  list the clients of the SQL-backed Directory
+clientcomm migrate URL            apply pending schema migrations
+clientcomm keys new               print a fresh firm master key
+clientcomm clients URL --firm ID  list the clients of the SQL-backed Directory
 """
 
 from __future__ import annotations

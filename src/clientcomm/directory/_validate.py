@@ -14,8 +14,12 @@ def check_entry(entry: Entry) -> None:
         raise InvalidInputError("id", "must be a non-empty string of at most 200 characters")
     name = entry.title if isinstance(entry, CaseFile) else entry.name
     if not isinstance(name, str) or not name.strip():
-        raise InvalidInputError("title" if isinstance(entry, CaseFile) else "name", "must not be empty")
-    if isinstance(entry, Contact | Staff) and entry.email is not None and (
-        "\r" in entry.email or "\n" in entry.email
+        raise InvalidInputError(
+            "title" if isinstance(entry, CaseFile) else "name", "must not be empty"
+        )
+    if (
+        isinstance(entry, Contact | Staff)
+        and entry.email is not None
+        and ("\r" in entry.email or "\n" in entry.email)
     ):
         raise InvalidInputError("email", "must not contain line breaks")

@@ -50,6 +50,10 @@ def _freeze(value: Iterable[str] | str) -> frozenset[str]:
     return frozenset(value)
 
 
+def _permissions(value: Iterable[object]) -> frozenset[StaffPermission]:
+    return frozenset(StaffPermission(str(p)) for p in value)
+
+
 @attrs.frozen
 class Firm:
     """A firm (Kanzlei) using the portal. ``office_email`` receives comment
@@ -123,7 +127,9 @@ class Staff:
     email: str | None = None
     unrestricted: bool = True
     client_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_freeze)
-    permissions: frozenset[StaffPermission] = attrs.field(default=frozenset(), converter=frozenset)
+    permissions: frozenset[StaffPermission] = attrs.field(
+        default=frozenset(), converter=_permissions
+    )
     active: bool = True
     language: str = "de"
 

@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from clientcomm.directory._validate import check_entry
+from clientcomm.directory.base import WritableDirectory
 from clientcomm.directory.models import (
     CaseFile,
     Client,
@@ -24,7 +25,6 @@ from clientcomm.directory.models import (
     Staff,
     StaffPermission,
 )
-from clientcomm.directory.base import WritableDirectory
 from clientcomm.errors import ConfigurationError, NotFoundError
 from clientcomm.storage.sql import SqlBackend
 
@@ -229,7 +229,9 @@ class SqlDirectory:
 
     # -- reads --
     async def get_firm(self, firm_id: str) -> Firm:
-        row = await self._one(f"SELECT {', '.join(_FIRM_COLS)} FROM dir_firms WHERE id=?", [firm_id])
+        row = await self._one(
+            f"SELECT {', '.join(_FIRM_COLS)} FROM dir_firms WHERE id=?", [firm_id]
+        )
         if row is None:
             raise NotFoundError("firm", firm_id)
         return Firm(id=row[0], name=row[1], office_email=row[2], language=row[3])

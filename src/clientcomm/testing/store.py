@@ -24,7 +24,7 @@ The tests are ``async`` and need ``pytest-asyncio`` in auto mode (or mark them).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -79,7 +79,7 @@ class StoreConformance:
             key="k-a",
             status="queued",
             due_at=due,
-            data={"n": 1, "s": "Grüße \"x\"", "l": [1, None, True], "d": {"x": 1.5}},
+            data={"n": 1, "s": 'Grüße "x"', "l": [1, None, True], "d": {"x": 1.5}},
             body=b"\x00\xffbinary",
         )
         async with store.transaction("f1") as tx:
@@ -174,7 +174,7 @@ class StoreConformance:
 
     async def test_update_bumps_version_and_keeps_identity(self, store: Store) -> None:
         async with store.transaction("f1") as tx:
-            [a] = await tx.insert([rec("a", status="one")])
+            await tx.insert([rec("a", status="one")])
         async with store.transaction("f1") as tx:
             cur = await tx.get("item", "a")
             [new] = await tx.update([cur.evolve(status="two", data={"x": 2}, body=b"b")])
@@ -223,8 +223,10 @@ class StoreConformance:
     async def test_list_filters_paging_and_counts(self, store: Store) -> None:
         async with store.transaction("f1") as tx:
             await tx.insert(
-                [rec(f"m{i}", parent="c1" if i % 2 else "c2", status="s" if i < 6 else "t")
-                 for i in range(10)]
+                [
+                    rec(f"m{i}", parent="c1" if i % 2 else "c2", status="s" if i < 6 else "t")
+                    for i in range(10)
+                ]
             )
             await tx.insert([rec("other-kind", kind="else", parent="c1", status="s")])
         async with store.transaction("f1") as tx:
@@ -235,7 +237,7 @@ class StoreConformance:
             assert [r.id for r in both] == ["m1", "m3", "m5"]
             page1 = await tx.list("item", limit=4)
             page2 = await tx.list("item", limit=4, after_seq=page1[-1].seq)
-            assert [r.id for r in page1 + page2] == [f"m{i}" for i in range(8)]
+            assert [r.id for r in [*page1, *page2]] == [f"m{i}" for i in range(8)]
             newest = await tx.list("item", descending=True, limit=3)
             assert [r.id for r in newest] == ["m9", "m8", "m7"]
             older = await tx.list("item", descending=True, limit=3, after_seq=newest[-1].seq)
@@ -359,7 +361,9 @@ class StoreConformance:
         assert all(r.lease_owner == "w1" and r.lease_until == now + lease for r in got)
         assert all(r.version == 1 for r in got)
         # leased: nobody else gets them until the lease expires
-        again = await store.claim("item", status="queued", owner="w2", now=now, lease=lease, limit=10)
+        again = await store.claim(
+            "item", status="queued", owner="w2", now=now, lease=lease, limit=10
+        )
         assert again == []
         later = now + timedelta(minutes=10)
         stolen = await store.claim(
@@ -376,18 +380,21 @@ class StoreConformance:
 
     async def test_claim_limit_parent_and_bad_input(self, store: Store) -> None:
         async with store.transaction("f1") as tx:
-            await tx.insert([rec(f"r{i}", parent="a" if i < 3 else "b", status="q")
-                             for i in range(6)])
+            await tx.insert(
+                [rec(f"r{i}", parent="a" if i < 3 else "b", status="q") for i in range(6)]
+            )
         got = await store.claim(
             "item", status="q", owner="w", now=T0, lease=timedelta(seconds=5), limit=2, parent="b"
         )
         assert [r.id for r in got] == ["r3", "r4"]
         with pytest.raises(InvalidInputError):
-            await store.claim("item", status="q", owner="w", now=T0,
-                              lease=timedelta(seconds=5), limit=0)
+            await store.claim(
+                "item", status="q", owner="w", now=T0, lease=timedelta(seconds=5), limit=0
+            )
         with pytest.raises(InvalidInputError):
-            await store.claim("item", status="q", owner="", now=T0,
-                              lease=timedelta(seconds=5), limit=1)
+            await store.claim(
+                "item", status="q", owner="", now=T0, lease=timedelta(seconds=5), limit=1
+            )
 
     async def test_concurrent_claimers_never_share(self, store: Store) -> None:
         async with store.transaction("f1") as tx:
@@ -462,12 +469,29 @@ class DirectoryConformance:
         await self._seed(directory)
         addr = PostalAddress("Anna Alt", "Hauptstr. 1", "10115", "Berlin", "DE")
         await directory.put_contact(
-            Contact("k1", "f1", "c1", "Anna Alt", email="anna@example.com", registered=True,
-                    preference=ContactPreference.LETTER, address=addr, language="en")
+            Contact(
+                "k1",
+                "f1",
+                "c1",
+                "Anna Alt",
+                email="anna@example.com",
+                registered=True,
+                preference=ContactPreference.LETTER,
+                address=addr,
+                language="en",
+            )
         )
         await directory.put_contact(Contact("k2", "f1", "c1", "Ohne Mail"))
-        staff = Staff("s1", "f1", "Sabine", Role.CLERK, email="s@k.example", unrestricted=False,
-                      client_ids={"c1", "c2"}, permissions={StaffPermission.CLIENT_PORTAL})
+        staff = Staff(
+            "s1",
+            "f1",
+            "Sabine",
+            Role.CLERK,
+            email="s@k.example",
+            unrestricted=False,
+            client_ids={"c1", "c2"},
+            permissions={StaffPermission.CLIENT_PORTAL},
+        )
         await directory.put_staff(staff)
         await directory.put_staff(Staff("s0", "f1", "Adam", Role.ADMIN))
         await directory.put_case_file(
@@ -514,11 +538,12 @@ class DirectoryConformance:
     )
     async def test_bad_input(self, directory: WritableDirectory, entry: Any) -> None:
         await self._seed(directory)
-        put = {
+        puts: dict[type, Callable[[Any], Awaitable[None]]] = {
             Firm: directory.put_firm,
             Client: directory.put_client,
             Staff: directory.put_staff,
             Contact: directory.put_contact,
-        }[type(entry)]
+        }
+        put = puts[type(entry)]
         with pytest.raises(InvalidInputError):
             await put(entry)
