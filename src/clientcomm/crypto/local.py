@@ -224,6 +224,12 @@ class LocalKeyProvider:
             the Store again. ``0`` (default) reads it on every call, so a client
             forgotten by another process cannot be opened here afterwards; a
             positive value saves reads and bounds that delay.
+        wrap_revalidate_after: the same bound for *wrapping* only (default 5 s).
+            A forget in another process is then seen by wraps here within that
+            time; a value sealed meanwhile is sealed under a destroyed key and
+            can never be opened (opening always honours ``revalidate_after``),
+            so this only trades a few useless ciphertexts for far fewer Store
+            reads on the mailing hot path.
         cache_size: how many clients' unwrapped keys are kept in memory.
 
     Every method opens its own short Store transaction (one per call, batches
@@ -238,11 +244,12 @@ class LocalKeyProvider:
         previous_master_keys: Sequence[MasterKey] = (),
         clock: Clock | None = None,
         revalidate_after: float = 0.0,
-        cache_size: int = 4096,
+        wrap_revalidate_after: float = 5.0,
+        cache_size: int = 16384,
     ) -> None:
         if not isinstance(master_key, MasterKey):
             raise ConfigurationError("master_key must be a MasterKey")
-        if revalidate_after < 0 or cache_size < 1:
+        if revalidate_after < 0 or wrap_revalidate_after < 0 or cache_size < 1:
             raise InvalidInputError("revalidate_after", "must be >= 0 (and cache_size >= 1)")
         self._store = store
         self._master = master_key
@@ -251,6 +258,7 @@ class LocalKeyProvider:
         }
         self._clock: Clock = clock or SystemClock()
         self._ttl = float(revalidate_after)
+        self._wrap_ttl = max(self._ttl, float(wrap_revalidate_after))
         self._cache: OrderedDict[tuple[str, str], _Cached] = OrderedDict()
         self._cache_size = cache_size
 
@@ -334,11 +342,13 @@ class LocalKeyProvider:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    def _fresh(self, firm_id: str, client_ids: Sequence[str]) -> dict[str, _Cached] | None:
+    def _fresh(
+        self, firm_id: str, client_ids: Sequence[str], ttl: float
+    ) -> dict[str, _Cached] | None:
         """Cached entries for all clients if revalidation is not due, else None."""
-        if self._ttl <= 0:
+        if ttl <= 0:
             return None
-        limit = time.monotonic() - self._ttl
+        limit = time.monotonic() - ttl
         out: dict[str, _Cached] = {}
         for client_id in client_ids:
             cached = self._cache.get((firm_id, client_id))
@@ -367,11 +377,11 @@ class LocalKeyProvider:
         )
 
     async def _read(
-        self, firm_id: str, client_ids: Sequence[str], *, create: bool
+        self, firm_id: str, client_ids: Sequence[str], *, create: bool, ttl: float | None = None
     ) -> dict[str, _Cached | None]:
         """Load the clients' records (creating missing ones if ``create``);
         None for clients without a record."""
-        fresh = self._fresh(firm_id, client_ids)
+        fresh = self._fresh(firm_id, client_ids, self._ttl if ttl is None else ttl)
         if fresh is not None:
             return dict(fresh)
         for attempt in range(_RETRIES):
@@ -414,7 +424,7 @@ class LocalKeyProvider:
             validate_key_owner("client_id", client_id)
         if not clients:
             return []
-        loaded = await self._read(firm_id, clients, create=True)
+        loaded = await self._read(firm_id, clients, create=True, ttl=self._wrap_ttl)
         rings: dict[str, ClientKeyring] = {}
         forgotten: list[str] = []
         for client_id, cached in loaded.items():

@@ -36,3 +36,23 @@ async def iterate_pages(
         if len(page) < batch:
             return
         after = page[-1].seq
+
+
+def with_version(r: Record, version: int) -> Record:
+    """``r.evolve(version=version)``, several times faster (hot path of updates)."""
+    return Record(
+        kind=r.kind,
+        id=r.id,
+        firm_id=r.firm_id,
+        parent=r.parent,
+        key=r.key,
+        status=r.status,
+        due_at=r.due_at,
+        data=r.data,
+        body=r.body,
+        seq=r.seq,
+        version=version,
+        lease_owner=r.lease_owner,
+        lease_until=r.lease_until,
+        created_at=r.created_at,
+    )

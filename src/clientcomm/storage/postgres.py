@@ -46,7 +46,7 @@ from clientcomm.errors import (
     StorageError,
 )
 from clientcomm.storage._codec import dump_data, load_data
-from clientcomm.storage._common import check_own, iterate_pages
+from clientcomm.storage._common import check_own, iterate_pages, with_version
 from clientcomm.storage.base import Record, Transaction
 from clientcomm.storage.migrations import load_migrations
 
@@ -943,7 +943,7 @@ class _PostgresTransaction:
                     r.version,
                 )
             )
-            out.append(r.evolve(version=r.version + 1))
+            out.append(with_version(r, r.version + 1))
         for row in rows:
             self._queue(_UPDATE, row, check=True, copy=False)
         return out

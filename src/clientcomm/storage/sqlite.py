@@ -30,7 +30,7 @@ from clientcomm.errors import (
     StorageError,
 )
 from clientcomm.storage._codec import dump_data, from_micros, load_data, to_micros
-from clientcomm.storage._common import check_own, iterate_pages
+from clientcomm.storage._common import check_own, iterate_pages, with_version
 from clientcomm.storage._lock import WriterLock
 from clientcomm.storage.base import EPOCH, Record, Transaction
 from clientcomm.storage.migrations import load_migrations
@@ -571,7 +571,7 @@ class _SQLiteTransaction:
                 ),
                 check=True,
             )
-            out.append(r.evolve(version=r.version + 1))
+            out.append(with_version(r, r.version + 1))
         return out
 
     async def delete(self, kind: str, ids: Iterable[str]) -> int:
