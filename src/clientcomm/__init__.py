@@ -5,7 +5,31 @@ The public API is listed in ``__all__`` (kept sorted; a test checks it).
 
 from __future__ import annotations
 
+from clientcomm.access import AccessPolicy, RoleAccessPolicy
+from clientcomm.actors import Actor, ClientActor, StaffActor
+from clientcomm.app import ClientComm
+from clientcomm.attachments import AttachmentInfo, AttachmentInput, AttachmentMode
+from clientcomm.audience import Audience, ResolvedAudience, resolve_audience
+from clientcomm.blobs import BlobStore, FileBlobStore, MemoryBlobStore
 from clientcomm.clock import Clock, ManualClock, SystemClock
+from clientcomm.crypto import (
+    RETAIN_INDEFINITELY,
+    KeyProvider,
+    LocalKeyProvider,
+    MasterKey,
+    MemoryKeyProvider,
+    OpenRequest,
+    RetentionRule,
+    SealContext,
+    Sealer,
+    SealRequest,
+    generate_master_key,
+    lawyer_retention,
+    load_master_key,
+    rewrap_records,
+    statutory_retention,
+    tax_adviser_retention,
+)
 from clientcomm.directory.base import Directory, WritableDirectory
 from clientcomm.directory.memory import MemoryDirectory
 from clientcomm.directory.models import (
@@ -36,50 +60,148 @@ from clientcomm.errors import (
     StorageError,
     TemporaryDeliveryError,
 )
+from clientcomm.mailing import (
+    DeliveryEvent,
+    LedgerEntry,
+    MailingPreview,
+    MailingProgress,
+    MailingReceipt,
+    MailingService,
+    MailingState,
+    RecipientState,
+)
+from clientcomm.messages import ChatMessage, ClientMessage, MessageService
+from clientcomm.notify import (
+    DeliveryReport,
+    LinkTemplates,
+    MailSettings,
+    MailTransport,
+    MemoryTransport,
+    NotificationEvent,
+    NotificationKind,
+    RetryPolicy,
+    SMTPConfig,
+    SMTPTransport,
+    TLSMode,
+    deliver_due,
+    delivery_status,
+)
+from clientcomm.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
 from clientcomm.storage.base import Record, Store, Transaction
 from clientcomm.storage.memory import MemoryStore
 from clientcomm.storage.sqlite import SQLiteStore
 from clientcomm.storage.url import open_store
+from clientcomm.worker import Worker
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "RETAIN_INDEFINITELY",
+    "AccessPolicy",
+    "Actor",
+    "AttachmentInfo",
+    "AttachmentInput",
+    "AttachmentMode",
+    "Audience",
+    "Author",
+    "BlobStore",
     "CaseFile",
+    "ChatMessage",
     "Client",
+    "ClientActor",
+    "ClientComm",
     "ClientCommError",
     "ClientGroup",
+    "ClientMessage",
     "Clock",
     "ConfigurationError",
     "ConflictError",
     "Contact",
     "ContactPreference",
+    "DefaultReadPolicy",
     "DeliveryError",
+    "DeliveryEvent",
+    "DeliveryReport",
     "Directory",
+    "FileBlobStore",
     "Firm",
     "IntegrityError",
     "InvalidInputError",
     "KeyDestroyedError",
+    "KeyProvider",
+    "LedgerEntry",
+    "LinkTemplates",
+    "LocalKeyProvider",
+    "MailSettings",
+    "MailTransport",
+    "MailingPreview",
+    "MailingProgress",
+    "MailingReceipt",
+    "MailingService",
+    "MailingState",
     "ManualClock",
+    "MasterKey",
+    "MemoryBlobStore",
     "MemoryDirectory",
+    "MemoryKeyProvider",
     "MemoryStore",
+    "MemoryTransport",
+    "MessageService",
     "NotFoundError",
+    "NotificationEvent",
+    "NotificationKind",
+    "OpenRequest",
     "PermanentDeliveryError",
     "PermissionDeniedError",
     "PostalAddress",
+    "PostgresStore",
+    "ReadPolicy",
+    "RecipientState",
     "Record",
+    "ResolvedAudience",
     "RetentionError",
+    "RetentionRule",
+    "RetryPolicy",
     "Role",
+    "RoleAccessPolicy",
+    "SMTPConfig",
+    "SMTPTransport",
     "SQLiteStore",
+    "SealContext",
+    "SealRequest",
+    "Sealer",
     "SqlDirectory",
     "Staff",
+    "StaffActor",
     "StaffPermission",
     "StorageError",
     "Store",
     "SystemClock",
+    "TLSMode",
     "TemporaryDeliveryError",
     "Transaction",
+    "UnreadFor",
+    "Worker",
     "WritableDirectory",
     "__version__",
+    "deliver_due",
+    "delivery_status",
     "directory_for",
+    "generate_master_key",
+    "lawyer_retention",
+    "load_master_key",
     "open_store",
+    "resolve_audience",
+    "rewrap_records",
+    "statutory_retention",
+    "tax_adviser_retention",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # PostgresStore needs the optional extra clientcomm[postgres]; import it lazily.
+    if name == "PostgresStore":
+        from clientcomm.storage.postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module 'clientcomm' has no attribute {name!r}")

@@ -1,0 +1,322 @@
+"""Mass-mailing throughput, bytes written and peak memory, beside the raw ceiling.
+
+``python bench/mailing.py`` (run by ``make bench``) prints one JSON object per
+figure on stdout; progress goes to stderr.
+
+Our path: ``submit`` + ``step`` until every recipient is delivered (copy sealed
+for the client, written with its notification job, recipient marked done in the
+same transaction), on SQLite with the store's settings (WAL, synchronous=FULL,
+16 KiB pages), keys from the LocalKeyProvider (already created, as for any
+mailing after the first), attachments in a FileBlobStore.
+
+Raw ceiling, measured in the same run: plain ``AESGCM.encrypt`` of the same bytes
+per recipient plus one ``executemany`` insert of one row per recipient in one
+transaction with the same database settings, and plain file writes (write +
+fsync, as FileBlobStore does) for attachment blobs. No clientcomm code.
+
+Scenarios: text only (2 KB) x 10,000; 2 KB + 1 MB PDF per copy x 2,000; the same
+with shared ciphertext x 10,000; text only x 100,000 (peak RSS, in a child
+process) beside x 10,000; text only x 10,000 on PostgreSQL (when a server is
+available: CLIENTCOMM_TEST_PG_URL, or one started with scripts/pg-cluster.sh).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from clientcomm.actors import StaffActor
+from clientcomm.app import ClientComm
+from clientcomm.attachments import AttachmentInput, AttachmentMode
+from clientcomm.audience import Audience
+from clientcomm.blobs.filesystem import FileBlobStore
+from clientcomm.crypto import LocalKeyProvider, MasterKey
+from clientcomm.directory.memory import MemoryDirectory
+from clientcomm.directory.models import Client, Contact, Firm, Role, Staff
+from clientcomm.messages import READ_KIND
+from clientcomm.notify.links import LinkTemplates
+from clientcomm.notify.memory import MemoryTransport
+from clientcomm.notify.outbox import MailSettings
+from clientcomm.storage.base import Store
+from clientcomm.storage.sqlite import SQLiteStore
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXT = ("Sehr geehrte Mandantin, sehr geehrter Mandant, " * 50)[:2048]
+PDF = b"%PDF-1.7\n" + os.urandom(1024 * 1024 - 16) + b"\n%%EOF\n"
+ADMIN = StaffActor("f1", "admin")
+
+
+def emit(
+    name: str,
+    value: float,
+    unit: str,
+    baseline: float | None = None,
+    target: float | None = None,
+    **extra: Any,
+) -> None:
+    row: dict[str, Any] = {"name": name, "value": round(value, 3), "unit": unit}
+    if baseline is not None:
+        row["baseline"] = round(baseline, 3)
+        row["ratio"] = round(value / baseline, 3) if baseline else None
+    if target is not None:
+        row["target"] = target
+    row.update(extra)
+    print(json.dumps(row), flush=True)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# -- raw ceiling --------------------------------------------------------------------
+def raw_sqlite(db: Path, n: int, attachment: bytes | None, blob_dir: Path | None) -> float:
+    """Recipients/s of the plainest correct code: encrypt per recipient, one
+    executemany in one transaction, plain durable file writes for blobs."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA page_size=16384")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE copies (id INTEGER PRIMARY KEY, client TEXT, body BLOB)")
+    text = TEXT.encode()
+    start = time.perf_counter()
+    aead = AESGCM(AESGCM.generate_key(256))
+    rows = []
+    for i in range(n):
+        rows.append((f"c{i:06}", aead.encrypt(os.urandom(12), text, None)))
+        if attachment is not None and blob_dir is not None:
+            sealed = aead.encrypt(os.urandom(12), attachment, None)
+            with open(blob_dir / f"b{i}", "wb") as fh:
+                fh.write(sealed)
+                fh.flush()
+                os.fsync(fh.fileno())
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO copies (client, body) VALUES (?, ?)", rows)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return n / elapsed
+
+
+# -- our path -------------------------------------------------------------------------
+async def build(store: Store, n: int, blob_dir: Path, staff: int = 1) -> ClientComm:
+    directory = MemoryDirectory()
+    await directory.put_firm(Firm("f1", "Kanzlei Benchmark", office_email="office@bench.example"))
+    await directory.put_staff(Staff("admin", "f1", "Ada Admin", Role.ADMIN))
+    for s in range(1, staff):
+        await directory.put_staff(Staff(f"s{s:03}", "f1", f"Staff {s}", Role.CLERK))
+    for i in range(n):
+        cid = f"c{i:06}"
+        await directory.put_client(Client(cid, "f1", f"Mandant {i}"))
+        await directory.put_contact(
+            Contact(
+                f"k{i:06}", "f1", cid, f"Kontakt {i}", email=f"k{i}@bench.example", registered=True
+            )
+        )
+    keys = LocalKeyProvider(store, MasterKey.generate())
+    app = ClientComm(
+        store=store,
+        directory=directory,
+        keys=keys,
+        blobs=FileBlobStore(blob_dir),
+        transport=MemoryTransport(),
+        links=LinkTemplates(default="https://portal.example/{firm_id}/clients/{client_id}"),
+        mail=MailSettings(sender="portal@portal.example", message_id_domain="portal.example"),
+    )
+    # keys exist already, as for every mailing after a client's first
+    ids = [f"c{i:06}" for i in range(n)]
+    for i in range(0, n, 1000):
+        await keys.wrap_many("f1", [(c, bytes(32)) for c in ids[i : i + 1000]])
+    return app
+
+
+async def run_ours(
+    app: ClientComm, attachments: list[AttachmentInput], mode: AttachmentMode
+) -> tuple[float, int]:
+    start = time.perf_counter()
+    receipt = await app.mailings.submit(
+        ADMIN, Audience.everyone(), TEXT, attachments=attachments, attachment_mode=mode
+    )
+    while await app.mailings.step(limit=1000):
+        pass
+    elapsed = time.perf_counter() - start
+    status = await app.mailings.status(ADMIN, receipt.id)
+    assert status.delivered == receipt.total, status
+    return receipt.total / elapsed, receipt.total
+
+
+def db_bytes(db: Path) -> int:
+    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+
+
+async def scenario_sqlite(
+    tmp: Path, name: str, n: int, attachment: bytes | None, mode: AttachmentMode, staff: int = 1
+) -> dict[str, float]:
+    work = tmp / name
+    work.mkdir()
+    raw_blobs = work / "raw-blobs"
+    raw_blobs.mkdir()
+    raw = raw_sqlite(work / "raw.db", n, attachment, raw_blobs if attachment else None)
+    raw_bytes = db_bytes(work / "raw.db") + tree_bytes(raw_blobs)
+    shutil.rmtree(raw_blobs)
+    db = work / "ours.db"
+    async with SQLiteStore(db) as store:
+        app = await build(store, n, work / "blobs", staff=staff)
+        before = db_bytes(db)
+        atts = (
+            [AttachmentInput.from_bytes("Rundschreiben.pdf", attachment, "application/pdf")]
+            if attachment
+            else []
+        )
+        rate, total = await run_ours(app, atts, mode)
+        async with store.transaction("f1") as tx:
+            read_rows = await tx.count(READ_KIND)
+    written = db_bytes(db) - before + tree_bytes(work / "blobs")
+    log(f"{name}: ours {rate:,.0f}/s, raw {raw:,.0f}/s, {written / 1e6:.1f} MB written")
+    return {
+        "rate": rate,
+        "raw": raw,
+        "bytes": written,
+        "raw_bytes": raw_bytes,
+        "total": total,
+        "read_rows": read_rows,
+    }
+
+
+def child_rss(n: int) -> float:
+    """Peak RSS (MB) of a fresh process that submits and drains n text recipients."""
+    here = str(Path(__file__).parent)
+    code = (
+        "import asyncio, sys, tempfile, resource; from pathlib import Path;"
+        f"sys.path.insert(0, {here!r}); import mailing as m;"
+        "d = Path(tempfile.mkdtemp());"
+        f"asyncio.run(m.scenario_sqlite(d, 'rss', {n}, None, m.AttachmentMode.PER_COPY));"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+async def scenario_postgres(n: int) -> None:
+    url = os.environ.get("CLIENTCOMM_TEST_PG_URL")
+    cluster: Path | None = None
+    if not url:
+        cluster = Path(tempfile.mkdtemp(prefix="clientcomm-bench-pg."))
+        try:
+            await asyncio.to_thread(
+                subprocess.run,
+                ["bash", str(ROOT / "scripts" / "pg-cluster.sh"), "start", str(cluster)],
+                check=True,
+                capture_output=True,
+            )
+        except (subprocess.CalledProcessError, OSError) as exc:
+            log(f"postgres scenario skipped: cannot start a cluster ({exc})")
+            return
+        url = (cluster / "url").read_text().strip()
+    try:
+        import psycopg
+
+        from clientcomm.testing.postgres import isolated_store
+
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute("DROP TABLE IF EXISTS bench_raw")
+            await conn.execute(
+                "CREATE TABLE bench_raw (id bigserial primary key, client text, body bytea)"
+            )
+            text = TEXT.encode()
+            start = time.perf_counter()
+            aead = AESGCM(AESGCM.generate_key(256))
+            rows = [(f"c{i:06}", aead.encrypt(os.urandom(12), text, None)) for i in range(n)]
+            async with conn.transaction():
+                cur = conn.cursor()
+                async with cur.copy("COPY bench_raw (client, body) FROM STDIN") as copy:
+                    for row in rows:
+                        await copy.write_row(row)
+            raw = n / (time.perf_counter() - start)
+            await conn.execute("DROP TABLE bench_raw")
+        async with isolated_store(url) as store:
+            with tempfile.TemporaryDirectory() as tmp:
+                app = await build(store, n, Path(tmp) / "blobs")
+                rate, _ = await run_ours(app, [], AttachmentMode.PER_COPY)
+        log(f"postgres text x{n}: ours {rate:,.0f}/s, raw COPY {raw:,.0f}/s")
+        emit(f"pg_text_2kb_{n // 1000}k", rate, "recipients/s", raw, 0.25)
+    finally:
+        if cluster is not None:
+            await asyncio.to_thread(
+                subprocess.run,
+                ["bash", str(ROOT / "scripts" / "pg-cluster.sh"), "stop", str(cluster)],
+                check=False,
+                capture_output=True,
+            )
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="clientcomm-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        text = await scenario_sqlite(
+            tmp, "text10k", 10_000, None, AttachmentMode.PER_COPY, staff=50
+        )
+        emit(
+            "mailing_text_2kb_10k",
+            text["rate"],
+            "recipients/s",
+            text["raw"],
+            0.25,
+            bytes_written=int(text["bytes"]),
+            raw_bytes=int(text["raw_bytes"]),
+        )
+        emit(
+            "read_state_rows_10k_clients_50_staff",
+            text["read_rows"],
+            "rows",
+            note="rows written for read state by a mailing to 10,000 clients with 50 staff",
+        )
+        pdf = await scenario_sqlite(tmp, "pdf2k", 2_000, PDF, AttachmentMode.PER_COPY)
+        emit(
+            "mailing_pdf_1mb_per_copy_2k",
+            pdf["rate"],
+            "recipients/s",
+            pdf["raw"],
+            0.5,
+            bytes_written=int(pdf["bytes"]),
+            raw_bytes=int(pdf["raw_bytes"]),
+        )
+        shared = await scenario_sqlite(tmp, "shared10k", 10_000, PDF, AttachmentMode.SHARED)
+        per_copy_bytes_10k = pdf["bytes"] / pdf["total"] * shared["total"]
+        emit(
+            "mailing_pdf_shared_10k_bytes_vs_per_copy",
+            shared["bytes"] / per_copy_bytes_10k,
+            "fraction",
+            target=0.02,
+            bytes_written=int(shared["bytes"]),
+            per_copy_bytes_estimate=int(per_copy_bytes_10k),
+        )
+        emit(
+            "mailing_pdf_shared_10k_speedup_vs_per_copy",
+            shared["rate"] / pdf["rate"],
+            "x",
+            target=10.0,
+            recipients_per_s=round(shared["rate"], 1),
+        )
+    rss10 = child_rss(10_000)
+    rss100 = child_rss(100_000)
+    emit("mailing_text_100k_peak_rss", rss100, "MB", target=300.0, rss_10k_mb=round(rss10, 1))
+    await scenario_postgres(10_000)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,444 @@
+"""Attachments of messages: validation, sealing into the BlobStore, two storage modes.
+
+* :attr:`AttachmentMode.PER_COPY` (default, as seed 000 describes): every
+  recipient gets a separately sealed copy of each file, under its own key.
+* :attr:`AttachmentMode.SHARED`: the file is sealed **once** (its associated
+  data names no client) and each recipient's copy holds only that stream's data
+  key, wrapped with the recipient's key. Deleting one copy or forgetting one
+  client leaves the others readable; the blob is deleted when its last
+  reference (a ``blob.ref`` record) goes. Trade-off: far less storage and
+  time, but the ciphertext is shared, so forgetting a client destroys only its
+  *key reference*, not the bytes (which stay readable to the other recipients);
+  and everyone holds the same data key, so a recipient who extracted it could
+  recognise the blob. Per-copy mode has no such coupling.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from clientcomm.blobs.base import BlobStore
+from clientcomm.crypto.context import SealContext
+from clientcomm.crypto.envelope import Sealer, decode_sealed, encode_sealed, stream_frame_size
+from clientcomm.errors import InvalidInputError
+from clientcomm.storage.base import Record, Transaction
+
+__all__ = [
+    "BLOB_REF_KIND",
+    "AttachmentInfo",
+    "AttachmentInput",
+    "AttachmentMode",
+    "AttachmentStore",
+    "Copies",
+    "StagedAttachment",
+    "StoredAttachment",
+]
+
+BLOB_REF_KIND = "blob.ref"
+DEFAULT_MAX_SIZE = 25 * 1024 * 1024
+_READ = 1024 * 1024
+_CACHE_LIMIT = 8 * 1024 * 1024
+_BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+class AttachmentMode(enum.StrEnum):
+    PER_COPY = "per_copy"
+    SHARED = "shared"
+
+
+@attrs.frozen
+class AttachmentInput:
+    """A file to attach: ``content`` is the bytes, or a path to read (streamed).
+
+    Build with :meth:`from_bytes` or :meth:`from_path`.
+    """
+
+    filename: str
+    content: bytes | Path = attrs.field(repr=False)
+    content_type: str = "application/octet-stream"
+
+    @classmethod
+    def from_bytes(
+        cls, filename: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> AttachmentInput:
+        return cls(filename, bytes(data), content_type)
+
+    @classmethod
+    def from_path(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        filename: str | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> AttachmentInput:
+        p = Path(path)
+        return cls(filename or p.name, p, content_type)
+
+
+@attrs.frozen
+class AttachmentInfo:
+    """What a reader sees of an attachment."""
+
+    id: str
+    filename: str
+    size: int
+    content_type: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "filename": self.filename,
+            "size": self.size,
+            "content_type": self.content_type,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> AttachmentInfo:
+        return cls(d["id"], d["filename"], int(d["size"]), d["content_type"])
+
+
+@attrs.frozen
+class StoredAttachment:
+    """An attachment of one message copy: the blob and the stream key wrapped
+    for the message's client."""
+
+    info: AttachmentInfo
+    blob_id: str
+    mode: AttachmentMode
+    stream_key: bytes = attrs.field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.info.to_dict(),
+            "blob_id": self.blob_id,
+            "mode": self.mode.value,
+            "stream_key": encode_sealed(self.stream_key),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> StoredAttachment:
+        return cls(
+            AttachmentInfo.from_dict(d),
+            d["blob_id"],
+            AttachmentMode(d["mode"]),
+            decode_sealed(d["stream_key"]),
+        )
+
+
+@attrs.frozen
+class StagedAttachment:
+    """A mailing's attachment, sealed for the mailing's staging key."""
+
+    info: AttachmentInfo
+    blob_id: str
+    mode: AttachmentMode
+    stream_key: bytes = attrs.field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.info.to_dict(),
+            "blob_id": self.blob_id,
+            "mode": self.mode.value,
+            "stream_key": encode_sealed(self.stream_key),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> StagedAttachment:
+        return cls(
+            AttachmentInfo.from_dict(d),
+            d["blob_id"],
+            AttachmentMode(d["mode"]),
+            decode_sealed(d["stream_key"]),
+        )
+
+
+@attrs.frozen
+class _Prepared:
+    info: AttachmentInfo
+    content: bytes | Path = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Copies:
+    """Per-recipient attachments of one fan-out batch, and the shared blobs'
+    reference records to insert with the copies."""
+
+    stored: dict[str, tuple[StoredAttachment, ...]]
+    refs: list[Record]
+
+
+def _read_path(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := fh.read(_READ):
+            yield chunk
+
+
+def _content_ctx(firm_id: str, owner: str | None, blob_id: str) -> SealContext:
+    return SealContext(firm_id, owner, "attachment", blob_id, "content")
+
+
+class AttachmentStore:
+    """Seals attachments into a BlobStore (see module docs for the two modes).
+
+    Args:
+        blobs: where sealed bytes go.
+        sealer: the envelope service.
+        max_size: largest accepted file in bytes (default 25 MiB).
+        max_count: most files per message (default 20).
+    """
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        sealer: Sealer,
+        *,
+        max_size: int = DEFAULT_MAX_SIZE,
+        max_count: int = 20,
+    ) -> None:
+        if max_size <= 0 or max_count <= 0:
+            raise InvalidInputError("max_size", "limits must be positive")
+        self.blobs = blobs
+        self.sealer = sealer
+        self.max_size = max_size
+        self.max_count = max_count
+
+    # -- validation --------------------------------------------------------------
+    def prepare(self, inputs: Sequence[AttachmentInput]) -> list[_Prepared]:
+        """Validate attachments before anything is written.
+
+        Raises:
+            InvalidInputError: too many files; a bad file name (empty, path
+                separators, control characters), an empty, unreadable or
+                oversized file (``field`` names ``attachments[i]``).
+        """
+        if len(inputs) > self.max_count:
+            raise InvalidInputError("attachments", f"at most {self.max_count} files")
+        out: list[_Prepared] = []
+        for i, a in enumerate(inputs):
+            field = f"attachments[{i}]"
+            if not isinstance(a, AttachmentInput):
+                raise InvalidInputError(field, "must be an AttachmentInput")
+            name = a.filename
+            if (
+                not isinstance(name, str)
+                or not name.strip()
+                or len(name) > 255
+                or _BAD_NAME.search(name)
+            ):
+                raise InvalidInputError(
+                    f"{field}.filename", "must be a plain file name", value=name
+                )
+            if not re.fullmatch(r"[\w.+-]+/[\w.+-]+", a.content_type or ""):
+                raise InvalidInputError(
+                    f"{field}.content_type", "must be a MIME type", value=a.content_type
+                )
+            if isinstance(a.content, bytes):
+                size = len(a.content)
+            else:
+                try:
+                    if not a.content.is_file():
+                        raise InvalidInputError(
+                            field, "file not found or not a regular file", value=str(a.content)
+                        )
+                    size = a.content.stat().st_size
+                    with a.content.open("rb"):
+                        pass
+                except OSError as exc:
+                    raise InvalidInputError(
+                        field, f"unreadable: {exc.strerror}", value=str(a.content)
+                    ) from None
+            if size == 0:
+                raise InvalidInputError(field, "is empty", value=name)
+            if size > self.max_size:
+                raise InvalidInputError(
+                    field, f"is {size} bytes; the limit is {self.max_size} bytes", value=name
+                )
+            out.append(
+                _Prepared(AttachmentInfo(uuid.uuid4().hex, name, size, a.content_type), a.content)
+            )
+        return out
+
+    def _source(self, p: _Prepared) -> bytes | Iterator[bytes]:
+        return p.content if isinstance(p.content, bytes) else _read_path(p.content)
+
+    # -- single message (one client) ----------------------------------------------
+    async def store_copies(
+        self, firm_id: str, client_id: str, message_id: str, prepared: Sequence[_Prepared]
+    ) -> list[StoredAttachment]:
+        """Seal each prepared file for ``client_id`` into its own blob.
+
+        Raises:
+            KeyDestroyedError: the client was forgotten.
+            StorageError: the BlobStore failed (blobs written so far are removed).
+        """
+        out: list[StoredAttachment] = []
+        try:
+            for p in prepared:
+                blob_id = f"att-{uuid.uuid4().hex}"
+                sealed = await self.sealer.seal_stream(
+                    _content_ctx(firm_id, client_id, blob_id), self._source(p)
+                )
+                await self.blobs.put(firm_id, blob_id, sealed.chunks)
+                out.append(StoredAttachment(p.info, blob_id, AttachmentMode.PER_COPY, sealed.key))
+        except BaseException:
+            await self.discard(firm_id, out)
+            raise
+        return out
+
+    # -- mailings ----------------------------------------------------------------
+    async def stage(
+        self,
+        firm_id: str,
+        owner: str,
+        mailing_id: str,
+        prepared: Sequence[_Prepared],
+        mode: AttachmentMode,
+    ) -> list[StagedAttachment]:
+        """Seal a mailing's files once, for the staging key ``owner``. In shared
+        mode the staged blob *is* the shared blob (sealed without a client).
+
+        Raises:
+            StorageError: the BlobStore failed (nothing is left behind).
+        """
+        out: list[StagedAttachment] = []
+        try:
+            for p in prepared:
+                blob_id = f"mail-{mailing_id}-{p.info.id}"
+                key = self.sealer.new_stream_key()
+                ctx_owner = owner if mode is AttachmentMode.PER_COPY else None
+                [ref] = await self.sealer.wrap_stream_keys(firm_id, [(owner, key)])
+                frames = self.sealer.seal_chunks(
+                    _content_ctx(firm_id, ctx_owner, blob_id), key, self._source(p)
+                )
+                await self.blobs.put(firm_id, blob_id, frames)
+                out.append(StagedAttachment(p.info, blob_id, mode, ref))
+        except BaseException:
+            await self.discard_staged(firm_id, out, force=True)
+            raise
+        return out
+
+    async def _plain(self, firm_id: str, owner: str, s: StagedAttachment) -> AsyncIterator[bytes]:
+        ctx = _content_ctx(firm_id, owner, s.blob_id)
+        frames = self.blobs.open(firm_id, s.blob_id, chunk_size=stream_frame_size(s.stream_key))
+        async for piece in self.sealer.open_stream(ctx, s.stream_key, frames, key_owner=owner):
+            yield piece
+
+    async def copies(
+        self,
+        firm_id: str,
+        owner: str,
+        staged: Sequence[StagedAttachment],
+        recipients: Sequence[tuple[str, str]],
+    ) -> Copies:
+        """Make the attachments of one fan-out batch: ``recipients`` are
+        ``(client_id, message_id)`` pairs. Per-copy files are re-sealed for
+        each client into new blobs; shared files get one wrapped key per
+        client and a ``blob.ref`` record each (to insert with the copies).
+
+        Raises:
+            KeyDestroyedError: a recipient was forgotten, or the staging key
+                (the mailing was cancelled).
+            StorageError: the BlobStore failed (blobs written so far are removed).
+        """
+        stored: dict[str, list[StoredAttachment]] = {cid: [] for cid, _ in recipients}
+        refs: list[Record] = []
+        if not staged:
+            return Copies({}, [])
+        try:
+            for s in staged:
+                if s.mode is AttachmentMode.SHARED:
+                    key = await self.sealer.open_stream_key(
+                        _content_ctx(firm_id, None, s.blob_id), s.stream_key, key_owner=owner
+                    )
+                    wrapped = await self.sealer.wrap_stream_keys(
+                        firm_id, [(cid, key) for cid, _ in recipients]
+                    )
+                    for (cid, mid), ref in zip(recipients, wrapped, strict=True):
+                        stored[cid].append(StoredAttachment(s.info, s.blob_id, s.mode, ref))
+                        refs.append(
+                            Record(
+                                kind=BLOB_REF_KIND,
+                                id=f"{s.blob_id}:{mid}",
+                                firm_id=firm_id,
+                                parent=s.blob_id,
+                                data={"client_id": cid, "message_id": mid},
+                            )
+                        )
+                    continue
+                cached: list[bytes] | None = None
+                if s.info.size <= _CACHE_LIMIT:
+                    cached = [piece async for piece in self._plain(firm_id, owner, s)]
+                keys = [self.sealer.new_stream_key() for _ in recipients]
+                wrapped = await self.sealer.wrap_stream_keys(
+                    firm_id, [(cid, k) for (cid, _), k in zip(recipients, keys, strict=True)]
+                )
+                for (cid, _mid), key, ref in zip(recipients, keys, wrapped, strict=True):
+                    blob_id = f"att-{uuid.uuid4().hex}"
+                    source: Any = cached if cached is not None else self._plain(firm_id, owner, s)
+                    frames = self.sealer.seal_chunks(
+                        _content_ctx(firm_id, cid, blob_id), key, source
+                    )
+                    await self.blobs.put(firm_id, blob_id, frames)
+                    stored[cid].append(StoredAttachment(s.info, blob_id, s.mode, ref))
+        except BaseException:
+            await self.discard(firm_id, [a for v in stored.values() for a in v])
+            raise
+        return Copies({cid: tuple(v) for cid, v in stored.items()}, refs)
+
+    # -- reading -------------------------------------------------------------------
+    async def open(
+        self, firm_id: str, client_id: str, stored: StoredAttachment
+    ) -> AsyncIterator[bytes]:
+        """Stream the plaintext of a client's attachment.
+
+        Raises:
+            IntegrityError: tampered or moved data; KeyDestroyedError: forgotten client.
+            NotFoundError: the blob is gone.
+        """
+        owner_in_ctx = client_id if stored.mode is AttachmentMode.PER_COPY else None
+        ctx = _content_ctx(firm_id, owner_in_ctx, stored.blob_id)
+        frames = self.blobs.open(
+            firm_id, stored.blob_id, chunk_size=stream_frame_size(stored.stream_key)
+        )
+        async for piece in self.sealer.open_stream(
+            ctx, stored.stream_key, frames, key_owner=client_id
+        ):
+            yield piece
+
+    # -- cleanup -------------------------------------------------------------------
+    async def discard(self, firm_id: str, stored: Sequence[StoredAttachment]) -> None:
+        """Delete per-copy blobs of copies that were not committed (shared blobs
+        are never deleted here)."""
+        for a in stored:
+            if a.mode is AttachmentMode.PER_COPY:
+                await self.blobs.delete(firm_id, a.blob_id)
+
+    async def discard_staged(
+        self, firm_id: str, staged: Sequence[StagedAttachment], *, force: bool = False
+    ) -> None:
+        """Delete staged per-copy blobs; shared blobs only with ``force`` (the
+        mailing never committed, or no copy references them)."""
+        for s in staged:
+            if s.mode is AttachmentMode.PER_COPY or force:
+                await self.blobs.delete(firm_id, s.blob_id)
+
+    async def release_refs(
+        self, tx: Transaction, stored: Sequence[StoredAttachment], message_id: str
+    ) -> list[str]:
+        """Drop a deleted copy's references to shared blobs; returns the blob ids
+        no copy references any more (delete them after the transaction commits)."""
+        orphaned: list[str] = []
+        for a in stored:
+            if a.mode is AttachmentMode.SHARED:
+                await tx.delete(BLOB_REF_KIND, [f"{a.blob_id}:{message_id}"])
+                if not await tx.count(BLOB_REF_KIND, parent=a.blob_id):
+                    orphaned.append(a.blob_id)
+        return orphaned

@@ -1,0 +1,448 @@
+"""Mass mailing (seed 000) against every Store backend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import attrs
+import pytest
+
+from clientcomm import (
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    ManualClock,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from clientcomm.actors import ClientActor, StaffActor
+from clientcomm.app import ClientComm
+from clientcomm.attachments import BLOB_REF_KIND, AttachmentInput, AttachmentMode
+from clientcomm.audience import Audience
+from clientcomm.mailing import RECIPIENT_KIND, DeliveryEvent, MailingState
+from clientcomm.messages import MESSAGE_KIND, READ_KIND
+from clientcomm.notify.memory import MemoryTransport
+from clientcomm.storage.base import Store
+from tests.conformance.conftest import STORE_BACKENDS, open_backend
+from tests.mailing_support import make_app
+
+ADMIN = StaffActor("f1", "admin")
+TEXT = "Liebe Mandantinnen und Mandanten, bitte beachten Sie die neuen Fristen."
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ClientComm]:
+    async for store in open_backend(request.param, tmp_path):
+        async with make_app(store, tmp_path) as application:
+            yield application
+
+
+def clock_of(app: ClientComm) -> ManualClock:
+    assert isinstance(app.clock, ManualClock)
+    return app.clock
+
+
+async def count(store: Store, kind: str, firm: str = "f1", **kw: object) -> int:
+    async with store.transaction(firm) as tx:
+        return await tx.count(kind, **kw)  # type: ignore[arg-type]
+
+
+# -- who may send -------------------------------------------------------------------
+@pytest.mark.parametrize("staff_id", ["admin", "manager", "clerk"])
+async def test_allowed_senders(app: ClientComm, staff_id: str) -> None:
+    receipt = await app.mailings.submit(StaffActor("f1", staff_id), Audience.everyone(), TEXT)
+    assert receipt.total == 5  # c1..c4, c6 (c5 inactive)
+
+
+@pytest.mark.parametrize("staff_id", ["restricted", "assistant", "gone", "nobody"])
+async def test_refused_senders_write_nothing(app: ClientComm, staff_id: str) -> None:
+    with pytest.raises(PermissionDeniedError):
+        await app.mailings.submit(StaffActor("f1", staff_id), Audience.clients("c1"), TEXT)
+    with pytest.raises(PermissionDeniedError):
+        await app.mailings.preview(StaffActor("f1", staff_id), Audience.everyone())
+    assert await count(app.store, "mailing") == 0
+    assert await count(app.store, RECIPIENT_KIND) == 0
+
+
+# -- audience -------------------------------------------------------------------------
+async def test_audience_union_dedupes_and_skips_inactive(app: ClientComm) -> None:
+    preview = await app.mailings.preview(
+        ADMIN, Audience.groups("g1") | Audience.clients("c2", "c4")
+    )
+    assert [c.id for c in preview.clients] == ["c1", "c2", "c4"]
+    assert preview.count == 3 and preview.skipped == ()
+    picked = await app.mailings.preview(ADMIN, Audience.clients("c5", "c6"))
+    assert [c.id for c in picked.clients] == ["c6"] and picked.skipped == (("c5", "inactive"),)
+    everyone = await app.mailings.preview(ADMIN, Audience.everyone() | Audience.groups("g2"))
+    assert [c.id for c in everyone.clients] == ["c1", "c2", "c3", "c4", "c6"]
+
+
+async def test_audience_errors(app: ClientComm) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        await app.mailings.submit(StaffActor("f2", "admin2"), Audience.groups("g1"), TEXT)
+    assert info.value.field == "audience.group_ids"
+    with pytest.raises(InvalidInputError, match="unknown group"):
+        await app.mailings.submit(ADMIN, Audience.groups("g1", "nope"), TEXT)
+    with pytest.raises(NotFoundError):
+        await app.mailings.submit(ADMIN, Audience.clients("c1", "ghost"), TEXT)
+    with pytest.raises(NotFoundError):  # another firm's client is unknown here
+        await app.mailings.submit(ADMIN, Audience.clients("x1"), TEXT)
+    with pytest.raises(InvalidInputError):
+        await app.mailings.submit(ADMIN, Audience(), TEXT)
+    with pytest.raises(InvalidInputError, match="no active recipients"):
+        await app.mailings.submit(ADMIN, Audience.clients("c5"), TEXT)
+    for bad in ("", "   ", "x\x00y", "x" * 100_001):
+        with pytest.raises(InvalidInputError):
+            await app.mailings.submit(ADMIN, Audience.everyone(), bad)
+    assert await count(app.store, "mailing") == 0
+
+
+async def test_clerk_picks_outside_access_are_named(app: ClientComm) -> None:
+    # unrestricted clerks reach everyone; a restricted one may not mail at all
+    receipt = await app.mailings.submit(StaffActor("f1", "clerk"), Audience.clients("c3"), TEXT)
+    assert receipt.total == 1
+    from clientcomm.access import RoleAccessPolicy
+    from clientcomm.directory.models import Role, Staff
+
+    class LetRestrictedMail(RoleAccessPolicy):
+        def may_send_mailing(self, staff: Staff) -> bool:
+            return staff.active and staff.role is not Role.ASSISTANT
+
+    app.mailings._access = LetRestrictedMail()
+    with pytest.raises(PermissionDeniedError) as info:
+        await app.mailings.submit(
+            StaffActor("f1", "restricted"), Audience.clients("c1", "c3", "c4"), TEXT
+        )
+    assert info.value.offending_ids == ("c3", "c4")
+    # "all clients" for a restricted sender means those it has access to
+    allowed = await app.mailings.preview(StaffActor("f1", "restricted"), Audience.everyone())
+    assert [c.id for c in allowed.clients] == ["c1", "c2"]
+
+
+# -- submit, fan-out, copies ------------------------------------------------------------
+async def test_submit_returns_at_once_and_worker_delivers(app: ClientComm) -> None:
+    receipt = await app.mailings.submit(ADMIN, Audience.everyone(), TEXT)
+    progress = await app.mailings.status(ADMIN, receipt.id)
+    assert (progress.total, progress.pending, progress.delivered) == (5, 5, 0)
+    assert progress.state is MailingState.SENDING
+    assert await count(app.store, MESSAGE_KIND) == 0
+    await app.drain()
+    progress = await app.mailings.status(ADMIN, receipt.id)
+    assert (progress.delivered, progress.pending, progress.state) == (5, 0, MailingState.COMPLETED)
+    assert progress.done and progress.fraction == 1.0
+    assert await count(app.store, MESSAGE_KIND) == 5
+    for cid in ("c1", "c2", "c3", "c4", "c6"):
+        [msg] = await app.messages.list_for_client(ClientActor("f1", cid))
+        assert msg.text == TEXT and msg.from_firm and msg.unread
+        # the client-side value carries no recipient list, mailing id or count
+        fields = {f.name for f in attrs.fields(type(msg))}
+        assert fields == {"id", "from_firm", "text", "sent_at", "attachments", "unread", "seq"}
+    assert await count(app.store, MESSAGE_KIND, parent="c5") == 0
+
+
+async def test_each_client_sees_only_its_own_copy(app: ClientComm) -> None:
+    await app.mailings.submit(ADMIN, Audience.clients("c1", "c2"), TEXT)
+    await app.drain()
+    [m1] = await app.messages.list_for_client(ClientActor("f1", "c1"))
+    with pytest.raises(NotFoundError):
+        await app.messages.get_for_client(ClientActor("f1", "c2"), m1.id)
+    with pytest.raises(NotFoundError):
+        await app.messages.list_for_client(ClientActor("f1", "ghost"))
+    own = await app.messages.get_for_client(ClientActor("f1", "c1"), m1.id)
+    assert own.text == TEXT
+
+
+async def test_copies_are_sealed_per_client(app: ClientComm) -> None:
+    await app.mailings.submit(ADMIN, Audience.clients("c1", "c2"), TEXT)
+    await app.drain()
+    async with app.store.transaction("f1") as tx:
+        r1 = (await tx.list(MESSAGE_KIND, parent="c1"))[0]
+        r2 = (await tx.list(MESSAGE_KIND, parent="c2"))[0]
+        assert TEXT.encode() not in (r1.body or b"")
+        assert r1.body != r2.body
+        # swap the ciphertexts: each now fails to open instead of leaking the other's
+        await tx.update([r1.evolve(body=r2.body), r2.evolve(body=r1.body)])
+    with pytest.raises(IntegrityError):
+        await app.messages.list_for_client(ClientActor("f1", "c1"))
+
+
+async def test_frozen_at_submit(app: ClientComm) -> None:
+    from clientcomm.directory.models import Client
+
+    receipt = await app.mailings.submit(ADMIN, Audience.groups("g2"), TEXT)
+    directory = app.directory
+    assert hasattr(directory, "put_client")
+    await directory.put_client(Client("c4", "f1", "Dora Dach", group_ids={"g2"}))  # joins g2
+    await directory.put_client(Client("c2", "f1", "Bernd Bau", group_ids={"g1"}))  # leaves g2
+    await app.drain()
+    delivered = [e.client_id async for e in app.mailings.ledger(ADMIN, receipt.id)]
+    assert delivered == ["c2", "c3"]
+
+
+# -- read state ------------------------------------------------------------------------
+async def test_read_state(app: ClientComm) -> None:
+    await app.mailings.submit(ADMIN, Audience.everyone(), TEXT)
+    await app.drain()
+    # no read-state rows were written for staff: the copy is read for all of them
+    assert await count(app.store, READ_KIND) == 0
+    for staff in ("admin", "manager", "clerk"):
+        assert await app.messages.unread_count(StaffActor("f1", staff), "c1") == 0
+    client = ClientActor("f1", "c1", "k1")
+    assert await app.messages.unread_count(client, "c1") == 1
+    await app.messages.list_for_client(client)
+    assert await app.messages.unread_count(client, "c1") == 0
+    await app.messages.send(client, "c1", "Danke, erledigt.")
+    assert await app.messages.unread_count(StaffActor("f1", "admin"), "c1") == 1
+    assert await app.messages.unread_counts(StaffActor("f1", "manager"), ["c1", "c2"]) == {
+        "c1": 1,
+        "c2": 0,
+    }
+    staff_view = await app.messages.list_for_staff(StaffActor("f1", "admin"), "c1")
+    assert [m.unread for m in staff_view] == [True, False]
+    assert staff_view[1].mailing_id is not None  # staff may see it came from a mailing
+    assert await app.messages.unread_count(StaffActor("f1", "admin"), "c1") == 0
+    assert await app.messages.unread_count(StaffActor("f1", "manager"), "c1") == 1
+    with pytest.raises(PermissionDeniedError):
+        await app.messages.unread_count(StaffActor("f1", "restricted"), "c3")
+
+
+# -- attachments ------------------------------------------------------------------------
+PDF = b"%PDF-1.7\n" + bytes(range(256)) * 800 + b"\n%%EOF\n"
+
+
+async def read_attachment(app: ClientComm, actor: ClientActor) -> bytes:
+    [msg] = await app.messages.list_for_client(actor, mark_read=False)
+    [att] = msg.attachments
+    stream = await app.messages.open_attachment(actor, msg.id, att.id)
+    return b"".join([chunk async for chunk in stream])
+
+
+async def test_per_copy_attachments(app: ClientComm, tmp_path: Path) -> None:
+    path = tmp_path / "Rundschreiben.pdf"
+    path.write_bytes(PDF)
+    await app.mailings.submit(
+        ADMIN,
+        Audience.clients("c1", "c2"),
+        TEXT,
+        attachments=[AttachmentInput.from_path(path, content_type="application/pdf")],
+    )
+    await app.drain()
+    blobs = set()
+    for cid in ("c1", "c2"):
+        assert await read_attachment(app, ClientActor("f1", cid)) == PDF
+        async with app.store.transaction("f1") as tx:
+            [r] = await tx.list(MESSAGE_KIND, parent=cid)
+        blobs.add(r.data["attachments"][0]["blob_id"])
+    assert len(blobs) == 2  # a separately sealed copy per recipient
+
+
+async def test_shared_attachments_and_garbage_collection(app: ClientComm) -> None:
+    await app.mailings.submit(
+        ADMIN,
+        Audience.clients("c1", "c2", "c3"),
+        TEXT,
+        attachments=[AttachmentInput.from_bytes("Info.pdf", PDF, "application/pdf")],
+        attachment_mode=AttachmentMode.SHARED,
+    )
+    await app.drain()
+    async with app.store.transaction("f1") as tx:
+        records = [(await tx.list(MESSAGE_KIND, parent=c))[0] for c in ("c1", "c2", "c3")]
+    blob_ids = {r.data["attachments"][0]["blob_id"] for r in records}
+    assert len(blob_ids) == 1
+    [blob_id] = blob_ids
+    assert await count(app.store, BLOB_REF_KIND, parent=blob_id) == 3
+    # forgetting one client leaves the others readable
+    await app.sealer.forget_client("f1", "c1", override=True)
+    with pytest.raises(IntegrityError):
+        await read_attachment(app, ClientActor("f1", "c1"))
+    assert await read_attachment(app, ClientActor("f1", "c2")) == PDF
+    # deleting copies: the blob goes with the last reference
+    await app.messages.delete(ADMIN, records[1].id)
+    assert await read_attachment(app, ClientActor("f1", "c3")) == PDF
+    assert await app.blobs.exists("f1", blob_id)
+    await app.messages.delete(ADMIN, records[0].id)
+    await app.messages.delete(ADMIN, records[2].id)
+    assert not await app.blobs.exists("f1", blob_id)
+
+
+async def test_bad_attachments_are_refused_and_nothing_written(
+    app: ClientComm, tmp_path: Path
+) -> None:
+    cases = [
+        AttachmentInput.from_bytes("leer.pdf", b""),
+        AttachmentInput.from_path(tmp_path / "missing.pdf"),
+        AttachmentInput.from_bytes("../evil.pdf", b"x"),
+        AttachmentInput.from_bytes("a\r\nb.pdf", b"x"),
+        AttachmentInput.from_bytes("ok.pdf", b"x", "not a mime type"),
+    ]
+    for bad in cases:
+        with pytest.raises(InvalidInputError) as info:
+            await app.mailings.submit(ADMIN, Audience.everyone(), TEXT, attachments=[bad])
+        assert info.value.field.startswith("attachments[0]")
+    app.attachments.max_size = 1000
+    with pytest.raises(InvalidInputError, match="limit is 1000 bytes"):
+        await app.mailings.submit(
+            ADMIN, Audience.everyone(), TEXT, attachments=[AttachmentInput.from_bytes("b", PDF)]
+        )
+    assert await count(app.store, "mailing") == 0
+
+
+# -- schedule, cancel, progress ---------------------------------------------------------
+async def test_scheduled_mailing_waits(app: ClientComm) -> None:
+    clock = clock_of(app)
+    receipt = await app.mailings.submit(
+        ADMIN, Audience.everyone(), TEXT, schedule_at=clock.now() + timedelta(hours=2)
+    )
+    assert (await app.mailings.status(ADMIN, receipt.id)).state is MailingState.SCHEDULED
+    await app.drain()
+    assert await count(app.store, MESSAGE_KIND) == 0
+    clock.advance(timedelta(hours=2))
+    await app.drain()
+    status = await app.mailings.status(ADMIN, receipt.id)
+    assert status.delivered == 5 and status.state is MailingState.COMPLETED
+
+
+async def test_cancel_midway(app: ClientComm) -> None:
+    receipt = await app.mailings.submit(ADMIN, Audience.everyone(), TEXT)
+    assert await app.mailings.step(limit=2) == 2
+    status = await app.mailings.cancel(ADMIN, receipt.id)
+    assert (status.delivered, status.cancelled, status.pending) == (2, 3, 0)
+    assert status.state is MailingState.CANCELLED and status.done
+    await app.drain()
+    assert await count(app.store, MESSAGE_KIND) == 2
+    entries = {e.client_id: e.state async for e in app.mailings.ledger(ADMIN, receipt.id)}
+    assert sorted(entries.values()) == ["cancelled"] * 3 + ["delivered"] * 2
+    with pytest.raises(ConflictError):
+        await app.mailings.cancel(ADMIN, receipt.id)
+    with pytest.raises(NotFoundError):
+        await app.mailings.cancel(ADMIN, "no-such-mailing")
+    with pytest.raises(PermissionDeniedError):
+        await app.mailings.cancel(StaffActor("f1", "assistant"), receipt.id)
+
+
+async def test_cancel_scheduled_sends_nothing(app: ClientComm) -> None:
+    clock = clock_of(app)
+    receipt = await app.mailings.submit(
+        ADMIN, Audience.everyone(), TEXT, schedule_at=clock.now() + timedelta(minutes=5)
+    )
+    await app.mailings.cancel(ADMIN, receipt.id)
+    clock.advance(timedelta(hours=1))
+    await app.drain()
+    assert await count(app.store, MESSAGE_KIND) == 0
+
+
+async def test_follow_yields_progress_until_done(app: ClientComm) -> None:
+    receipt = await app.mailings.submit(ADMIN, Audience.everyone(), TEXT)
+    seen: list[float] = []
+
+    async def worker() -> None:
+        while await app.mailings.step(limit=1):
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(worker())
+    async for progress in app.mailings.follow(ADMIN, receipt.id, interval=0.01):
+        seen.append(progress.fraction)
+    await task
+    assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) >= 2
+
+
+async def test_ledger_notifications_hooks_and_audit(app: ClientComm) -> None:
+    events: list[DeliveryEvent] = []
+    unsubscribe = app.mailings.subscribe(events.append)
+    receipt = await app.mailings.submit(ADMIN, Audience.clients("c1", "c2", "c3"), TEXT)
+    await app.drain()
+    unsubscribe()
+    assert sorted(e.client_id for e in events) == ["c1", "c2", "c3"]
+    transport = app.transport
+    assert isinstance(transport, MemoryTransport)
+    # c1's registered contact was notified; the mail carries no message text
+    [mail] = transport.messages()
+    assert mail["To"].addresses[0].addr_spec == "anna@example.com"
+    assert "Fristen" not in mail.as_string()
+    status = await app.mailings.status(ADMIN, receipt.id)
+    assert (status.notifications_sent, status.notifications_failed) == (1, 1)  # k2: no address
+    rows = [json.loads(line) async for line in app.mailings.export_jsonl(ADMIN, receipt.id)]
+    by_client = {r["client_id"]: r for r in rows}
+    assert by_client["c1"]["notifications_sent"] == 1
+    assert by_client["c2"]["notification_errors"] == ["no_address"]
+    assert by_client["c3"]["notifications_sent"] == 0  # contact not registered in the portal
+    csv_text = "".join([line async for line in app.mailings.export_csv(ADMIN, receipt.id)])
+    assert csv_text.splitlines()[0].startswith("mailing_id,client_id,state")
+    assert len(csv_text.splitlines()) == 4
+    async with app.store.transaction("f1") as tx:
+        [audit] = await tx.list("audit", parent=f"mailing:{receipt.id}")
+    assert audit.data["recipient_count"] == 3 and audit.data["actor"] == "admin"
+    assert TEXT not in json.dumps(audit.data)
+
+
+# -- exactly once ---------------------------------------------------------------------
+async def test_crashed_worker_is_finished_by_the_next(app: ClientComm) -> None:
+    clock = clock_of(app)
+    receipt = await app.mailings.submit(ADMIN, Audience.everyone(), TEXT)
+    # a worker claims everything and dies
+    dead = await app.store.claim(
+        RECIPIENT_KIND,
+        status="queued",
+        owner="dead",
+        now=clock.now(),
+        lease=timedelta(seconds=60),
+        limit=100,
+    )
+    assert len(dead) == 5
+    assert await app.mailings.step() == 0  # leased: nobody else touches them
+    clock.advance(timedelta(seconds=61))
+    await app.drain()
+    # the dead worker wakes up with its stale batch: nothing doubles
+    assert await app.mailings._deliver("f1", receipt.id, list(dead)) == 0
+    assert await count(app.store, MESSAGE_KIND) == 5
+    for cid in ("c1", "c2", "c3", "c4", "c6"):
+        assert await count(app.store, MESSAGE_KIND, parent=cid) == 1
+
+
+@pytest.mark.postgres
+async def test_two_workers_on_postgres_share_without_doubling(tmp_path: Path) -> None:
+    from clientcomm import WritableDirectory
+    from clientcomm.directory.models import Client
+    from clientcomm.mailing import MailingService
+    from clientcomm.storage.postgres import PostgresStore
+    from clientcomm.testing.postgres import isolated_schema
+    from tests.conftest import pg_admin_url
+
+    async with isolated_schema(pg_admin_url()) as url:  # noqa: SIM117 - url is needed below
+        async with (
+            PostgresStore(url) as first,
+            PostgresStore(url) as second,
+            make_app(first, tmp_path) as app,
+        ):
+            directory = app.directory
+            assert isinstance(directory, WritableDirectory)
+            for i in range(400):
+                await directory.put_client(Client(f"p{i:04}", "f1", f"Mandant {i}"))
+            receipt = await app.mailings.submit(ADMIN, Audience.everyone(), TEXT)
+            other = MailingService(
+                store=second,
+                directory=directory,
+                sealer=app.sealer,
+                attachments=app.attachments,
+                links=app.mailings._links,
+                clock=app.clock,
+            )
+            counts: dict[str, int] = {"a": 0, "b": 0}
+
+            async def run(name: str, service: MailingService) -> None:
+                while n := await service.step(limit=13):
+                    counts[name] += n
+
+            await asyncio.gather(run("a", app.mailings), run("b", other))
+            assert counts["a"] > 0 and counts["b"] > 0  # both did real work
+            assert counts["a"] + counts["b"] == receipt.total
+            async with first.transaction("f1") as tx:
+                messages = await tx.list(MESSAGE_KIND)
+                states = await tx.count_by_status(RECIPIENT_KIND, parent=receipt.id)
+            assert states == {"delivered": receipt.total}
+            assert len(messages) == receipt.total
+            assert len({m.parent for m in messages}) == receipt.total
