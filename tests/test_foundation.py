@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import runpy
 import subprocess
 import sys
@@ -153,3 +154,56 @@ def test_quickstart_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     runpy.run_path(str(ROOT / "examples" / "quickstart.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "Anna Alt" in out and "Bäckerei Brot GmbH" in out and "inactive" in out
+
+
+async def test_cli_worker_runs_a_mailing(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    from clientcomm import Audience, LocalKeyProvider, MasterKey, StaffActor, generate_master_key
+    from tests.mailing_support import make_app
+
+    key = generate_master_key()
+    db = tmp_path / "w.db"
+    async with SQLiteStore(db) as store, make_app(store, tmp_path, blobs_on_disk=True) as app:
+        app.sealer.provider = LocalKeyProvider(store, MasterKey.from_text(key))
+        receipt = await app.mailings.submit(StaffActor("f1", "admin"), Audience.everyone(), "Hallo")
+    with socket.socket() as s:  # a port where no SMTP server listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "clientcomm.cli",
+            "worker",
+            f"sqlite:///{db}",
+            "--once",
+            "--blobs",
+            str(tmp_path / "blobs"),
+            "--link",
+            "https://portal.example/{client_id}",
+            "--sender",
+            "portal@portal.example",
+            "--message-id-domain",
+            "portal.example",
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            str(port),
+            "--smtp-tls",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CLIENTCOMM_MASTER_KEY": key},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    async with SQLiteStore(db) as store, store.transaction("f1") as tx:
+        states = await tx.count_by_status("mailing.recipient", parent=receipt.id)
+        jobs = await tx.count_by_status("notify.job", parent=receipt.id)
+    assert states == {"delivered": receipt.total}
+    # the SMTP server is down: the contact's e-mail waits for a retry, none is lost
+    assert jobs.get("pending", 0) == 1 and jobs.get("failed", 0) == 1

@@ -15,14 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
+from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Role, Staff
-from clientcomm.errors import PermissionDeniedError
+from clientcomm.errors import NotFoundError, PermissionDeniedError
 
 __all__ = [
     "AccessPolicy",
     "RoleAccessPolicy",
     "require_client_access",
     "require_mailing",
+    "resolve_staff",
 ]
 
 
@@ -51,6 +53,22 @@ class RoleAccessPolicy:
         if staff.role in (Role.ADMIN, Role.MANAGER):
             return True
         return staff.role is Role.CLERK and staff.unrestricted
+
+
+async def resolve_staff(directory: Directory, firm_id: str, staff_id: str, *, action: str) -> Staff:
+    """The acting staff member, read from the Directory.
+
+    Raises:
+        PermissionDeniedError: unknown or inactive staff member (an unknown
+            actor is a permission problem, not a missing object).
+    """
+    try:
+        staff = await directory.get_staff(firm_id, staff_id)
+    except NotFoundError:
+        raise PermissionDeniedError("unknown staff member", actor=staff_id, action=action) from None
+    if not staff.active:
+        raise PermissionDeniedError("inactive staff member", actor=staff_id, action=action)
+    return staff
 
 
 def require_mailing(policy: AccessPolicy, staff: Staff) -> None:

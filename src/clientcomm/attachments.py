@@ -108,7 +108,7 @@ class AttachmentInfo:
 @attrs.frozen
 class StoredAttachment:
     """An attachment of one message copy: the blob and the stream key wrapped
-    for the message's client."""
+    for the message's client (or, staged, for a mailing's staging key)."""
 
     info: AttachmentInfo
     blob_id: str
@@ -133,31 +133,9 @@ class StoredAttachment:
         )
 
 
-@attrs.frozen
-class StagedAttachment:
-    """A mailing's attachment, sealed for the mailing's staging key."""
-
-    info: AttachmentInfo
-    blob_id: str
-    mode: AttachmentMode
-    stream_key: bytes = attrs.field(repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.info.to_dict(),
-            "blob_id": self.blob_id,
-            "mode": self.mode.value,
-            "stream_key": encode_sealed(self.stream_key),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> StagedAttachment:
-        return cls(
-            AttachmentInfo.from_dict(d),
-            d["blob_id"],
-            AttachmentMode(d["mode"]),
-            decode_sealed(d["stream_key"]),
-        )
+StagedAttachment = StoredAttachment
+"""A mailing's attachment, sealed (per copy) or wrapped (shared) for the
+mailing's staging key: the same shape as a copy's attachment."""
 
 
 @attrs.frozen

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -39,6 +40,43 @@ async def _clients(url: str, firm_id: str) -> int:
     return 0
 
 
+async def _worker(args: argparse.Namespace) -> int:
+    """Run the background worker over the embedded wiring: SQL Directory in the
+    same database, LocalKeyProvider (master key from CLIENTCOMM_MASTER_KEY or
+    CLIENTCOMM_MASTER_KEY_FILE), FileBlobStore and SMTP from the options."""
+    from clientcomm.app import ClientComm
+    from clientcomm.blobs.filesystem import FileBlobStore
+    from clientcomm.crypto import LocalKeyProvider, load_master_key
+    from clientcomm.notify import LinkTemplates, MailSettings, SMTPConfig, SMTPTransport, TLSMode
+    from clientcomm.worker import Worker
+
+    store = await open_store(args.url)
+    transport = SMTPTransport(
+        SMTPConfig(
+            host=args.smtp_host,
+            port=args.smtp_port,
+            tls=TLSMode(args.smtp_tls),
+            username=args.smtp_user,
+            password=os.environ.get("CLIENTCOMM_SMTP_PASSWORD"),
+        )
+    )
+    app = ClientComm(
+        store=store,
+        directory=directory_for(store),
+        keys=LocalKeyProvider(store, load_master_key()),
+        blobs=FileBlobStore(args.blobs),
+        transport=transport,
+        links=LinkTemplates(default=args.link),
+        mail=MailSettings(sender=args.sender, message_id_domain=args.message_id_domain),
+    )
+    try:
+        done = await Worker(app).run(stop_when_idle=args.once)
+    finally:
+        await app.aclose()
+    print(f"processed {done}")
+    return 0
+
+
 def _keys_new() -> int:
     from clientcomm.crypto import generate_master_key
 
@@ -57,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("clients", help="list clients of the SQL-backed Directory")
     p.add_argument("url")
     p.add_argument("--firm", required=True)
+    p = sub.add_parser("worker", help="run mailing fan-out and notification delivery")
+    p.add_argument("url")
+    p.add_argument("--once", action="store_true", help="stop when nothing is due")
+    p.add_argument("--blobs", required=True, help="directory of the FileBlobStore")
+    p.add_argument(
+        "--link",
+        required=True,
+        help="portal link template, e.g. https://portal.example/{firm_id}/clients/{client_id}",
+    )
+    p.add_argument("--sender", required=True, help="From address of notifications")
+    p.add_argument("--message-id-domain", required=True)
+    p.add_argument("--smtp-host", default="localhost")
+    p.add_argument("--smtp-port", type=int, default=None)
+    p.add_argument("--smtp-tls", default="starttls", help="starttls, implicit or none")
+    p.add_argument("--smtp-user", default=None, help="password from CLIENTCOMM_SMTP_PASSWORD")
     return parser
 
 
@@ -68,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_migrate(args.url))
         if args.command == "clients":
             return asyncio.run(_clients(args.url, args.firm))
+        if args.command == "worker":
+            return asyncio.run(_worker(args))
         if args.command == "keys" and args.keys_command == "new":
             return _keys_new()
     except ClientCommError as exc:

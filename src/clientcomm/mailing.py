@@ -41,7 +41,7 @@ from typing import Any
 
 import attrs
 
-from clientcomm.access import AccessPolicy, RoleAccessPolicy, require_mailing
+from clientcomm.access import AccessPolicy, RoleAccessPolicy, require_mailing, resolve_staff
 from clientcomm.actors import StaffActor
 from clientcomm.attachments import (
     BLOB_REF_KIND,
@@ -59,8 +59,6 @@ from clientcomm.directory.models import Client, Staff
 from clientcomm.errors import (
     ConflictError,
     IntegrityError,
-    NotFoundError,
-    PermissionDeniedError,
 )
 from clientcomm.messages import build_message_record, text_context, validate_text
 from clientcomm.notify.links import LinkTemplates
@@ -246,12 +244,9 @@ class MailingService:
 
     # -- audience --------------------------------------------------------------
     async def _sender(self, actor: StaffActor) -> Staff:
-        try:
-            staff = await self._directory.get_staff(actor.firm_id, actor.staff_id)
-        except NotFoundError:
-            raise PermissionDeniedError(
-                "unknown staff member", actor=actor.staff_id, action="mailing.send"
-            ) from None
+        staff = await resolve_staff(
+            self._directory, actor.firm_id, actor.staff_id, action="mailing.send"
+        )
         require_mailing(self._access, staff)
         return staff
 

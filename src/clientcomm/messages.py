@@ -18,7 +18,12 @@ from typing import Any
 
 import attrs
 
-from clientcomm.access import AccessPolicy, RoleAccessPolicy, require_client_access
+from clientcomm.access import (
+    AccessPolicy,
+    RoleAccessPolicy,
+    require_client_access,
+    resolve_staff,
+)
 from clientcomm.actors import ClientActor, StaffActor
 from clientcomm.attachments import AttachmentInfo, AttachmentStore, StoredAttachment
 from clientcomm.clock import Clock, SystemClock
@@ -26,7 +31,7 @@ from clientcomm.crypto.context import SealContext
 from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Client, Staff
-from clientcomm.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from clientcomm.errors import InvalidInputError, NotFoundError
 from clientcomm.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
 from clientcomm.storage.base import Record, Store, Transaction
 
@@ -159,15 +164,7 @@ class MessageService:
     # -- authorisation ---------------------------------------------------------
     async def staff_for(self, actor: StaffActor) -> Staff:
         """The actor's Staff entry. Raises PermissionDeniedError if unknown/inactive."""
-        try:
-            staff = await self._directory.get_staff(actor.firm_id, actor.staff_id)
-        except NotFoundError:
-            raise PermissionDeniedError(
-                "unknown staff member", actor=actor.staff_id, action="authenticate"
-            ) from None
-        if not staff.active:
-            raise PermissionDeniedError("inactive staff member", actor=staff.id)
-        return staff
+        return await resolve_staff(self._directory, actor.firm_id, actor.staff_id, action="chat")
 
     async def _authorise(self, actor: StaffActor | ClientActor, client_id: str) -> Client:
         if isinstance(actor, ClientActor):

@@ -294,6 +294,9 @@ class StoreConformance:
             {"data": {"b": b"bytes"}},
             {"data": {1: "int key"}},
             {"data": {"nan": float("nan")}},
+            {"id": "a\x00b"},
+            {"parent": "p\x00"},
+            {"status": 7},
         ],
     )
     async def test_bad_records_are_refused(self, store: Store, bad: dict[str, Any]) -> None:
