@@ -336,20 +336,23 @@ class MailingService:
                 },
                 created_at=now,
             )
-            recipients = [
-                Record(
-                    kind=RECIPIENT_KIND,
-                    id=f"{mailing_id}:{cid}",
-                    firm_id=firm_id,
-                    parent=mailing_id,
-                    status=RecipientState.QUEUED.value,
-                    due_at=schedule_at,
-                    data={"client_id": cid},
-                    created_at=now,
-                )
-                for cid in resolved.recipient_ids
-            ]
-            recipients += [
+
+            def recipients(ids: Sequence[str]) -> list[Record]:
+                return [
+                    Record(
+                        kind=RECIPIENT_KIND,
+                        id=f"{mailing_id}:{cid}",
+                        firm_id=firm_id,
+                        parent=mailing_id,
+                        status=RecipientState.QUEUED.value,
+                        due_at=schedule_at,
+                        data={"client_id": cid},
+                        created_at=now,
+                    )
+                    for cid in ids
+                ]
+
+            skipped = [
                 Record(
                     kind=RECIPIENT_KIND,
                     id=f"{mailing_id}:{s.client_id}",
@@ -378,9 +381,10 @@ class MailingService:
                 created_at=now,
             )
             async with self._store.transaction(firm_id) as tx:
-                await tx.insert([mailing, audit])
-                for i in range(0, len(recipients), 5000):
-                    await tx.insert(recipients[i : i + 5000])
+                await tx.insert([mailing, audit, *skipped])
+                ids = resolved.recipient_ids
+                for i in range(0, len(ids), 5000):  # built chunk by chunk: bounded memory
+                    await tx.insert(recipients(ids[i : i + 5000]))
         except BaseException:
             await self._attachments.discard_staged(firm_id, staged, force=True)
             raise
