@@ -446,3 +446,23 @@ async def test_two_workers_on_postgres_share_without_doubling(tmp_path: Path) ->
             assert states == {"delivered": receipt.total}
             assert len(messages) == receipt.total
             assert len({m.parent for m in messages}) == receipt.total
+
+
+async def test_forgotten_client_fails_alone_and_the_batch_goes_on(app: ClientComm) -> None:
+    receipt = await app.mailings.submit(ADMIN, Audience.clients("c1", "c2", "c3"), TEXT)
+    await app.sealer.forget_client("f1", "c2", override=True)
+    await app.drain()
+    status = await app.mailings.status(ADMIN, receipt.id)
+    assert (status.delivered, status.failed, status.pending) == (2, 1, 0)
+    assert status.state is MailingState.COMPLETED
+    entries = {e.client_id: e async for e in app.mailings.ledger(ADMIN, receipt.id)}
+    assert entries["c2"].state == "failed" and entries["c2"].reason == "key_destroyed"
+    assert await count(app.store, MESSAGE_KIND, parent="c2") == 0
+
+
+async def test_export_checks_access_before_any_output(app: ClientComm) -> None:
+    receipt = await app.mailings.submit(ADMIN, Audience.clients("c1"), TEXT)
+    with pytest.raises(PermissionDeniedError):
+        await anext(aiter(app.mailings.export_csv(StaffActor("f1", "assistant"), receipt.id)))
+    with pytest.raises(NotFoundError):
+        await anext(aiter(app.mailings.export_csv(ADMIN, "nope")))

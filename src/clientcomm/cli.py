@@ -3,6 +3,7 @@
 clientcomm migrate URL            apply pending schema migrations
 clientcomm keys new               print a fresh firm master key
 clientcomm clients URL --firm ID  list the clients of the SQL-backed Directory
+clientcomm worker URL --once ...  run mailing fan-out and notification delivery
 """
 
 from __future__ import annotations

@@ -56,10 +56,7 @@ from clientcomm.crypto.context import SealContext
 from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Client, Staff
-from clientcomm.errors import (
-    ConflictError,
-    IntegrityError,
-)
+from clientcomm.errors import ConflictError, IntegrityError, KeyDestroyedError
 from clientcomm.messages import build_message_record, text_context, validate_text
 from clientcomm.notify.links import LinkTemplates
 from clientcomm.notify.models import NotificationEvent, NotificationKind
@@ -293,8 +290,8 @@ class MailingService:
             PermissionDeniedError: the sender may not send mailings, or picked
                 clients outside their access (``offending_ids``); nothing is written.
             InvalidInputError: empty text, empty audience, groups in a firm
-                without groups, unknown groups, bad attachments, a naive or past
-                ``schedule_at``.
+                without groups, unknown groups, bad attachments, a naive
+                ``schedule_at`` (a past one means "send now").
             NotFoundError: picked clients that do not exist.
         """
         validate_text(text)
@@ -481,18 +478,34 @@ class MailingService:
         mailing = loaded.record
         client_ids = [r.data["client_id"] for r in items]
         message_ids = [os.urandom(16).hex() for _ in items]
-        sealed = await self._sealer.seal_many(
-            [
-                SealRequest(text_context(firm_id, cid, mid), loaded.text)
-                for cid, mid in zip(client_ids, message_ids, strict=True)
-            ]
-        )
-        copies = await self._attachments.copies(
-            firm_id,
-            staging_owner(mailing_id),
-            loaded.staged,
-            list(zip(client_ids, message_ids, strict=True)),
-        )
+        try:
+            sealed = await self._sealer.seal_many(
+                [
+                    SealRequest(text_context(firm_id, cid, mid), loaded.text)
+                    for cid, mid in zip(client_ids, message_ids, strict=True)
+                ]
+            )
+            copies = await self._attachments.copies(
+                firm_id,
+                staging_owner(mailing_id),
+                loaded.staged,
+                list(zip(client_ids, message_ids, strict=True)),
+            )
+        except KeyDestroyedError as exc:
+            # Forgotten clients (crypto-shredded after submit) can never receive:
+            # record them as failed and deliver the rest of the batch.
+            gone = set(exc.context.get("client_ids", ())) & set(client_ids)
+            if not gone:  # the staging key itself: the mailing was cancelled
+                return await self._finish_unsent(firm_id, items, RecipientState.CANCELLED, now)
+            failed = await self._finish_unsent(
+                firm_id,
+                [r for r in items if r.data["client_id"] in gone],
+                RecipientState.FAILED,
+                now,
+                reason="key_destroyed",
+            )
+            rest = [r for r in items if r.data["client_id"] not in gone]
+            return failed + (await self._deliver(firm_id, mailing_id, rest) if rest else 0)
         unread_for = self._read.unread_for(Author.STAFF, via_mailing=True)
         sender = str(mailing.data["sender"])
         messages: list[Record] = []
@@ -644,7 +657,13 @@ class MailingService:
         return jobs
 
     async def _finish_unsent(
-        self, firm_id: str, items: Sequence[Record], state: RecipientState, now: datetime
+        self,
+        firm_id: str,
+        items: Sequence[Record],
+        state: RecipientState,
+        now: datetime,
+        *,
+        reason: str | None = None,
     ) -> int:
         try:
             async with self._store.transaction(firm_id) as tx:
@@ -654,7 +673,7 @@ class MailingService:
                             status=state.value,
                             lease_owner=None,
                             lease_until=None,
-                            data={**r.data, "reason": state.value},
+                            data={**r.data, "reason": reason or state.value},
                         )
                         for r in items
                     ]
@@ -734,7 +753,9 @@ class MailingService:
                     cur = await tx.get(MAILING_KIND, mailing_id)
                     if cur.status not in (MailingState.SENDING.value, MailingState.SCHEDULED.value):
                         raise ConflictError(
-                            f"mailing {mailing_id} is already {cur.status}", state=cur.status
+                            f"mailing {mailing_id} is already {cur.status}",
+                            state=cur.status,
+                            final=True,
                         )
                     await tx.update(
                         [
@@ -783,7 +804,7 @@ class MailingService:
                     )
                 break
             except ConflictError as exc:
-                if "already" in str(exc):
+                if exc.context.get("final"):
                     raise
                 continue  # a worker finished some recipients meanwhile: retry
         await self._release_staging(firm_id, mailing_id)
@@ -918,6 +939,9 @@ class MailingService:
 
     async def export_csv(self, actor: StaffActor, mailing_id: str) -> AsyncIterator[str]:
         """The ledger as CSV text, streamed line by line (header first)."""
+        await self._sender(actor)
+        async with self._store.transaction(actor.firm_id) as tx:
+            await tx.get(MAILING_KIND, mailing_id)  # NotFoundError before any output
         fields = [f.name for f in attrs.fields(LedgerEntry)]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")

@@ -12,7 +12,7 @@ ordinary single message: no recipient list, no mailing id, no count.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -409,7 +409,7 @@ class MessageService:
 
     async def open_attachment(
         self, actor: StaffActor | ClientActor, message_id: str, attachment_id: str
-    ) -> Any:
+    ) -> AsyncIterator[bytes]:
         """Stream an attachment's plaintext (an async iterator of bytes).
 
         Raises:
