@@ -45,6 +45,7 @@ from clientcomm.errors import (
     NotFoundError,
     StorageError,
 )
+from clientcomm.storage import _sqlquery as q
 from clientcomm.storage._codec import dump_data, load_data
 from clientcomm.storage._common import check_own, iterate_pages, with_version
 from clientcomm.storage.base import Record, Transaction
@@ -60,10 +61,7 @@ _Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
 # pg_advisory_xact_lock key serialising migrations ("clientcm" as a big-endian int64).
 MIGRATION_LOCK_ID = 0x636C69656E74636D
 
-_COLS = (
-    "seq, firm_id, kind, id, parent, key, status, due_at, data, body, version,"
-    " lease_owner, lease_until, created_at"
-)
+_COLS = q.COLS
 _INSERT_COLS = (
     "firm_id, kind, id, parent, key, status, due_at, data, body,"
     " lease_owner, lease_until, created_at"
@@ -778,17 +776,6 @@ class _PostgresTransaction:
     async def _flush_only(cur: _Cursor) -> None:
         return None
 
-    def _where(self, kind: str, parent: str | None, status: str | None) -> tuple[str, list[Any]]:
-        sql = " WHERE firm_id=%s AND kind=%s"
-        params: list[Any] = [self._firm, kind]
-        if parent is not None:
-            sql += " AND parent=%s"
-            params.append(parent)
-        if status is not None:
-            sql += " AND status=%s"
-            params.append(status)
-        return sql, params
-
     # -- reads --
     async def get(self, kind: str, id: str) -> Record:
         rec = await self.find(kind, id)
@@ -815,15 +802,13 @@ class _PostgresTransaction:
         if _has_nul(kind, id):
             await self._run(self._flush_only)
             return None
-        sql = f"SELECT {_COLS} FROM records WHERE firm_id=%s AND kind=%s AND id=%s"
-        return await self._one(sql, (self._firm, kind, id))
+        return await self._one(*q.find_query("%s", self._firm, kind, "id", id))
 
     async def find_by_key(self, kind: str, key: str) -> Record | None:
         if _has_nul(kind, key):
             await self._run(self._flush_only)
             return None
-        sql = f"SELECT {_COLS} FROM records WHERE firm_id=%s AND kind=%s AND key=%s"
-        return await self._one(sql, (self._firm, kind, key))
+        return await self._one(*q.find_query("%s", self._firm, kind, "key", key))
 
     async def get_many(self, kind: str, ids: Iterable[str]) -> Mapping[str, Record]:
         wanted = [i for i in dict.fromkeys(ids) if "\x00" not in i]
@@ -848,19 +833,19 @@ class _PostgresTransaction:
         limit: int | None = None,
         descending: bool = False,
     ) -> Sequence[Record]:
-        if limit is not None and limit < 0:
-            raise InvalidInputError("limit", "must not be negative")
+        sql, params = q.list_query(
+            "%s",
+            self._firm,
+            kind,
+            parent=parent,
+            status=status,
+            after_seq=after_seq,
+            limit=limit,
+            descending=descending,
+        )
         if _has_nul(kind, parent, status):
             await self._run(self._flush_only)
             return []
-        where, params = self._where(kind, parent, status)
-        if after_seq:
-            where += " AND seq<%s" if descending else " AND seq>%s"
-            params.append(after_seq)
-        sql = f"SELECT {_COLS} FROM records{where} ORDER BY seq {'DESC' if descending else 'ASC'}"
-        if limit is not None:
-            sql += " LIMIT %s"
-            params.append(limit)
         return [_row_to_record(r) for r in await self._all(sql, params)]
 
     async def count(
@@ -874,19 +859,17 @@ class _PostgresTransaction:
         if _has_nul(kind, parent, status):
             await self._run(self._flush_only)
             return 0
-        where, params = self._where(kind, parent, status)
-        if after_seq:
-            where += " AND seq>%s"
-            params.append(after_seq)
-        rows = await self._all(f"SELECT COUNT(*) FROM records{where}", params)
+        sql, params = q.count_query(
+            "%s", self._firm, kind, parent=parent, status=status, after_seq=after_seq
+        )
+        rows = await self._all(sql, params)
         return int(rows[0][0])
 
     async def count_by_status(self, kind: str, *, parent: str | None = None) -> Mapping[str, int]:
         if _has_nul(kind, parent):
             await self._run(self._flush_only)
             return {}
-        where, params = self._where(kind, parent, None)
-        sql = f"SELECT status, COUNT(*) FROM records{where} AND status IS NOT NULL GROUP BY status"
+        sql, params = q.count_by_status_query("%s", self._firm, kind, parent=parent)
         return {str(s): int(n) for s, n in await self._all(sql, params)}
 
     # -- writes --

@@ -29,6 +29,7 @@ from clientcomm.errors import (
     NotFoundError,
     StorageError,
 )
+from clientcomm.storage import _sqlquery as q
 from clientcomm.storage._codec import dump_data, from_micros, load_data, to_micros
 from clientcomm.storage._common import check_own, iterate_pages, with_version
 from clientcomm.storage._lock import WriterLock
@@ -39,10 +40,7 @@ __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 
-_COLS = (
-    "seq, firm_id, kind, id, parent, key, status, due_at, data, body, version,"
-    " lease_owner, lease_until, created_at"
-)
+_COLS = q.COLS
 _INSERT = (
     "INSERT INTO records (firm_id, kind, id, parent, key, status, due_at, data, body,"
     " version, lease_owner, lease_until, created_at) VALUES (?,?,?,?,?,?,?,?,?,0,?,?,?)"
@@ -422,17 +420,6 @@ class _SQLiteTransaction:
         self._begun = False
         await self._store._call(run)
 
-    def _where(self, kind: str, parent: str | None, status: str | None) -> tuple[str, list[Any]]:
-        sql = " WHERE firm_id=? AND kind=?"
-        params: list[Any] = [self._firm, kind]
-        if parent is not None:
-            sql += " AND parent=?"
-            params.append(parent)
-        if status is not None:
-            sql += " AND status=?"
-            params.append(status)
-        return sql, params
-
     # -- reads --
     async def get(self, kind: str, id: str) -> Record:
         rec = await self.find(kind, id)
@@ -440,15 +427,15 @@ class _SQLiteTransaction:
             raise NotFoundError(kind, id)
         return rec
 
-    async def find(self, kind: str, id: str) -> Record | None:
-        sql = f"SELECT {_COLS} FROM records WHERE firm_id=? AND kind=? AND id=?"
-        row = await self._run(lambda c: c.execute(sql, (self._firm, kind, id)).fetchone())
+    async def _one(self, sql: str, params: list[Any]) -> Record | None:
+        row = await self._run(lambda c: c.execute(sql, params).fetchone())
         return None if row is None else _row_to_record(row)
 
+    async def find(self, kind: str, id: str) -> Record | None:
+        return await self._one(*q.find_query("?", self._firm, kind, "id", id))
+
     async def find_by_key(self, kind: str, key: str) -> Record | None:
-        sql = f"SELECT {_COLS} FROM records WHERE firm_id=? AND kind=? AND key=?"
-        row = await self._run(lambda c: c.execute(sql, (self._firm, kind, key)).fetchone())
-        return None if row is None else _row_to_record(row)
+        return await self._one(*q.find_query("?", self._firm, kind, "key", key))
 
     async def get_many(self, kind: str, ids: Iterable[str]) -> Mapping[str, Record]:
         wanted = list(dict.fromkeys(ids))
@@ -481,16 +468,16 @@ class _SQLiteTransaction:
         limit: int | None = None,
         descending: bool = False,
     ) -> Sequence[Record]:
-        if limit is not None and limit < 0:
-            raise InvalidInputError("limit", "must not be negative")
-        where, params = self._where(kind, parent, status)
-        if after_seq:
-            where += " AND seq<?" if descending else " AND seq>?"
-            params.append(after_seq)
-        sql = f"SELECT {_COLS} FROM records{where} ORDER BY seq {'DESC' if descending else 'ASC'}"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        sql, params = q.list_query(
+            "?",
+            self._firm,
+            kind,
+            parent=parent,
+            status=status,
+            after_seq=after_seq,
+            limit=limit,
+            descending=descending,
+        )
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [_row_to_record(r) for r in rows]
 
@@ -502,18 +489,14 @@ class _SQLiteTransaction:
         status: str | None = None,
         after_seq: int = 0,
     ) -> int:
-        where, params = self._where(kind, parent, status)
-        if after_seq:
-            where += " AND seq>?"
-            params.append(after_seq)
-        row = await self._run(
-            lambda c: c.execute(f"SELECT COUNT(*) FROM records{where}", params).fetchone()
+        sql, params = q.count_query(
+            "?", self._firm, kind, parent=parent, status=status, after_seq=after_seq
         )
+        row = await self._run(lambda c: c.execute(sql, params).fetchone())
         return int(row[0])
 
     async def count_by_status(self, kind: str, *, parent: str | None = None) -> Mapping[str, int]:
-        where, params = self._where(kind, parent, None)
-        sql = f"SELECT status, COUNT(*) FROM records{where} AND status IS NOT NULL GROUP BY status"
+        sql, params = q.count_by_status_query("?", self._firm, kind, parent=parent)
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return {str(s): int(n) for s, n in rows}
 
