@@ -23,7 +23,12 @@ from clientcomm.mailing import MailingService
 from clientcomm.messages import MessageService
 from clientcomm.notify.links import LinkTemplates
 from clientcomm.notify.memory import MemoryTransport
-from clientcomm.notify.outbox import MailSettings, NotificationComposer, RetryPolicy
+from clientcomm.notify.outbox import (
+    MailSettings,
+    NotificationComposer,
+    RetryPolicy,
+    deliver_due,
+)
 from clientcomm.notify.transport import MailTransport
 from clientcomm.readstate import ReadPolicy
 from clientcomm.storage.base import Store
@@ -129,8 +134,6 @@ class ClientComm:
     async def run_once(self, *, limit: int = 500) -> int:
         """One round of background work: a mailing fan-out batch, then due
         notifications. Returns how many items were processed (0: idle)."""
-        from clientcomm.notify.outbox import deliver_due
-
         done = await self.mailings.step(limit=limit)
         done += await self.mailings.notify_step()
         report = await deliver_due(

@@ -567,18 +567,17 @@ class MailingService:
                 await tx.update(finished)
                 if mailing.status == MailingState.SCHEDULED.value:
                     await self._set_state(tx, mailing_id, MailingState.SENDING)
-        except ConflictError:
-            # Lost the lease or the recipients were cancelled: nothing of ours landed.
+        except BaseException as exc:
+            # Nothing of ours landed: drop the blobs written for this batch.
             await self._attachments.discard(firm_id, [a for v in copies.stored.values() for a in v])
+            if not isinstance(exc, ConflictError):
+                raise
             log.info(
                 "mailing %s: batch of %d rolled back (lease lost or cancelled)",
                 mailing_id,
                 len(items),
             )
             return 0
-        except BaseException:
-            await self._attachments.discard(firm_id, [a for v in copies.stored.values() for a in v])
-            raise
         await self._publish(
             [
                 DeliveryEvent(firm_id, mailing_id, cid, RecipientState.DELIVERED, mid, now)

@@ -198,6 +198,19 @@ class _Cached:
     loaded_at: float
 
 
+def _batch_clients(firm_id: str, items: Sequence[tuple[str, bytes]]) -> list[str]:
+    """The distinct clients of a wrap/unwrap batch, ids validated.
+
+    Raises:
+        InvalidInputError: a bad firm or client id.
+    """
+    validate_key_owner("firm_id", firm_id)
+    clients = list(dict.fromkeys(client_id for client_id, _ in items))
+    for client_id in clients:
+        validate_key_owner("client_id", client_id)
+    return clients
+
+
 def _kek_aad(firm_id: str, client_id: str, version: int) -> bytes:
     return (
         _KEK_LABEL
@@ -418,10 +431,7 @@ class LocalKeyProvider:
             InvalidInputError: bad ids or data keys.
             StorageError: the Store failed.
         """
-        validate_key_owner("firm_id", firm_id)
-        clients = list(dict.fromkeys(client_id for client_id, _ in items))
-        for client_id in clients:
-            validate_key_owner("client_id", client_id)
+        clients = _batch_clients(firm_id, items)
         if not clients:
             return []
         loaded = await self._read(firm_id, clients, create=True, ttl=self._wrap_ttl)
@@ -449,10 +459,7 @@ class LocalKeyProvider:
             InvalidInputError: bad ids.
             StorageError: the Store failed.
         """
-        validate_key_owner("firm_id", firm_id)
-        clients = list(dict.fromkeys(client_id for client_id, _ in items))
-        for client_id in clients:
-            validate_key_owner("client_id", client_id)
+        clients = _batch_clients(firm_id, items)
         if not clients:
             return []
         rings: dict[str, ClientKeyring | IntegrityError] = {}
