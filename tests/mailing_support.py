@@ -93,3 +93,22 @@ async def make_app(
         **kwargs,  # type: ignore[arg-type]
     )
     yield app
+
+
+async def recipient_states(store: Store, firm_id: str = "f1") -> dict[str, int]:
+    """Recipients by state, summed over every mailing's pages (as stored)."""
+    from clientcomm.mailing import PAGE_KIND
+
+    states: dict[str, int] = {}
+    async for page in store.iterate(firm_id, PAGE_KIND):
+        d = page.data
+        queued = int(d["n"]) - int(d["pos"]) if page.status == "queued" else 0
+        for name, n in (
+            ("delivered", int(d["delivered"])),
+            ("failed", int(d["failed"])),
+            ("cancelled", int(d["cancelled"])),
+            ("queued", queued),
+        ):
+            if n:
+                states[name] = states.get(name, 0) + n
+    return states

@@ -23,12 +23,12 @@ from clientcomm.actors import ClientActor, StaffActor
 from clientcomm.app import ClientComm
 from clientcomm.attachments import BLOB_REF_KIND, AttachmentInput, AttachmentMode
 from clientcomm.audience import Audience
-from clientcomm.mailing import RECIPIENT_KIND, DeliveryEvent, MailingState
+from clientcomm.mailing import PAGE_KIND, DeliveryEvent, MailingState
 from clientcomm.messages import MESSAGE_KIND, READ_KIND
 from clientcomm.notify.memory import MemoryTransport
 from clientcomm.storage.base import Store
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
-from tests.mailing_support import make_app
+from tests.mailing_support import make_app, recipient_states
 
 ADMIN = StaffActor("f1", "admin")
 TEXT = "Liebe Mandantinnen und Mandanten, bitte beachten Sie die neuen Fristen."
@@ -65,7 +65,7 @@ async def test_refused_senders_write_nothing(app: ClientComm, staff_id: str) -> 
     with pytest.raises(PermissionDeniedError):
         await app.mailings.preview(StaffActor("f1", staff_id), Audience.everyone())
     assert await count(app.store, "mailing") == 0
-    assert await count(app.store, RECIPIENT_KIND) == 0
+    assert await count(app.store, PAGE_KIND) == 0
 
 
 # -- audience -------------------------------------------------------------------------
@@ -382,22 +382,22 @@ async def test_ledger_notifications_hooks_and_audit(app: ClientComm) -> None:
 # -- exactly once ---------------------------------------------------------------------
 async def test_crashed_worker_is_finished_by_the_next(app: ClientComm) -> None:
     clock = clock_of(app)
-    receipt = await app.mailings.submit(ADMIN, Audience.everyone(), TEXT)
+    await app.mailings.submit(ADMIN, Audience.everyone(), TEXT)
     # a worker claims everything and dies
-    dead = await app.store.claim(
-        RECIPIENT_KIND,
+    [dead] = await app.store.claim(
+        PAGE_KIND,
         status="queued",
         owner="dead",
         now=clock.now(),
         lease=timedelta(seconds=60),
         limit=100,
     )
-    assert len(dead) == 5
+    assert dead.data["n"] == 5
     assert await app.mailings.step() == 0  # leased: nobody else touches them
     clock.advance(timedelta(seconds=61))
     await app.drain()
     # the dead worker wakes up with its stale batch: nothing doubles
-    assert await app.mailings._deliver("f1", receipt.id, list(dead)) == 0
+    assert await app.mailings._deliver(dead, 100) == 0
     assert await count(app.store, MESSAGE_KIND) == 5
     for cid in ("c1", "c2", "c3", "c4", "c6"):
         assert await count(app.store, MESSAGE_KIND, parent=cid) == 1
@@ -416,7 +416,7 @@ async def test_two_workers_on_postgres_share_without_doubling(tmp_path: Path) ->
         async with (
             PostgresStore(url) as first,
             PostgresStore(url) as second,
-            make_app(first, tmp_path) as app,
+            make_app(first, tmp_path, mailing_batch=13) as app,
         ):
             directory = app.directory
             assert isinstance(directory, WritableDirectory)
@@ -430,6 +430,7 @@ async def test_two_workers_on_postgres_share_without_doubling(tmp_path: Path) ->
                 attachments=app.attachments,
                 links=app.mailings._links,
                 clock=app.clock,
+                batch_size=13,
             )
             counts: dict[str, int] = {"a": 0, "b": 0}
 
@@ -442,8 +443,7 @@ async def test_two_workers_on_postgres_share_without_doubling(tmp_path: Path) ->
             assert counts["a"] + counts["b"] == receipt.total
             async with first.transaction("f1") as tx:
                 messages = await tx.list(MESSAGE_KIND)
-                states = await tx.count_by_status(RECIPIENT_KIND, parent=receipt.id)
-            assert states == {"delivered": receipt.total}
+            assert await recipient_states(first) == {"delivered": receipt.total}
             assert len(messages) == receipt.total
             assert len({m.parent for m in messages}) == receipt.total
 

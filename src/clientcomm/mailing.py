@@ -5,15 +5,18 @@ Flow:
 
 1. :meth:`MailingService.submit` validates, authorises, resolves and freezes the
    recipient list, stages the (sealed) text and attachments and writes the
-   mailing, one ``mailing.recipient`` outbox record per recipient and an audit
-   record — in one transaction — and returns at once.
+   mailing, its recipient *pages* (``mailing.page``: up to ``batch_size`` client
+   ids each, with a delivery cursor) and an audit record — in one transaction —
+   and returns at once.
 2. :meth:`MailingService.step` (called by :class:`~clientcomm.worker.Worker` or by
-   a host's task queue) claims a batch of due recipients with a lease, seals
-   each client's copy, and in **one transaction** writes the copies, their
-   notification jobs and marks the recipients delivered. The recipients were
-   claimed with a version bump, so a worker that lost its lease (or whose
-   recipients were cancelled meanwhile) conflicts and rolls back: no copy is
-   lost, none is doubled, whatever instant a worker dies at.
+   a host's task queue) claims a page with a lease, seals each next client's
+   copy, and in **one transaction** writes the copies, a notification batch and
+   the page's advanced cursor. The page was claimed with a version bump, so a
+   worker that lost its lease (or whose page was cancelled meanwhile) conflicts
+   and rolls back; a copy's id is derived from mailing and client, so the
+   store's unique id refuses a second copy outright. No copy is lost, none is
+   doubled, whatever instant a worker dies at. One row per recipient is written
+   in the fan-out: its copy.
 3. :meth:`MailingService.status` / :meth:`MailingService.follow` report progress;
    :meth:`MailingService.cancel` stops recipients not yet reached;
    :meth:`MailingService.ledger` exports the per-recipient delivery ledger.
@@ -28,13 +31,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import enum
+import hashlib
 import io
 import json
 import logging
 import os
 import socket
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +51,7 @@ from clientcomm.attachments import (
     AttachmentInput,
     AttachmentMode,
     AttachmentStore,
+    Copies,
     StagedAttachment,
 )
 from clientcomm.audience import Audience, ResolvedAudience, resolve_audience
@@ -56,7 +60,7 @@ from clientcomm.crypto.context import SealContext
 from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Client, Staff
-from clientcomm.errors import ConflictError, IntegrityError, KeyDestroyedError
+from clientcomm.errors import ConflictError, IntegrityError, InvalidInputError, KeyDestroyedError
 from clientcomm.messages import build_message_record, text_context, validate_text
 from clientcomm.notify.links import LinkTemplates
 from clientcomm.notify.models import NotificationEvent, NotificationKind
@@ -79,7 +83,7 @@ __all__ = [
 log = logging.getLogger("clientcomm.mailing")
 
 MAILING_KIND = "mailing"
-RECIPIENT_KIND = "mailing.recipient"
+PAGE_KIND = "mailing.page"
 NOTIFY_BATCH_KIND = "mailing.notify"
 AUDIT_KIND = "audit"
 
@@ -102,6 +106,75 @@ class RecipientState(enum.StrEnum):
 def staging_owner(mailing_id: str) -> str:
     """The key-provider "client" whose key seals a mailing's staged content."""
     return f"mailing:{mailing_id}"
+
+
+class PageState(enum.StrEnum):
+    """State of a recipient page (see :func:`_new_page`)."""
+
+    QUEUED = "queued"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+def copy_message_id(mailing_id: str, client_id: str) -> str:
+    """The id of ``client_id``'s copy of a mailing.
+
+    Derived from the mailing and the client, so the store's unique id is the
+    last guard of exactly-once delivery (a second copy cannot be inserted) and
+    the ledger needs not store it. It is opaque: 32 hex digits like any message
+    id, revealing neither the mailing nor the other recipients.
+    """
+    digest = hashlib.sha256(f"clientcomm.mailing-copy\x00{mailing_id}\x00{client_id}".encode())
+    return digest.hexdigest()[:32]
+
+
+def _new_page(
+    mailing_id: str,
+    firm_id: str,
+    index: int,
+    client_ids: Sequence[str],
+    due_at: datetime | None,
+    now: datetime,
+) -> Record:
+    """A page of a mailing's frozen recipient list: the client ids (in ``body``)
+    and a cursor with counts (in ``data``). Recipients before ``pos`` were
+    reached (delivered, or failed with a reason in ``reasons``); ``segments``
+    are ``[end, delivered_at, notify batch id]`` per delivery step."""
+    return Record(
+        kind=PAGE_KIND,
+        id=f"{mailing_id}:{index:06d}",
+        firm_id=firm_id,
+        parent=mailing_id,
+        status=PageState.QUEUED.value,
+        due_at=due_at,
+        data={
+            "n": len(client_ids),
+            "pos": 0,
+            "delivered": 0,
+            "failed": 0,
+            "cancelled": 0,
+            "reasons": {},
+            "segments": [],
+        },
+        body=json.dumps(list(client_ids), separators=(",", ":")).encode(),
+        created_at=now,
+    )
+
+
+def _page_clients(page: Record) -> list[str]:
+    clients: list[str] = json.loads(page.body or b"[]")
+    return clients
+
+
+def _cancelled_page(page: Record) -> Record:
+    """The page with every recipient not yet reached cancelled."""
+    n, pos = int(page.data["n"]), int(page.data["pos"])
+    return page.evolve(
+        status=PageState.CANCELLED.value,
+        lease_owner=None,
+        lease_until=None,
+        data={**page.data, "cancelled": int(page.data.get("cancelled", 0)) + n - pos},
+    )
 
 
 @attrs.frozen
@@ -330,37 +403,11 @@ class MailingService:
                     "attachments": [s.to_dict() for s in staged],
                     "notify": notify,
                     "scheduled_at": schedule_at.isoformat() if schedule_at else None,
+                    "skipped": [[s.client_id, s.reason] for s in resolved.skipped],
                 },
                 created_at=now,
             )
 
-            def recipients(ids: Sequence[str]) -> list[Record]:
-                return [
-                    Record(
-                        kind=RECIPIENT_KIND,
-                        id=f"{mailing_id}:{cid}",
-                        firm_id=firm_id,
-                        parent=mailing_id,
-                        status=RecipientState.QUEUED.value,
-                        due_at=schedule_at,
-                        data={"client_id": cid},
-                        created_at=now,
-                    )
-                    for cid in ids
-                ]
-
-            skipped = [
-                Record(
-                    kind=RECIPIENT_KIND,
-                    id=f"{mailing_id}:{s.client_id}",
-                    firm_id=firm_id,
-                    parent=mailing_id,
-                    status=RecipientState.SKIPPED.value,
-                    data={"client_id": s.client_id, "reason": s.reason},
-                    created_at=now,
-                )
-                for s in resolved.skipped
-            ]
             audit = Record(
                 kind=AUDIT_KIND,
                 id=uuid.uuid4().hex,
@@ -377,11 +424,22 @@ class MailingService:
                 },
                 created_at=now,
             )
+            ids = resolved.recipient_ids
+            size = self._batch
             async with self._store.transaction(firm_id) as tx:
-                await tx.insert([mailing, audit, *skipped])
-                ids = resolved.recipient_ids
-                for i in range(0, len(ids), 5000):  # built chunk by chunk: bounded memory
-                    await tx.insert(recipients(ids[i : i + 5000]))
+                await tx.insert([mailing, audit])
+                for first in range(0, len(ids), size * 20):  # built 20 pages at a time
+                    await tx.insert(
+                        _new_page(
+                            mailing_id,
+                            firm_id,
+                            start // size,
+                            ids[start : start + size],
+                            schedule_at,
+                            now,
+                        )
+                        for start in range(first, min(first + size * 20, len(ids)), size)
+                    )
         except BaseException:
             await self._attachments.discard_staged(firm_id, staged, force=True)
             raise
@@ -423,39 +481,58 @@ class MailingService:
         return loaded
 
     async def step(self, *, limit: int | None = None) -> int:
-        """Claim and deliver one batch of due recipients (any firm, any mailing).
+        """Deliver up to ``limit`` due recipients (any firm, any mailing).
 
-        Returns how many recipients were finished (delivered, cancelled or
-        failed). A host's task queue can call this repeatedly; 0 means idle.
+        Claims recipient pages one at a time with a lease and delivers from each
+        page's cursor on. Returns how many recipients were finished (delivered,
+        failed or cancelled). A host's task queue can call this repeatedly; 0
+        means idle.
+
+        Raises:
+            InvalidInputError: ``limit`` is not positive.
+            StorageError: the backend failed (the transaction rolled back).
         """
-        now = self._clock.now()
-        batch = limit or self._batch
-        claimed = await self._store.claim(
-            RECIPIENT_KIND,
-            status=RecipientState.QUEUED.value,
-            owner=self._owner,
-            now=now,
-            lease=self._lease,
-            limit=batch,
-        )
-        groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
-        for r in claimed:
-            groups[(r.firm_id, r.parent or "")].append(r)
+        budget = self._batch if limit is None else limit
+        if budget <= 0:
+            raise InvalidInputError("limit", "must be positive")
         done = 0
-        for (firm_id, mailing_id), items in groups.items():
-            self._touched.add((firm_id, mailing_id))
-            done += await self._deliver(firm_id, mailing_id, items)
-        if len(claimed) < batch:
+        claimed_any = False
+        drained = False
+        conflicts = 0
+        while budget > 0:
+            now = self._clock.now()
+            claimed = await self._store.claim(
+                PAGE_KIND,
+                status=PageState.QUEUED.value,
+                owner=self._owner,
+                now=now,
+                lease=self._lease,
+                limit=1,
+            )
+            if not claimed:
+                drained = True
+                break
+            claimed_any = True
+            page = claimed[0]
+            self._touched.add((page.firm_id, page.parent or ""))
+            finished = await self._deliver(page, budget)
+            if finished == 0:
+                conflicts += 1  # lease lost or cancelled meanwhile: try another page
+                if conflicts > 3:
+                    break
+            done += finished
+            budget -= finished
+        if drained:
             # The queue looks drained: complete the mailings this worker worked on.
             touched, self._touched = self._touched, set()
-            if not claimed:
-                # Idle: also pick up mailings whose last batch another (maybe dead)
+            if not claimed_any:
+                # Idle: also pick up mailings whose last page another (maybe dead)
                 # worker finished. The short lease keeps workers from all checking.
                 stale = await self._store.claim(
                     MAILING_KIND,
                     status=MailingState.SENDING.value,
                     owner=self._owner,
-                    now=now,
+                    now=self._clock.now(),
                     lease=self._lease,
                     limit=20,
                 )
@@ -464,8 +541,46 @@ class MailingService:
                 await self._maybe_complete(firm_id, mailing_id)
         return done
 
-    async def _deliver(self, firm_id: str, mailing_id: str, items: list[Record]) -> int:
+    async def _seal_copies(
+        self, loaded: _Loaded, firm_id: str, mailing_id: str, take: Sequence[str]
+    ) -> tuple[list[tuple[str, str]], list[bytes], Copies, set[str]] | None:
+        """Seal the text (and attachments) for each client in ``take``; clients
+        whose keys were destroyed are left out and returned as ``gone``. Returns
+        ``(client_id, message_id)`` pairs, the sealed texts, the attachment
+        copies and ``gone``; None when the staging key itself is gone (the
+        mailing was cancelled)."""
+        gone: set[str] = set()
+        while True:
+            live = [c for c in take if c not in gone] if gone else list(take)
+            pairs = [(c, copy_message_id(mailing_id, c)) for c in live]
+            try:
+                sealed = await self._sealer.seal_many(
+                    [SealRequest(text_context(firm_id, c, m), loaded.text) for c, m in pairs]
+                )
+                copies = await self._attachments.copies(
+                    firm_id, staging_owner(mailing_id), loaded.staged, pairs
+                )
+            except KeyDestroyedError as exc:
+                # Forgotten clients (crypto-shredded after submit) can never receive:
+                # they fail alone and the rest of the page is delivered.
+                newly = set(exc.context.get("client_ids", ())) & set(live)
+                if not newly:  # the staging key itself: the mailing was cancelled
+                    return None
+                gone |= newly
+                continue
+            return pairs, sealed, copies, gone
+
+    async def _deliver(self, page: Record, budget: int) -> int:
+        """Deliver up to ``budget`` recipients of a claimed page from its cursor
+        on: the copies, the notification batch and the page's new cursor are
+        written in one transaction, guarded by the page's version (a worker that
+        lost its lease, or whose page was cancelled, conflicts and rolls back)."""
+        firm_id, mailing_id = page.firm_id, page.parent or ""
         now = self._clock.now()
+        state = page.data
+        pos = int(state["pos"])
+        clients = _page_clients(page)
+        take = clients[pos : pos + budget]
         try:
             loaded = await self._load(firm_id, mailing_id)
         except IntegrityError:
@@ -474,59 +589,35 @@ class MailingService:
             MailingState.SENDING.value,
             MailingState.SCHEDULED.value,
         ):
-            return await self._finish_unsent(firm_id, items, RecipientState.CANCELLED, now)
+            return await self._cancel_page(page, now)
         mailing = loaded.record
-        client_ids = [r.data["client_id"] for r in items]
-        message_ids = [os.urandom(16).hex() for _ in items]
-        try:
-            sealed = await self._sealer.seal_many(
-                [
-                    SealRequest(text_context(firm_id, cid, mid), loaded.text)
-                    for cid, mid in zip(client_ids, message_ids, strict=True)
-                ]
-            )
-            copies = await self._attachments.copies(
-                firm_id,
-                staging_owner(mailing_id),
-                loaded.staged,
-                list(zip(client_ids, message_ids, strict=True)),
-            )
-        except KeyDestroyedError as exc:
-            # Forgotten clients (crypto-shredded after submit) can never receive:
-            # record them as failed and deliver the rest of the batch.
-            gone = set(exc.context.get("client_ids", ())) & set(client_ids)
-            if not gone:  # the staging key itself: the mailing was cancelled
-                return await self._finish_unsent(firm_id, items, RecipientState.CANCELLED, now)
-            failed = await self._finish_unsent(
-                firm_id,
-                [r for r in items if r.data["client_id"] in gone],
-                RecipientState.FAILED,
-                now,
-                reason="key_destroyed",
-            )
-            rest = [r for r in items if r.data["client_id"] not in gone]
-            return failed + (await self._deliver(firm_id, mailing_id, rest) if rest else 0)
+        outcome = await self._seal_copies(loaded, firm_id, mailing_id, take)
+        if outcome is None:
+            return await self._cancel_page(page, now)
+        live, sealed, copies, gone = outcome
         unread_for = self._read.unread_for(Author.STAFF, via_mailing=True)
         sender = str(mailing.data["sender"])
-        messages: list[Record] = []
-        for cid, mid, body in zip(client_ids, message_ids, sealed, strict=True):
-            messages.append(
-                build_message_record(
-                    firm_id=firm_id,
-                    client_id=cid,
-                    message_id=mid,
-                    sealed_text=body,
-                    author=Author.STAFF,
-                    author_id=sender,
-                    unread_for=unread_for,
-                    sent_at=now,
-                    attachments=copies.stored.get(cid, ()),
-                    mailing_id=mailing_id,
-                )
+        stored = copies.stored
+        shared: dict[str, Any] = {}
+        messages = [
+            build_message_record(
+                firm_id=firm_id,
+                client_id=cid,
+                message_id=mid,
+                sealed_text=body,
+                author=Author.STAFF,
+                author_id=sender,
+                unread_for=unread_for,
+                sent_at=now,
+                attachments=stored.get(cid, ()),
+                mailing_id=mailing_id,
+                shared=shared,
             )
+            for (cid, mid), body in zip(live, sealed, strict=True)
+        ]
         notify_batch: Record | None = None
-        if mailing.data.get("notify", True):
-            # One durable record names this batch's copies; notify_step() expands it
+        if live and mailing.data.get("notify", True):
+            # One durable record names this step's copies; notify_step() expands it
             # into per-contact e-mail jobs later, exactly once.
             notify_batch = Record(
                 kind=NOTIFY_BATCH_KIND,
@@ -534,57 +625,98 @@ class MailingService:
                 firm_id=firm_id,
                 parent=mailing_id,
                 status="pending",
-                data={"items": [[c, m] for c, m in zip(client_ids, message_ids, strict=True)]},
+                data={"items": [[m.parent, m.id] for m in messages]},
                 created_at=now,
             )
-        delivered_at = now.isoformat()
-        batch_id = notify_batch.id if notify_batch is not None else None
-        finished = [
-            Record(
-                kind=RECIPIENT_KIND,
-                id=r.id,
-                firm_id=firm_id,
-                parent=mailing_id,
-                status=RecipientState.DELIVERED.value,
-                data={
-                    "client_id": cid,
-                    "message_id": mid,
-                    "delivered_at": delivered_at,
-                    "notify_batch": batch_id,
-                },
-                version=r.version,
-                created_at=r.created_at,
-            )
-            for r, cid, mid in zip(items, client_ids, message_ids, strict=True)
-        ]
+        new_pos = pos + len(take)
+        reasons = dict(state.get("reasons", {}))
+        for i, cid in enumerate(take):
+            if cid in gone:
+                reasons[str(pos + i)] = "key_destroyed"
+        segment = [new_pos, now.isoformat(), notify_batch.id if notify_batch else None]
+        done = new_pos >= len(clients)
+        moved = Record(
+            kind=PAGE_KIND,
+            id=page.id,
+            firm_id=firm_id,
+            parent=mailing_id,
+            status=(PageState.DONE if done else PageState.QUEUED).value,
+            due_at=page.due_at,
+            data={
+                **state,
+                "pos": new_pos,
+                "delivered": int(state["delivered"]) + len(live),
+                "failed": int(state["failed"]) + len(gone),
+                "reasons": reasons,
+                "segments": [*state.get("segments", ()), segment],
+            },
+            body=page.body,
+            version=page.version,
+            created_at=page.created_at,
+        )
         try:
             async with self._store.transaction(firm_id) as tx:
-                await tx.insert(messages)
+                if messages:
+                    await tx.insert(messages)
                 if copies.refs:
                     await tx.insert(copies.refs)
                 if notify_batch is not None:
                     await tx.insert([notify_batch])
-                await tx.update(finished)
+                await tx.update([moved])
                 if mailing.status == MailingState.SCHEDULED.value:
                     await self._set_state(tx, mailing_id, MailingState.SENDING)
         except BaseException as exc:
             # Nothing of ours landed: drop the blobs written for this batch.
-            await self._attachments.discard(firm_id, [a for v in copies.stored.values() for a in v])
+            await self._attachments.discard(firm_id, [a for v in stored.values() for a in v])
             if not isinstance(exc, ConflictError):
                 raise
             log.info(
-                "mailing %s: batch of %d rolled back (lease lost or cancelled)",
+                "mailing %s: %d recipients rolled back (lease lost or cancelled)",
                 mailing_id,
-                len(items),
+                len(take),
             )
             return 0
-        await self._publish(
-            [
-                DeliveryEvent(firm_id, mailing_id, cid, RecipientState.DELIVERED, mid, now)
-                for cid, mid in zip(client_ids, message_ids, strict=True)
-            ]
-        )
-        return len(items)
+        if self._hooks:
+            await self._publish(
+                [
+                    DeliveryEvent(
+                        firm_id,
+                        mailing_id,
+                        cid,
+                        RecipientState.FAILED if cid in gone else RecipientState.DELIVERED,
+                        None if cid in gone else copy_message_id(mailing_id, cid),
+                        now,
+                    )
+                    for cid in take
+                ]
+            )
+        return len(take)
+
+    async def _cancel_page(self, page: Record, now: datetime) -> int:
+        """Mark the page's recipients not yet reached as cancelled (the mailing
+        was cancelled or is gone); returns how many."""
+        try:
+            async with self._store.transaction(page.firm_id) as tx:
+                [closed] = await tx.update([_cancelled_page(page)])
+        except ConflictError:
+            return 0
+        clients = _page_clients(page)
+        pos = int(page.data["pos"])
+        if self._hooks:
+            await self._publish(
+                [
+                    DeliveryEvent(
+                        page.firm_id,
+                        page.parent or "",
+                        cid,
+                        RecipientState.CANCELLED,
+                        None,
+                        now,
+                    )
+                    for cid in clients[pos:]
+                ]
+            )
+        return int(closed.data["cancelled"]) - int(page.data.get("cancelled", 0))
 
     async def notify_step(self, *, limit: int = 20) -> int:
         """Expand delivered batches into per-contact notification jobs (the
@@ -655,38 +787,6 @@ class MailingService:
             jobs[cid] = notification_jobs(prepare(event, plan, self._links), now=now)
         return jobs
 
-    async def _finish_unsent(
-        self,
-        firm_id: str,
-        items: Sequence[Record],
-        state: RecipientState,
-        now: datetime,
-        *,
-        reason: str | None = None,
-    ) -> int:
-        try:
-            async with self._store.transaction(firm_id) as tx:
-                await tx.update(
-                    [
-                        r.evolve(
-                            status=state.value,
-                            lease_owner=None,
-                            lease_until=None,
-                            data={**r.data, "reason": reason or state.value},
-                        )
-                        for r in items
-                    ]
-                )
-        except ConflictError:
-            return 0
-        await self._publish(
-            [
-                DeliveryEvent(firm_id, r.parent or "", r.data["client_id"], state, None, now)
-                for r in items
-            ]
-        )
-        return len(items)
-
     async def _set_state(
         self, tx: Transaction, mailing_id: str, state: MailingState, **extra: Any
     ) -> None:
@@ -699,9 +799,7 @@ class MailingService:
                 cur = await tx.find(MAILING_KIND, mailing_id)
                 if cur is None or cur.status != MailingState.SENDING.value:
                     return
-                if await tx.count(
-                    RECIPIENT_KIND, parent=mailing_id, status=RecipientState.QUEUED.value
-                ):
+                if await tx.count(PAGE_KIND, parent=mailing_id, status=PageState.QUEUED.value):
                     return
                 await tx.update(
                     [
@@ -770,24 +868,11 @@ class MailingService:
                     )
                     while True:
                         queued = await tx.list(
-                            RECIPIENT_KIND,
-                            parent=mailing_id,
-                            status=RecipientState.QUEUED.value,
-                            limit=2000,
+                            PAGE_KIND, parent=mailing_id, status=PageState.QUEUED.value, limit=200
                         )
                         if not queued:
                             break
-                        await tx.update(
-                            [
-                                r.evolve(
-                                    status=RecipientState.CANCELLED.value,
-                                    lease_owner=None,
-                                    lease_until=None,
-                                    data={**r.data, "reason": "cancelled"},
-                                )
-                                for r in queued
-                            ]
-                        )
+                        await tx.update([_cancelled_page(page) for page in queued])
                     await tx.insert(
                         [
                             Record(
@@ -822,9 +907,22 @@ class MailingService:
         return await self._progress(actor.firm_id, mailing_id)
 
     async def _progress(self, firm_id: str, mailing_id: str) -> MailingProgress:
+        delivered = failed = cancelled = pending = 0
         async with self._store.transaction(firm_id) as tx:
             cur = await tx.get(MAILING_KIND, mailing_id)
-            counts = await tx.count_by_status(RECIPIENT_KIND, parent=mailing_id)
+            after = 0
+            while True:
+                pages = await tx.list(PAGE_KIND, parent=mailing_id, after_seq=after, limit=500)
+                for page in pages:
+                    d = page.data
+                    delivered += int(d["delivered"])
+                    failed += int(d["failed"])
+                    cancelled += int(d["cancelled"])
+                    if page.status == PageState.QUEUED.value:
+                        pending += int(d["n"]) - int(d["pos"])
+                if len(pages) < 500:
+                    break
+                after = pages[-1].seq
             notes = await tx.count_by_status(JOB_KIND, parent=mailing_id)
             unexpanded = sum(
                 len(b.data["items"])
@@ -834,11 +932,11 @@ class MailingService:
             mailing_id=mailing_id,
             state=MailingState(cur.status or MailingState.SENDING),
             total=int(cur.data["total"]),
-            delivered=counts.get(RecipientState.DELIVERED, 0),
-            pending=counts.get(RecipientState.QUEUED, 0),
-            failed=counts.get(RecipientState.FAILED, 0),
-            cancelled=counts.get(RecipientState.CANCELLED, 0),
-            skipped=counts.get(RecipientState.SKIPPED, 0),
+            delivered=delivered,
+            pending=pending,
+            failed=failed,
+            cancelled=cancelled,
+            skipped=len(cur.data.get("skipped", ())),
             notifications_sent=notes.get("sent", 0),
             notifications_pending=notes.get("pending", 0) + unexpanded,
             notifications_failed=notes.get("failed", 0),
@@ -880,7 +978,8 @@ class MailingService:
 
     # -- ledger ------------------------------------------------------------------
     async def ledger(self, actor: StaffActor, mailing_id: str) -> AsyncIterator[LedgerEntry]:
-        """Stream the per-recipient delivery ledger (bounded memory).
+        """Stream the per-recipient delivery ledger (bounded memory): skipped
+        recipients first, then every frozen recipient in order.
 
         Raises:
             PermissionDeniedError / NotFoundError: as :meth:`status`.
@@ -888,53 +987,74 @@ class MailingService:
         await self._sender(actor)
         firm_id = actor.firm_id
         async with self._store.transaction(firm_id) as tx:
-            await tx.get(MAILING_KIND, mailing_id)
-        page: list[Record] = []
-        async for rec in self._store.iterate(firm_id, RECIPIENT_KIND, parent=mailing_id, batch=500):
-            page.append(rec)
-            if len(page) == 500:
-                for entry in await self._ledger_page(firm_id, mailing_id, page):
-                    yield entry
-                page = []
-        for entry in await self._ledger_page(firm_id, mailing_id, page):
-            yield entry
+            mailing = await tx.get(MAILING_KIND, mailing_id)
+        for client_id, reason in mailing.data.get("skipped", ()):
+            yield LedgerEntry(
+                mailing_id=mailing_id,
+                client_id=client_id,
+                state=RecipientState.SKIPPED.value,
+                message_id=None,
+                delivered_at=None,
+                reason=reason,
+                notifications_sent=0,
+                notifications_failed=0,
+                notifications_pending=0,
+                notification_errors=(),
+            )
+        async for page in self._store.iterate(firm_id, PAGE_KIND, parent=mailing_id, batch=20):
+            for entry in await self._ledger_page(firm_id, mailing_id, page):
+                yield entry
 
-    async def _ledger_page(
-        self, firm_id: str, mailing_id: str, page: Sequence[Record]
-    ) -> list[LedgerEntry]:
-        if not page:
-            return []
-        message_ids = [r.data.get("message_id") for r in page]
+    async def _ledger_page(self, firm_id: str, mailing_id: str, page: Record) -> list[LedgerEntry]:
+        state = page.data
+        pos = int(state["pos"])
+        reasons: dict[str, str] = state.get("reasons", {})
+        segments: list[list[Any]] = state.get("segments", [])
         async with self._store.transaction(firm_id) as tx:
-            batch_ids = {r.data["notify_batch"] for r in page if r.data.get("notify_batch")}
-            batches = await tx.get_many(NOTIFY_BATCH_KIND, batch_ids)
+            batches = await tx.get_many(
+                NOTIFY_BATCH_KIND, [str(seg[2]) for seg in segments if seg[2]]
+            )
             job_ids: dict[str, list[str]] = {}
             for b in batches.values():
                 job_ids.update(b.data.get("jobs", {}))
             found = await tx.get_many(JOB_KIND, [j for ids in job_ids.values() for j in ids])
-        jobs: dict[str, list[Record]] = {
-            mid or "": [found[j] for j in job_ids.get(mid or "", ()) if j in found]
-            for mid in message_ids
-        }
-        return [
-            LedgerEntry(
-                mailing_id=mailing_id,
-                client_id=r.data["client_id"],
-                state=r.status or "",
-                message_id=mid,
-                delivered_at=r.data.get("delivered_at"),
-                reason=r.data.get("reason"),
-                notifications_sent=sum(1 for j in jobs[mid or ""] if j.status == "sent"),
-                notifications_failed=sum(1 for j in jobs[mid or ""] if j.status == "failed"),
-                notifications_pending=sum(1 for j in jobs[mid or ""] if j.status == "pending"),
-                notification_errors=tuple(
-                    str(j.data.get("error", {}).get("reason"))
-                    for j in jobs[mid or ""]
-                    if j.status == "failed"
-                ),
+        cancelled = page.status == PageState.CANCELLED.value
+        out: list[LedgerEntry] = []
+        seg = 0
+        for i, cid in enumerate(_page_clients(page)):
+            while seg < len(segments) and i >= int(segments[seg][0]):
+                seg += 1
+            reached = i < pos
+            failed = reached and str(i) in reasons
+            mid = copy_message_id(mailing_id, cid) if reached and not failed else None
+            jobs = [found[j] for j in job_ids.get(mid or "", ()) if j in found]
+            if failed:
+                entry_state, reason = RecipientState.FAILED.value, reasons[str(i)]
+            elif reached:
+                entry_state, reason = RecipientState.DELIVERED.value, None
+            elif cancelled:
+                entry_state, reason = RecipientState.CANCELLED.value, "cancelled"
+            else:
+                entry_state, reason = RecipientState.QUEUED.value, None
+            out.append(
+                LedgerEntry(
+                    mailing_id=mailing_id,
+                    client_id=cid,
+                    state=entry_state,
+                    message_id=mid,
+                    delivered_at=str(segments[seg][1]) if mid and seg < len(segments) else None,
+                    reason=reason,
+                    notifications_sent=sum(1 for j in jobs if j.status == "sent"),
+                    notifications_failed=sum(1 for j in jobs if j.status == "failed"),
+                    notifications_pending=sum(1 for j in jobs if j.status == "pending"),
+                    notification_errors=tuple(
+                        str(j.data.get("error", {}).get("reason"))
+                        for j in jobs
+                        if j.status == "failed"
+                    ),
+                )
             )
-            for r, mid in zip(page, message_ids, strict=True)
-        ]
+        return out
 
     async def export_csv(self, actor: StaffActor, mailing_id: str) -> AsyncIterator[str]:
         """The ledger as CSV text, streamed line by line (header first)."""

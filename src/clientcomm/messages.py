@@ -70,6 +70,21 @@ def text_context(firm_id: str, client_id: str, message_id: str) -> SealContext:
     return SealContext(firm_id, client_id, MESSAGE_KIND, message_id, "text")
 
 
+def message_data(
+    author: Author,
+    author_id: str,
+    attachments: Sequence[StoredAttachment] = (),
+    mailing_id: str | None = None,
+) -> dict[str, Any]:
+    """The ``data`` of a stored chat message."""
+    data: dict[str, Any] = {"author": author.value, "author_id": author_id}
+    if attachments:
+        data["attachments"] = [a.to_dict() for a in attachments]
+    if mailing_id is not None:
+        data["mailing_id"] = mailing_id
+    return data
+
+
 def build_message_record(
     *,
     firm_id: str,
@@ -82,19 +97,25 @@ def build_message_record(
     sent_at: datetime,
     attachments: Sequence[StoredAttachment] = (),
     mailing_id: str | None = None,
+    shared: dict[str, Any] | None = None,
 ) -> Record:
-    """The stored form of one chat message (the mailing worker builds copies with it)."""
-    data: dict[str, Any] = {"author": author.value, "author_id": author_id}
-    if attachments:
-        data["attachments"] = [a.to_dict() for a in attachments]
-    if mailing_id is not None:
-        data["mailing_id"] = mailing_id
+    """The stored form of one chat message (the mailing worker builds copies with it).
+
+    ``shared``: a dict the caller builds copies of one batch into; a copy
+    without attachments then reuses the first one's ``data`` object, so stores
+    serialise it once per batch (records' ``data`` is never mutated).
+    """
+    if not attachments and shared is not None:
+        data = shared.get("data")
+        if data is None or data["author_id"] != author_id or data.get("mailing_id") != mailing_id:
+            data = shared["data"] = message_data(author, author_id, (), mailing_id)
+    else:
+        data = message_data(author, author_id, attachments, mailing_id)
     return Record(
         kind=MESSAGE_KIND,
         id=message_id,
         firm_id=firm_id,
         parent=client_id,
-        key=f"mailing:{mailing_id}:{client_id}" if mailing_id else None,
         status=unread_for.value,
         data=data,
         body=sealed_text,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,3 +50,21 @@ def load_data(text: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInputError("data", "stored data is not an object")
     return value
+
+
+def data_dumper(records: object) -> Callable[[Mapping[str, Any]], str]:
+    """:func:`dump_data` for one batch of records. When the batch is a list or
+    tuple (fully built before the store reads it), records that share one
+    ``data`` object (a mailing's copies) are serialised once."""
+    if not isinstance(records, list | tuple):
+        return dump_data
+    last: list[Any] = [None, ""]
+
+    def dump(data: Mapping[str, Any]) -> str:
+        if data is last[0]:
+            return str(last[1])
+        text = dump_data(data)
+        last[0], last[1] = data, text
+        return text
+
+    return dump

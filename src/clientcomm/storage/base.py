@@ -115,6 +115,38 @@ def validate_record(record: Record) -> None:
             raise InvalidInputError("kind", "must match [a-z][a-z0-9_.]*", value=kind)
         if len(_GOOD_KINDS) < 1000:
             _GOOD_KINDS.add(kind)
+    # fast path: every check below in one expression; the slow path names the fault
+    i, f, p, k, s, o = (
+        record.id,
+        record.firm_id,
+        record.parent,
+        record.key,
+        record.status,
+        record.lease_owner,
+    )
+    due, until, created, body = record.due_at, record.lease_until, record.created_at, record.body
+    if (
+        type(i) is str
+        and 0 < len(i) <= _MAX_ID
+        and "\x00" not in i
+        and type(f) is str
+        and 0 < len(f) <= _MAX_ID
+        and "\x00" not in f
+        and (p is None or (type(p) is str and len(p) <= 400 and "\x00" not in p))
+        and (k is None or (type(k) is str and len(k) <= 400 and "\x00" not in k))
+        and (s is None or (type(s) is str and len(s) <= 400 and "\x00" not in s))
+        and (o is None or (type(o) is str and len(o) <= 400 and "\x00" not in o))
+        and (due is None or due.tzinfo is not None)
+        and (until is None or until.tzinfo is not None)
+        and (created is None or created.tzinfo is not None)
+        and (body is None or type(body) is bytes)
+        and type(record.data) is dict
+    ):
+        return
+    _validate_slowly(record)
+
+
+def _validate_slowly(record: Record) -> None:
     for name, value, limit, required in (
         ("id", record.id, _MAX_ID, True),
         ("firm_id", record.firm_id, _MAX_ID, True),

@@ -46,7 +46,7 @@ from clientcomm.errors import (
     StorageError,
 )
 from clientcomm.storage import _sqlquery as q
-from clientcomm.storage._codec import dump_data, load_data
+from clientcomm.storage._codec import data_dumper, dump_data, load_data
 from clientcomm.storage._common import check_own, iterate_pages, with_version
 from clientcomm.storage.base import Record, Transaction
 from clientcomm.storage.migrations import load_migrations
@@ -163,14 +163,6 @@ def _translate(exc: BaseException) -> ClientCommError:
 
 
 _DRIVER_ERRORS = (psycopg.Error, PoolTimeout, PoolClosed, UnicodeEncodeError)
-
-
-def _no_nul(record: Record) -> None:
-    """PostgreSQL text cannot hold NUL characters: refuse them up front."""
-    for name in ("id", "parent", "key", "status", "lease_owner"):
-        value = getattr(record, name)
-        if value is not None and "\x00" in value:
-            raise InvalidInputError(name, "must not contain NUL characters")
 
 
 def _has_nul(*values: str | None) -> bool:
@@ -877,9 +869,9 @@ class _PostgresTransaction:
         self._check()
         out: list[Record] = []
         rows: list[tuple[Any, ...]] = []
+        dump = data_dumper(records)
         for r in records:
-            check_own(r, self._firm)
-            _no_nul(r)
+            check_own(r, self._firm)  # refuses NUL in text columns too
             body = bytes(r.body) if r.body is not None else None
             rows.append(
                 (
@@ -890,7 +882,7 @@ class _PostgresTransaction:
                     r.key,
                     r.status,
                     r.due_at,
-                    dump_data(r.data),
+                    dump(r.data),
                     body,
                     r.lease_owner,
                     r.lease_until,
@@ -907,8 +899,7 @@ class _PostgresTransaction:
         out: list[Record] = []
         rows: list[tuple[Any, ...]] = []
         for r in records:
-            check_own(r, self._firm)
-            _no_nul(r)
+            check_own(r, self._firm)  # refuses NUL in text columns too
             body = bytes(r.body) if r.body is not None else None
             rows.append(
                 (

@@ -30,7 +30,7 @@ from clientcomm.errors import (
     StorageError,
 )
 from clientcomm.storage import _sqlquery as q
-from clientcomm.storage._codec import dump_data, from_micros, load_data, to_micros
+from clientcomm.storage._codec import data_dumper, dump_data, from_micros, load_data, to_micros
 from clientcomm.storage._common import check_own, iterate_pages, with_version
 from clientcomm.storage._lock import WriterLock
 from clientcomm.storage.base import EPOCH, Record, Transaction
@@ -507,11 +507,12 @@ class _SQLiteTransaction:
     async def insert(self, records: Iterable[Record]) -> Sequence[Record]:
         self._check()
         out: list[Record] = []
+        rows: list[tuple[Any, ...]] = []
+        dump = data_dumper(records)
         for r in records:
             self._own(r)
             body = bytes(r.body) if r.body is not None else None
-            self._queue(
-                _INSERT,
+            rows.append(
                 (
                     r.firm_id,
                     r.kind,
@@ -520,7 +521,7 @@ class _SQLiteTransaction:
                     r.key,
                     r.status,
                     to_micros(r.due_at),
-                    dump_data(r.data),
+                    dump(r.data),
                     body,
                     r.lease_owner,
                     to_micros(r.lease_until),
@@ -528,6 +529,8 @@ class _SQLiteTransaction:
                 ),
             )
             out.append(r if r.version == 0 else r.evolve(version=0))
+        for row in rows:  # all validated first: a bad record queues nothing
+            self._queue(_INSERT, row)
         return out
 
     async def update(self, records: Iterable[Record]) -> Sequence[Record]:
