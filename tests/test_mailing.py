@@ -466,3 +466,83 @@ async def test_export_checks_access_before_any_output(app: ClientComm) -> None:
         await anext(aiter(app.mailings.export_csv(StaffActor("f1", "assistant"), receipt.id)))
     with pytest.raises(NotFoundError):
         await anext(aiter(app.mailings.export_csv(ADMIN, "nope")))
+
+
+# -- recipient pages ----------------------------------------------------------------------
+@pytest.fixture(params=STORE_BACKENDS)
+async def paged(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ClientComm]:
+    """An app whose mailings freeze their recipients in pages of two."""
+    async for store in open_backend(request.param, tmp_path):
+        async with make_app(store, tmp_path, mailing_batch=2) as application:
+            yield application
+
+
+async def test_steps_cross_page_boundaries_and_cancel_stops_the_rest(paged: ClientComm) -> None:
+    app = paged
+    clock = clock_of(app)
+    receipt = await app.mailings.submit(ADMIN, Audience.everyone(), TEXT)
+    assert await count(app.store, PAGE_KIND, parent=receipt.id) == 3  # 5 recipients, pages of 2
+    assert await app.mailings.step(limit=3) == 3  # one full page and one from the next
+    clock.advance(timedelta(minutes=1))
+    assert await app.mailings.step(limit=1) == 1
+    status = await app.mailings.cancel(ADMIN, receipt.id)
+    assert (status.delivered, status.cancelled, status.pending, status.total) == (4, 1, 0, 5)
+    await app.drain()
+    assert await count(app.store, MESSAGE_KIND) == 4
+    entries = [e async for e in app.mailings.ledger(ADMIN, receipt.id)]
+    assert [e.client_id for e in entries] == ["c1", "c2", "c3", "c4", "c6"]  # frozen order
+    assert [e.state for e in entries] == ["delivered"] * 4 + ["cancelled"]
+    # each recipient carries the time of the step that reached it
+    assert entries[0].delivered_at == entries[2].delivered_at != entries[3].delivered_at
+    assert entries[4].message_id is None and entries[4].reason == "cancelled"
+    assert await recipient_states(app.store) == {"delivered": 4, "cancelled": 1}
+
+
+async def test_a_forgotten_client_fails_alone_inside_a_page(paged: ClientComm) -> None:
+    app = paged
+    receipt = await app.mailings.submit(ADMIN, Audience.clients("c1", "c2", "c3"), TEXT)
+    await app.sealer.forget_client("f1", "c1", override=True)
+    await app.drain()
+    entries = {e.client_id: e async for e in app.mailings.ledger(ADMIN, receipt.id)}
+    assert (entries["c1"].state, entries["c1"].reason) == ("failed", "key_destroyed")
+    assert entries["c2"].state == entries["c3"].state == "delivered"
+    status = await app.mailings.status(ADMIN, receipt.id)
+    assert (status.delivered, status.failed, status.state) == (2, 1, MailingState.COMPLETED)
+
+
+async def test_copy_ids_are_opaque_and_a_second_copy_is_refused(app: ClientComm) -> None:
+    from clientcomm.mailing import copy_message_id
+    from clientcomm.messages import build_message_record
+    from clientcomm.readstate import Author, UnreadFor
+
+    receipt = await app.mailings.submit(ADMIN, Audience.clients("c1", "c2"), TEXT)
+    await app.drain()
+    ids = {copy_message_id(receipt.id, c) for c in ("c1", "c2")}
+    async with app.store.transaction("f1") as tx:
+        stored = {m.id for m in await tx.list(MESSAGE_KIND)}
+    assert stored == ids
+    assert all(len(i) == 32 and receipt.id not in i for i in ids)
+    again = build_message_record(
+        firm_id="f1",
+        client_id="c1",
+        message_id=copy_message_id(receipt.id, "c1"),
+        sealed_text=b"x",
+        author=Author.STAFF,
+        author_id="admin",
+        unread_for=UnreadFor.CLIENT,
+        sent_at=clock_of(app).now(),
+        mailing_id=receipt.id,
+    )
+    with pytest.raises(ConflictError):
+        async with app.store.transaction("f1") as tx:
+            await tx.insert([again])
+    assert await count(app.store, MESSAGE_KIND, parent="c1") == 1
+
+
+async def test_step_limit_must_be_positive(app: ClientComm) -> None:
+    await app.mailings.submit(ADMIN, Audience.clients("c1"), TEXT)
+    for bad in (0, -1):
+        with pytest.raises(InvalidInputError):
+            await app.mailings.step(limit=bad)
+    assert await count(app.store, MESSAGE_KIND) == 0
+    assert await app.mailings.step(limit=1) == 1

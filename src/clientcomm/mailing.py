@@ -78,6 +78,7 @@ __all__ = [
     "MailingService",
     "MailingState",
     "RecipientState",
+    "copy_message_id",
 ]
 
 log = logging.getLogger("clientcomm.mailing")
@@ -263,7 +264,15 @@ class _Loaded:
 
 
 class MailingService:
-    """Submit, run, follow, cancel and report mass mailings."""
+    """Submit, run, follow, cancel and report mass mailings.
+
+    ``batch_size`` is both the number of recipients per page of a submitted
+    mailing and the default ``limit`` of :meth:`step`; ``lease`` is how long a
+    claimed page stays with one worker before another may take it over.
+
+    Raises:
+        InvalidInputError: ``batch_size`` is not a positive integer.
+    """
 
     def __init__(
         self,
@@ -287,6 +296,8 @@ class MailingService:
         self._clock = clock or SystemClock()
         self._access = access or RoleAccessPolicy()
         self._read = read_policy or DefaultReadPolicy()
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise InvalidInputError("batch_size", "must be a positive number of recipients")
         self._lease = lease
         self._batch = batch_size
         self._hooks: list[DeliveryHook] = []
