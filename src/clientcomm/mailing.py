@@ -61,7 +61,7 @@ from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Client, Staff
 from clientcomm.errors import ConflictError, IntegrityError, InvalidInputError, KeyDestroyedError
-from clientcomm.messages import build_message_record, text_context, validate_text
+from clientcomm.messages import build_message_record, text_contexts, validate_text
 from clientcomm.notify.links import LinkTemplates
 from clientcomm.notify.models import NotificationEvent, NotificationKind
 from clientcomm.notify.outbox import JOB_KIND, notification_jobs, prepare
@@ -565,8 +565,9 @@ class MailingService:
             live = [c for c in take if c not in gone] if gone else list(take)
             pairs = [(c, copy_message_id(mailing_id, c)) for c in live]
             try:
+                text = loaded.text
                 sealed = await self._sealer.seal_many(
-                    [SealRequest(text_context(firm_id, c, m), loaded.text) for c, m in pairs]
+                    [SealRequest(ctx, text) for ctx in text_contexts(firm_id, pairs)]
                 )
                 copies = await self._attachments.copies(
                     firm_id, staging_owner(mailing_id), loaded.staged, pairs

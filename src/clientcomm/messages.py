@@ -12,7 +12,7 @@ ordinary single message: no recipient list, no mailing id, no count.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -68,6 +68,11 @@ def validate_text(text: object, field: str = "text") -> str:
 def text_context(firm_id: str, client_id: str, message_id: str) -> SealContext:
     """Where a message text is sealed: its client, the message id, field ``text``."""
     return SealContext(firm_id, client_id, MESSAGE_KIND, message_id, "text")
+
+
+def text_contexts(firm_id: str, pairs: Iterable[tuple[str, str]]) -> list[SealContext]:
+    """:func:`text_context` for many ``(client_id, message_id)`` pairs."""
+    return SealContext.many(firm_id, MESSAGE_KIND, "text", pairs)
 
 
 def message_data(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable
 
 import attrs
 
@@ -111,3 +112,41 @@ class SealContext:
                 self.field,
             )
         ).encode()
+
+    @classmethod
+    def many(
+        cls, firm_id: str, kind: str, field: str, items: Iterable[tuple[str, str]]
+    ) -> list[SealContext]:
+        """Contexts of one firm, kind and field for many ``(client_id,
+        object_id)`` pairs (a mailing builds one per recipient): validated as
+        the constructor validates, with the shared parts checked once.
+
+        Raises:
+            InvalidInputError: a part is empty, too long, contains NUL or is not
+                encodable as UTF-8 (names the part, as the constructor does).
+        """
+        cls(firm_id, None, kind, "-", field)  # validates the shared parts
+        new = object.__new__
+        put = object.__setattr__
+        out: list[SealContext] = []
+        for client_id, object_id in items:
+            if not (_fast_ok(client_id) and _fast_ok(object_id)):
+                cls(firm_id, client_id, kind, object_id, field)  # raises the precise error
+            ctx = new(cls)
+            put(ctx, "firm_id", firm_id)
+            put(ctx, "client_id", client_id)
+            put(ctx, "kind", kind)
+            put(ctx, "object_id", object_id)
+            put(ctx, "field", field)
+            out.append(ctx)
+        return out
+
+
+def _fast_ok(value: object) -> bool:
+    """The common case of :func:`_check_part`: a short ASCII string without NUL."""
+    return (
+        type(value) is str
+        and 0 < len(value) <= _MAX
+        and value.isascii()
+        and "\x00" not in value
+    )
