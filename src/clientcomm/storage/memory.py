@@ -304,9 +304,11 @@ class _MemoryTransaction:
         self._check()
         s = self._store
         out: list[Record] = []
-        for record in records:
+        checked: list[tuple[Record, str]] = []
+        for record in records:  # all validated first: a bad record queues nothing
             self._own(record)
-            data_json = dump_data(record.data)
+            checked.append((record, dump_data(record.data)))
+        for record, data_json in checked:
             key = (self._firm, record.kind, record.id)
             if key in s._rows:
                 raise self._fail(
@@ -329,9 +331,11 @@ class _MemoryTransaction:
         self._check()
         s = self._store
         out: list[Record] = []
-        for record in records:
+        checked: list[tuple[Record, str]] = []
+        for record in records:  # all validated first: a bad record queues nothing
             self._own(record)
-            data_json = dump_data(record.data)
+            checked.append((record, dump_data(record.data)))
+        for record, data_json in checked:
             key = (self._firm, record.kind, record.id)
             old = s._rows.get(key)
             if old is None:

@@ -24,7 +24,7 @@ The tests are ``async`` and need ``pytest-asyncio`` in auto mode (or mark them).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -306,6 +306,31 @@ class StoreConformance:
                 await tx.insert([rec(**{"id": "bad", **bad})])
         async with store.transaction("f1") as tx:
             assert await tx.count("item") == 0
+
+    async def test_a_refused_batch_queues_nothing(self, store: Store) -> None:
+        async with store.transaction("f1") as tx:
+            await tx.insert([rec("before")])
+            with pytest.raises(InvalidInputError):
+                await tx.insert([rec("good"), rec("bad\x00")])
+        async with store.transaction("f1") as tx:
+            assert [r.id for r in await tx.list("item")] == ["before"]
+
+    async def test_records_sharing_one_data_object(self, store: Store) -> None:
+        shared = {"author": "staff", "n": [1, 2]}
+        async with store.transaction("f1") as tx:
+            await tx.insert([rec("a", data=shared), rec("b", data=shared), rec("c", data={})])
+
+        def changing() -> Iterator[Record]:  # a generator may change the object between records
+            data: dict[str, Any] = {"n": 1}
+            yield rec("d", data=data)
+            data["n"] = 2
+            yield rec("e", data=data)
+
+        async with store.transaction("f1") as tx:
+            await tx.insert(changing())
+        async with store.transaction("f1") as tx:
+            got = {r.id: dict(r.data) for r in await tx.list("item")}
+        assert got == {"a": shared, "b": shared, "c": {}, "d": {"n": 1}, "e": {"n": 2}}
 
     async def test_empty_firm_is_refused(self, store: Store) -> None:
         with pytest.raises(InvalidInputError):
