@@ -81,7 +81,9 @@ class ClientComm:
         self.transport = transport
         self.clock: Clock = clock or SystemClock()
         self.sealer = Sealer(keys, clock=self.clock, retention=retention)
-        self.attachments = AttachmentStore(blobs, self.sealer, max_size=max_attachment_size)
+        self.attachments = AttachmentStore(
+            blobs, self.sealer, max_size=max_attachment_size, store=store, clock=self.clock
+        )
         self.composer = NotificationComposer(mail)
         self.retry = retry or RetryPolicy()
         self.messages = MessageService(
@@ -132,9 +134,12 @@ class ClientComm:
         )
 
     async def run_once(self, *, limit: int = 500) -> int:
-        """One round of background work: a mailing fan-out batch, then due
-        notifications. Returns how many items were processed (0: idle)."""
+        """One round of background work: a mailing fan-out batch, due
+        notifications, and the blobs of writers that died before committing
+        (:meth:`AttachmentStore.sweep`). Returns how many items were processed
+        (0: idle)."""
         done = await self.mailings.step(limit=limit)
+        done += await self.attachments.sweep()
         done += await self.mailings.notify_step()
         report = await deliver_due(
             self.store,

@@ -11,6 +11,15 @@
   *key reference*, not the bytes (which stay readable to the other recipients);
   and everyone holds the same data key, so a recipient who extracted it could
   recognise the blob. Per-copy mode has no such coupling.
+
+Crash safety: blob bytes are written *before* the transaction that commits the
+records referencing them. So that a crash in between leaves nothing behind, the
+blob ids are first recorded in a small **reservation** (a ``blob.intent``
+record, committed before the first byte is written); the transaction that
+commits the referencing records settles (deletes) it. A reservation still open
+after ``reservation_ttl`` belongs to a writer that died: :meth:`AttachmentStore.sweep`
+(run by every worker round) claims it, which also makes the late writer's
+commit fail, and deletes its blobs.
 """
 
 from __future__ import annotations
@@ -18,31 +27,37 @@ from __future__ import annotations
 import enum
 import os
 import re
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from clientcomm.blobs.base import BlobStore
+from clientcomm.clock import Clock, SystemClock
 from clientcomm.crypto.context import SealContext
 from clientcomm.crypto.envelope import Sealer, decode_sealed, encode_sealed, stream_frame_size
 from clientcomm.errors import InvalidInputError
-from clientcomm.storage.base import Record, Transaction
+from clientcomm.storage.base import Record, Store, Transaction
 
 __all__ = [
+    "BLOB_INTENT_KIND",
     "BLOB_REF_KIND",
     "AttachmentInfo",
     "AttachmentInput",
     "AttachmentMode",
     "AttachmentStore",
+    "BlobReservation",
     "Copies",
     "StagedAttachment",
     "StoredAttachment",
 ]
 
 BLOB_REF_KIND = "blob.ref"
+BLOB_INTENT_KIND = "blob.intent"
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 _READ = 1024 * 1024
 _CACHE_LIMIT = 8 * 1024 * 1024
@@ -145,12 +160,31 @@ class _Prepared:
 
 
 @attrs.frozen
+class BlobReservation:
+    """Blob ids recorded (committed) before their bytes are written. Settle it
+    with :meth:`AttachmentStore.settle` in the transaction that commits the
+    records referencing the blobs."""
+
+    record: Record
+
+    @property
+    def blob_ids(self) -> tuple[str, ...]:
+        return tuple(self.record.data["blobs"])
+
+
+@attrs.frozen
 class Copies:
-    """Per-recipient attachments of one fan-out batch, and the shared blobs'
-    reference records to insert with the copies."""
+    """Per-recipient attachments of one fan-out batch (or one message), the
+    shared blobs' reference records to insert with the copies, and the
+    reservation of the per-copy blobs written for them."""
 
     stored: dict[str, tuple[StoredAttachment, ...]]
     refs: list[Record]
+    reservation: BlobReservation | None = None
+
+    @property
+    def attachments(self) -> list[StoredAttachment]:
+        return [a for v in self.stored.values() for a in v]
 
 
 def _read_path(path: Path) -> Iterator[bytes]:
@@ -171,6 +205,11 @@ class AttachmentStore:
         sealer: the envelope service.
         max_size: largest accepted file in bytes (default 25 MiB).
         max_count: most files per message (default 20).
+        store: where blob reservations are recorded (crash safety, see the
+            module docs). Without it no reservation is written.
+        clock: for reservation expiry (default: the system clock).
+        reservation_ttl: how long a writer may take between reserving blob ids
+            and committing the records that reference them (default 1 hour).
     """
 
     def __init__(
@@ -180,13 +219,93 @@ class AttachmentStore:
         *,
         max_size: int = DEFAULT_MAX_SIZE,
         max_count: int = 20,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        reservation_ttl: timedelta = timedelta(hours=1),
     ) -> None:
         if max_size <= 0 or max_count <= 0:
             raise InvalidInputError("max_size", "limits must be positive")
+        if reservation_ttl <= timedelta(0):
+            raise InvalidInputError("reservation_ttl", "must be positive")
         self.blobs = blobs
         self.sealer = sealer
         self.max_size = max_size
         self.max_count = max_count
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.reservation_ttl = reservation_ttl
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    # -- crash safety: reservations ---------------------------------------------------
+    async def reserve(self, firm_id: str, blob_ids: Sequence[str]) -> BlobReservation | None:
+        """Record ``blob_ids`` (in a transaction of its own) before writing them.
+        Returns None when there is nothing to reserve or no store.
+
+        Raises:
+            StorageError: the store failed (nothing was written).
+        """
+        if self.store is None or not blob_ids:
+            return None
+        now = self.clock.now()
+        record = Record(
+            kind=BLOB_INTENT_KIND,
+            id=uuid.uuid4().hex,
+            firm_id=firm_id,
+            status="open",
+            due_at=now + self.reservation_ttl,
+            data={"blobs": list(blob_ids)},
+            created_at=now,
+        )
+        async with self.store.transaction(firm_id) as tx:
+            [record] = await tx.insert([record])
+        return BlobReservation(record)
+
+    async def settle(self, tx: Transaction, reservation: BlobReservation | None) -> None:
+        """In the transaction that commits the records referencing the reserved
+        blobs: drop the reservation.
+
+        Raises:
+            ConflictError: the reservation expired and a sweep took it (its
+                blobs are being deleted): roll back.
+        """
+        if reservation is None:
+            return
+        await tx.update([reservation.record])  # version check: a sweep's claim bumped it
+        await tx.delete(BLOB_INTENT_KIND, [reservation.record.id])
+
+    async def _release(self, firm_id: str, reservation: BlobReservation | None) -> None:
+        if reservation is None or self.store is None:
+            return
+        for blob_id in reservation.blob_ids:
+            await self.blobs.delete(firm_id, blob_id)
+        async with self.store.transaction(firm_id) as tx:
+            await tx.delete(BLOB_INTENT_KIND, [reservation.record.id])
+
+    async def sweep(self, *, limit: int = 100) -> int:
+        """Delete the blobs of reservations whose writer died (open longer than
+        ``reservation_ttl``), any firm. Claiming a reservation makes its late
+        writer's commit fail, so no committed record ever points at a deleted
+        blob. Returns how many reservations were swept.
+
+        Raises:
+            StorageError: the store or the BlobStore failed (run it again).
+        """
+        if self.store is None:
+            return 0
+        expired = await self.store.claim(
+            BLOB_INTENT_KIND,
+            status="open",
+            owner=self._owner,
+            now=self.clock.now(),
+            lease=timedelta(minutes=5),
+            limit=limit,
+        )
+        for record in expired:
+            for blob_id in record.data["blobs"]:
+                await self.blobs.delete(record.firm_id, blob_id)
+            async with self.store.transaction(record.firm_id) as tx:
+                await tx.delete(BLOB_INTENT_KIND, [record.id])
+        return len(expired)
 
     # -- validation --------------------------------------------------------------
     def prepare(self, inputs: Sequence[AttachmentInput]) -> list[_Prepared]:
@@ -250,26 +369,29 @@ class AttachmentStore:
     # -- single message (one client) ----------------------------------------------
     async def store_copies(
         self, firm_id: str, client_id: str, message_id: str, prepared: Sequence[_Prepared]
-    ) -> list[StoredAttachment]:
-        """Seal each prepared file for ``client_id`` into its own blob.
+    ) -> Copies:
+        """Seal each prepared file for ``client_id`` into its own blob (reserved
+        first). Commit the message with :meth:`settle` of ``copies.reservation``
+        in its transaction; if that fails, :meth:`discard` the copies.
 
         Raises:
             KeyDestroyedError: the client was forgotten.
             StorageError: the BlobStore failed (blobs written so far are removed).
         """
+        blob_ids = [f"att-{uuid.uuid4().hex}" for _ in prepared]
+        reservation = await self.reserve(firm_id, blob_ids)
         out: list[StoredAttachment] = []
         try:
-            for p in prepared:
-                blob_id = f"att-{uuid.uuid4().hex}"
+            for p, blob_id in zip(prepared, blob_ids, strict=True):
                 sealed = await self.sealer.seal_stream(
                     _content_ctx(firm_id, client_id, blob_id), self._source(p)
                 )
                 await self.blobs.put(firm_id, blob_id, sealed.chunks)
                 out.append(StoredAttachment(p.info, blob_id, AttachmentMode.PER_COPY, sealed.key))
         except BaseException:
-            await self.discard(firm_id, out)
+            await self.discard(firm_id, Copies({client_id: tuple(out)}, [], reservation))
             raise
-        return out
+        return Copies({client_id: tuple(out)} if out else {}, [], reservation)
 
     # -- mailings ----------------------------------------------------------------
     async def stage(
@@ -279,14 +401,19 @@ class AttachmentStore:
         mailing_id: str,
         prepared: Sequence[_Prepared],
         mode: AttachmentMode,
-    ) -> list[StagedAttachment]:
+    ) -> tuple[list[StagedAttachment], BlobReservation | None]:
         """Seal a mailing's files once, for the staging key ``owner``. In shared
         mode the staged blob *is* the shared blob (sealed without a client).
+        Returns the staged files and their reservation (settle it in the
+        mailing's transaction).
 
         Raises:
             StorageError: the BlobStore failed (nothing is left behind).
         """
         out: list[StagedAttachment] = []
+        reservation = await self.reserve(
+            firm_id, [f"mail-{mailing_id}-{p.info.id}" for p in prepared]
+        )
         try:
             for p in prepared:
                 blob_id = f"mail-{mailing_id}-{p.info.id}"
@@ -299,9 +426,9 @@ class AttachmentStore:
                 await self.blobs.put(firm_id, blob_id, frames)
                 out.append(StagedAttachment(p.info, blob_id, mode, ref))
         except BaseException:
-            await self.discard_staged(firm_id, out, force=True)
+            await self.discard_staged(firm_id, out, force=True, reservation=reservation)
             raise
-        return out
+        return out, reservation
 
     async def _plain(self, firm_id: str, owner: str, s: StagedAttachment) -> AsyncIterator[bytes]:
         ctx = _content_ctx(firm_id, owner, s.blob_id)
@@ -330,6 +457,11 @@ class AttachmentStore:
         refs: list[Record] = []
         if not staged:
             return Copies({}, [])
+        per_copy = [s for s in staged if s.mode is AttachmentMode.PER_COPY]
+        blob_ids = {
+            (s.blob_id, cid): f"att-{uuid.uuid4().hex}" for s in per_copy for cid, _ in recipients
+        }
+        reservation = await self.reserve(firm_id, list(blob_ids.values()))
         try:
             for s in staged:
                 if s.mode is AttachmentMode.SHARED:
@@ -359,7 +491,7 @@ class AttachmentStore:
                     firm_id, [(cid, k) for (cid, _), k in zip(recipients, keys, strict=True)]
                 )
                 for (cid, _mid), key, ref in zip(recipients, keys, wrapped, strict=True):
-                    blob_id = f"att-{uuid.uuid4().hex}"
+                    blob_id = blob_ids[(s.blob_id, cid)]
                     source: Any = cached if cached is not None else self._plain(firm_id, owner, s)
                     frames = self.sealer.seal_chunks(
                         _content_ctx(firm_id, cid, blob_id), key, source
@@ -367,9 +499,9 @@ class AttachmentStore:
                     await self.blobs.put(firm_id, blob_id, frames)
                     stored[cid].append(StoredAttachment(s.info, blob_id, s.mode, ref))
         except BaseException:
-            await self.discard(firm_id, [a for v in stored.values() for a in v])
+            await self.discard(firm_id, Copies({}, [], reservation))
             raise
-        return Copies({cid: tuple(v) for cid, v in stored.items()}, refs)
+        return Copies({cid: tuple(v) for cid, v in stored.items()}, refs, reservation)
 
     # -- reading -------------------------------------------------------------------
     async def open(
@@ -392,21 +524,32 @@ class AttachmentStore:
             yield piece
 
     # -- cleanup -------------------------------------------------------------------
-    async def discard(self, firm_id: str, stored: Sequence[StoredAttachment]) -> None:
-        """Delete per-copy blobs of copies that were not committed (shared blobs
-        are never deleted here)."""
-        for a in stored:
+    async def discard(self, firm_id: str, stored: Copies | Sequence[StoredAttachment]) -> None:
+        """Delete per-copy blobs of copies that were not committed, or of a
+        deleted message (shared blobs are never deleted here); for uncommitted
+        :class:`Copies` also every reserved blob and the reservation."""
+        reservation = stored.reservation if isinstance(stored, Copies) else None
+        attachments = stored.attachments if isinstance(stored, Copies) else stored
+        for a in attachments:
             if a.mode is AttachmentMode.PER_COPY:
                 await self.blobs.delete(firm_id, a.blob_id)
+        await self._release(firm_id, reservation)
 
     async def discard_staged(
-        self, firm_id: str, staged: Sequence[StagedAttachment], *, force: bool = False
+        self,
+        firm_id: str,
+        staged: Sequence[StagedAttachment],
+        *,
+        force: bool = False,
+        reservation: BlobReservation | None = None,
     ) -> None:
         """Delete staged per-copy blobs; shared blobs only with ``force`` (the
-        mailing never committed, or no copy references them)."""
+        mailing never committed, or no copy references them); and the
+        reservation of a mailing that never committed."""
         for s in staged:
             if s.mode is AttachmentMode.PER_COPY or force:
                 await self.blobs.delete(firm_id, s.blob_id)
+        await self._release(firm_id, reservation)
 
     async def release_refs(
         self, tx: Transaction, stored: Sequence[StoredAttachment], message_id: str

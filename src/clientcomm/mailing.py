@@ -396,7 +396,7 @@ class MailingService:
                 )
             ]
         )
-        staged = await self._attachments.stage(
+        staged, reservation = await self._attachments.stage(
             firm_id, owner, mailing_id, prepared, attachment_mode
         )
         try:
@@ -439,6 +439,7 @@ class MailingService:
             size = self._batch
             async with self._store.transaction(firm_id) as tx:
                 await tx.insert([mailing, audit])
+                await self._attachments.settle(tx, reservation)
                 for first in range(0, len(ids), size * 20):  # built 20 pages at a time
                     await tx.insert(
                         _new_page(
@@ -452,7 +453,9 @@ class MailingService:
                         for start in range(first, min(first + size * 20, len(ids)), size)
                     )
         except BaseException:
-            await self._attachments.discard_staged(firm_id, staged, force=True)
+            await self._attachments.discard_staged(
+                firm_id, staged, force=True, reservation=reservation
+            )
             raise
         return MailingReceipt(
             id=mailing_id,
@@ -672,6 +675,7 @@ class MailingService:
                     await tx.insert(messages)
                 if copies.refs:
                     await tx.insert(copies.refs)
+                await self._attachments.settle(tx, copies.reservation)
                 if notify_batch is not None:
                     await tx.insert([notify_batch])
                 await tx.update([moved])
@@ -679,7 +683,7 @@ class MailingService:
                     await self._set_state(tx, mailing_id, MailingState.SENDING)
         except BaseException as exc:
             # Nothing of ours landed: drop the blobs written for this batch.
-            await self._attachments.discard(firm_id, [a for v in stored.values() for a in v])
+            await self._attachments.discard(firm_id, copies)
             if not isinstance(exc, ConflictError):
                 raise
             log.info(

@@ -230,7 +230,7 @@ class MessageService:
         message_id = uuid.uuid4().hex
         firm_id = actor.firm_id
         inputs = self._attachments.prepare(attachments)
-        stored = await self._attachments.store_copies(firm_id, client.id, message_id, inputs)
+        copies = await self._attachments.store_copies(firm_id, client.id, message_id, inputs)
         try:
             [sealed] = await self._sealer.seal_many(
                 [SealRequest(text_context(firm_id, client.id, message_id), text.encode())]
@@ -244,14 +244,15 @@ class MessageService:
                 author_id=author_id,
                 unread_for=self._read.unread_for(author, via_mailing=False),
                 sent_at=self._clock.now(),
-                attachments=stored,
+                attachments=copies.stored.get(client.id, ()),
             )
             async with self._store.transaction(firm_id) as tx:
                 await tx.insert([record])
+                await self._attachments.settle(tx, copies.reservation)
                 if author is Author.STAFF:
                     await self._advance_cursor(tx, client.id, _reader(actor), record_id=message_id)
         except BaseException:
-            await self._attachments.discard(firm_id, stored)
+            await self._attachments.discard(firm_id, copies)
             raise
         return message_id
 
