@@ -50,7 +50,7 @@ class Record:
     """One stored row.
 
     Attributes:
-        kind: record type, e.g. ``"message"``, ``"mailing.recipient"``.
+        kind: record type, e.g. ``"message"``, ``"mailing.page"``.
         id: unique within (firm, kind); at most 200 characters.
         firm_id: owning firm; a transaction only sees its own firm's records.
         parent: grouping id (a chat, a mailing); indexed with ``seq``.
