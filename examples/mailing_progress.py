@@ -51,10 +51,19 @@ async def main(tmp: Path) -> None:
     await directory.put_group(ClientGroup("vermieter", "kanzlei", "Vermieter"))
     await directory.put_staff(Staff("petra", "kanzlei", "Petra Partner", Role.ADMIN))
     for i in range(1, 201):
-        await directory.put_client(Client(f"c{i:03}", "kanzlei", f"Mandant {i}",
-                                          active=i % 25 != 0))
-        await directory.put_contact(Contact(f"k{i:03}", "kanzlei", f"c{i:03}", f"Kontakt {i}",
-                                            email=f"mandant{i}@example.com", registered=True))
+        await directory.put_client(
+            Client(f"c{i:03}", "kanzlei", f"Mandant {i}", active=i % 25 != 0)
+        )
+        await directory.put_contact(
+            Contact(
+                f"k{i:03}",
+                "kanzlei",
+                f"c{i:03}",
+                f"Kontakt {i}",
+                email=f"mandant{i}@example.com",
+                registered=True,
+            )
+        )
 
     app = ClientComm(
         store=store,
@@ -73,8 +82,11 @@ async def main(tmp: Path) -> None:
         admin,
         Audience.everyone(),
         "Liebe Mandantinnen und Mandanten,\nanbei unser Rundschreiben zum Jahreswechsel.",
-        attachments=[AttachmentInput.from_bytes(
-            "Rundschreiben.pdf", b"%PDF-1.7\n...\n%%EOF\n", "application/pdf")],
+        attachments=[
+            AttachmentInput.from_bytes(
+                "Rundschreiben.pdf", b"%PDF-1.7\n...\n%%EOF\n", "application/pdf"
+            )
+        ],
     )
     worker = Worker(app, batch=20)
     running = asyncio.create_task(worker.run())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import attrs
 import pytest
@@ -264,6 +264,48 @@ async def test_open_many_can_return_errors_in_place(sealer: Sealer) -> None:
     assert isinstance(res[2], IntegrityError)
     with pytest.raises(KeyDestroyedError):
         await sealer.open_many(requests)
+
+
+async def test_open_many_reports_every_failure_in_place_and_raises_the_first(
+    sealer: Sealer,
+) -> None:
+    ctxs = [SealContext(F, f"c{i}", "message", f"m{i}", "body") for i in range(6)]
+    envs = await sealer.seal_many([SealRequest(c, b"v%d" % i) for i, c in enumerate(ctxs)])
+    bad = {
+        1: envs[1][:60],  # truncated inside the key reference
+        2: flip(envs[2], 70),  # commitment
+        3: flip(envs[3], len(envs[3]) - 1),  # tag
+        4: b"\x01\x01\x00\x40",  # a bare header
+    }
+    requests = [
+        OpenRequest(c, bad.get(i, e)) for i, (c, e) in enumerate(zip(ctxs, envs, strict=True))
+    ]
+    res = await sealer.open_many(requests, return_exceptions=True)
+    assert res[0] == b"v0"
+    assert res[5] == b"v5"
+    for i in bad:
+        assert isinstance(res[i], IntegrityError), i
+    with pytest.raises(IntegrityError) as info:
+        await sealer.open_many(requests)
+    assert info.value.message == res[1].message  # type: ignore[union-attr]
+
+
+class _BytearrayKeys(MemoryKeyProvider):
+    """A provider handing back data keys as bytearray (bytes-like is enough)."""
+
+    async def unwrap_many(
+        self, firm_id: str, items: Sequence[tuple[str, bytes]]
+    ) -> list[bytes | IntegrityError]:
+        keys = await super().unwrap_many(firm_id, items)
+        return [bytearray(k) if isinstance(k, bytes) else k for k in keys]  # type: ignore[misc]
+
+
+async def test_bytes_like_data_keys_from_a_provider() -> None:
+    sealer = Sealer(_BytearrayKeys())
+    envs = await sealer.seal_many([SealRequest(CTX, b"one"), SealRequest(CTX, b"two")])
+    assert await sealer.open_many([OpenRequest(CTX, e) for e in envs]) == [b"one", b"two"]
+    with pytest.raises(IntegrityError):
+        await sealer.open(CTX, flip(envs[0], 80))
 
 
 # -- helpers and values crossing seams ------------------------------------------------------

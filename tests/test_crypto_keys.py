@@ -32,7 +32,7 @@ from clientcomm.crypto import (
     statutory_retention,
     tax_adviser_retention,
 )
-from clientcomm.crypto.keys import KeyProvider
+from clientcomm.crypto.keys import ClientKeyring, KeyProvider, unwrap_items, wrap_items
 from clientcomm.errors import (
     ConfigurationError,
     IntegrityError,
@@ -436,3 +436,25 @@ async def test_rewrap_records_moves_everything_to_the_newest_version(provider: K
         assert skipped.examined == 0
         with pytest.raises(InvalidInputError):
             await rewrap_records(store, sealer, F, "note", client_of=client_of, batch=0)
+
+
+def test_client_keyring_wrap_and_unwrap() -> None:
+    key = AESGCM.generate_key(256)
+    ring = ClientKeyring(F, A, {1: key}, 1)
+    dk = bytes(range(32))
+    ref = ring.wrap(dk)
+    assert len(ref) == 64
+    assert ring.unwrap(ref) == dk
+    assert ring.unwrap(ring.wrap(dk, bytes(12))) == dk
+    for bad_nonce in (b"", bytes(11), bytes(16)):
+        with pytest.raises(InvalidInputError):
+            ring.wrap(dk, bad_nonce)
+    with pytest.raises(InvalidInputError):
+        ring.wrap(dk[:31])
+    assert wrap_items({A: ring}, [(A, dk)])[0][:4] == ref[:4]
+    assert (
+        unwrap_items({A: ring}, [(A, r) for r in wrap_items({A: ring}, [(A, dk)] * 3)]) == [dk] * 3
+    )
+    for bad_ref in (ref[:-1], (2).to_bytes(4, "big") + ref[4:], ref[:20] + bytes(44)):
+        with pytest.raises(IntegrityError):
+            ring.unwrap(bad_ref)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import tracemalloc
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,13 +22,19 @@ from clientcomm.crypto import (
     stream_frame_size,
 )
 from clientcomm.crypto.envelope import ByteSource
-from clientcomm.crypto.stream import STREAM_HEADER_SIZE
+from clientcomm.crypto.stream import (
+    DEFAULT_CHUNK_SIZE,
+    STREAM_HEADER_SIZE,
+    open_buffer,
+    seal_buffer,
+)
 from clientcomm.errors import IntegrityError, InvalidInputError, KeyDestroyedError
 
 F, A, B = "firm-1", "client-a", "client-b"
 CTX = SealContext(F, A, "attachment", "blob-1", "content")
 SHARED = SealContext(F, None, "attachment", "blob-1", "content")
 CHUNK = 256
+MB = 1024 * 1024
 
 
 def pieces(data: bytes, cuts: Iterable[int]) -> list[bytes]:
@@ -88,7 +94,97 @@ def test_round_trip_any_size_and_split(
     assert open_sync(reopen(key), frames) == data  # frame-aligned fast path
 
 
-MB = 1024 * 1024
+def as_kind(data: bytes, kind: str) -> bytes | bytearray | memoryview:
+    if kind == "bytearray":
+        return bytearray(data)
+    if kind == "memoryview":
+        return memoryview(bytearray(data))
+    return data
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    size=st.one_of(
+        st.integers(0, 4 * CHUNK),
+        st.sampled_from([CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK - 1, 3 * CHUNK + 1]),
+    ),
+    write_cuts=st.lists(st.integers(0, 4 * CHUNK), max_size=4),
+    before=st.integers(0, 5 * CHUNK),
+    kind=st.sampled_from(["bytes", "bytearray", "memoryview"]),
+)
+def test_whole_buffer_paths_match_the_incremental_core(
+    size: int, write_cuts: list[int], before: int, kind: str
+) -> None:
+    """seal_all / seal_buffer / open_all / open_buffer (one frame per step, or the
+    one-frame shortcut) make exactly the frames and plaintext of update/finalize."""
+    data = os.urandom(size)
+    key = StreamKey.generate(CHUNK)
+    frames = seal_sync(reopen(key), pieces(data, write_cuts))
+    assert list(StreamSealer(reopen(key), CTX).seal_all(as_kind(data, kind))) == frames
+    assert list(seal_buffer(reopen(key), CTX, as_kind(data, kind))) == frames
+    # after pieces were fed incrementally, seal_all finishes the same stream
+    core = StreamSealer(reopen(key), CTX)
+    cut = min(before, size)
+    assert core.update(data[:cut]) + list(core.seal_all(data[cut:])) == frames
+    with pytest.raises(InvalidInputError):
+        core.seal_all(b"more")
+
+    blob = b"".join(frames)
+    assert b"".join(StreamOpener(reopen(key), CTX).open_all(as_kind(blob, kind))) == data
+    assert b"".join(open_buffer(reopen(key), CTX, as_kind(blob, kind))) == data
+    opener = StreamOpener(reopen(key), CTX)
+    cut = min(before, len(blob))
+    assert b"".join(opener.update(blob[:cut]) + list(opener.open_all(blob[cut:]))) == data
+    with pytest.raises(IntegrityError):
+        opener.open_all(b"")
+
+
+def test_whole_buffer_paths_refuse_bad_input() -> None:
+    key = StreamKey.generate(CHUNK)
+    with pytest.raises(InvalidInputError):
+        list(seal_buffer(reopen(key), CTX, "text"))
+    for data in (b"x", b"x" * (3 * CHUNK)):  # a key seals one stream, shortcut or not
+        used = reopen(key)
+        list(seal_buffer(used, CTX, data))
+        for again in (b"x", b"x" * (3 * CHUNK), bytearray(b"x")):
+            with pytest.raises(InvalidInputError):
+                list(seal_buffer(used, CTX, again))
+        with pytest.raises(InvalidInputError):
+            StreamSealer(used, CTX)
+    with pytest.raises(InvalidInputError):
+        list(open_buffer(reopen(key), CTX, "text"))
+    for short in (b"", b"x" * 15, b"x" * (CHUNK + 16) + b"x" * 15):
+        with pytest.raises(IntegrityError):
+            list(open_buffer(reopen(key), CTX, short))
+
+
+def test_whole_buffer_paths_hold_one_frame_at_a_time() -> None:
+    total = 24 * 1024 * 1024
+    chunk = 256 * 1024
+    data = os.urandom(total)
+    key = StreamKey.generate(chunk)
+    tracemalloc.start()
+    try:
+        sealed = 0
+        for frame in seal_buffer(reopen(key), CTX, data):
+            sealed += len(frame)
+        _, seal_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sealed == total + 16 * (total // chunk)
+    assert seal_peak < 4 * chunk, seal_peak
+    blob = b"".join(seal_buffer(reopen(key), CTX, data))
+    del data
+    tracemalloc.start()
+    try:
+        opened = 0
+        for plain in open_buffer(reopen(key), CTX, blob):
+            opened += len(plain)
+        _, open_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert opened == total
+    assert open_peak < 4 * chunk, open_peak
 
 
 @settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -98,7 +194,7 @@ MB = 1024 * 1024
         st.sampled_from([2 * MB - 1, 3 * MB, 4 * MB + 17, 6 * MB]),
         st.integers(1, 24).map(lambda k: k * 256 * 1024 + 1),
     ),
-    chunk=st.sampled_from([4096, 65536, 256 * 1024]),
+    chunk=st.sampled_from([4096, 65536, 256 * 1024, DEFAULT_CHUNK_SIZE]),
     piece=st.sampled_from([1000, 65536, 100_000, 1 << 20]),
 )
 def test_round_trip_up_to_several_megabytes(size: int, chunk: int, piece: int) -> None:
@@ -108,6 +204,8 @@ def test_round_trip_up_to_several_megabytes(size: int, chunk: int, piece: int) -
     assert open_sync(reopen(key), frames) == data
     blob = b"".join(frames)
     assert open_sync(reopen(key), pieces(blob, range(piece, len(blob), piece))) == data
+    assert list(seal_buffer(reopen(key), CTX, data)) == frames
+    assert b"".join(open_buffer(reopen(key), CTX, blob)) == data
 
 
 async def test_async_api_with_sync_async_and_bytes_sources() -> None:
@@ -133,6 +231,83 @@ async def test_async_api_with_sync_async_and_bytes_sources() -> None:
 
         assert await collect(sealer.open_stream(CTX, sealed.key, blob_reader())) == data
         assert await collect(sealer.open_stream(CTX, sealed.key, b"".join(frames))) == data
+
+
+async def test_seal_stream_frames_are_the_cores_frames_for_every_source_shape() -> None:
+    sealer = Sealer(MemoryKeyProvider(), chunk_size=1024)
+    for size in (0, 1, 1023, 1024, 1025, 2048, 5000):
+        data = os.urandom(size)
+        for source in (data, [data], (data,), bytearray(data), [data[:7], data[7:]]):
+            sealed = await sealer.seal_stream(CTX, source)
+            frames = [f async for f in sealed.chunks]
+            # the same stream sealed by the synchronous core under the same key
+            key = await sealer.open_stream_key(CTX, sealed.key)
+            assert frames == seal_sync(key, [data])
+            blob = b"".join(frames)
+            for blob_source in (blob, [blob], frames, memoryview(blob), bytearray(blob)):
+                got = await collect(sealer.open_stream(CTX, sealed.key, blob_source))
+                assert got == data
+
+
+async def test_default_chunk_size_is_one_mebibyte() -> None:
+    sealer = Sealer(MemoryKeyProvider())
+    assert sealer.chunk_size == DEFAULT_CHUNK_SIZE == MB
+    for size, n_frames in ((MB, 1), (MB + 1, 2), (3 * MB, 3)):
+        data = os.urandom(size)
+        sealed = await sealer.seal_stream(CTX, data)
+        assert stream_frame_size(sealed.key) == MB + 16
+        frames = [f async for f in sealed.chunks]
+        assert [len(f) for f in frames[:-1]] == [MB + 16] * (n_frames - 1)
+        assert len(frames) == n_frames
+        assert await collect(sealer.open_stream(CTX, sealed.key, frames)) == data
+
+
+class _Misbehaving(MemoryKeyProvider):
+    """Returns a wrong number of references/keys, or malformed references."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    async def wrap_many(self, firm_id: str, items: Sequence[tuple[str, bytes]]) -> list[bytes]:
+        refs = await super().wrap_many(firm_id, items)
+        if self.mode == "count":
+            return refs + refs
+        if self.mode == "short":
+            return [b"\x00\x00\x00"] * len(refs)
+        if self.mode == "long":
+            return [r * 100 for r in refs]
+        return refs
+
+    async def unwrap_many(
+        self, firm_id: str, items: Sequence[tuple[str, bytes]]
+    ) -> list[bytes | IntegrityError]:
+        keys = await super().unwrap_many(firm_id, items)
+        if self.mode == "unwrap-count":
+            return keys + keys
+        if self.mode == "bytearray":  # a bytes-like key is still accepted
+            return [bytearray(k) if isinstance(k, bytes) else k for k in keys]  # type: ignore[misc]
+        return keys
+
+
+async def test_a_misbehaving_provider_is_caught() -> None:
+    for mode in ("count", "short", "long"):
+        sealer = Sealer(_Misbehaving(mode), chunk_size=1024)
+        with pytest.raises(IntegrityError):
+            await sealer.seal_stream(CTX, b"data")
+        with pytest.raises(IntegrityError):
+            await sealer.wrap_stream_keys(F, [(A, sealer.new_stream_key())])
+    sealer = Sealer(_Misbehaving("unwrap-count"), chunk_size=1024)
+    sealed = await sealer.seal_stream(CTX, b"data")
+    frames = [f async for f in sealed.chunks]
+    with pytest.raises(IntegrityError):
+        await collect(sealer.open_stream(CTX, sealed.key, frames))
+    with pytest.raises(IntegrityError):
+        await sealer.open_stream_key(CTX, sealed.key)
+    sealer = Sealer(_Misbehaving("bytearray"), chunk_size=1024)
+    sealed = await sealer.seal_stream(CTX, b"data")
+    frames = [f async for f in sealed.chunks]
+    assert await collect(sealer.open_stream(CTX, sealed.key, frames)) == b"data"
 
 
 async def test_bad_sources_are_refused() -> None:
@@ -189,6 +364,13 @@ def assert_fails(key: StreamKey, frames: list[bytes], ctx: SealContext = CTX) ->
         open_sync(reopen(key), frames, ctx)
     with pytest.raises(IntegrityError):  # also when read in arbitrary pieces
         open_sync(reopen(key), pieces(b"".join(frames), range(100, 10 * CHUNK, 100)), ctx)
+    blob = b"".join(frames)
+    with pytest.raises(IntegrityError):  # and opened whole, frame by frame
+        b"".join(StreamOpener(reopen(key), ctx).open_all(blob))
+    with pytest.raises(IntegrityError):
+        b"".join(open_buffer(reopen(key), ctx, memoryview(blob)))
+    with pytest.raises(IntegrityError):  # (a bytes blob of one frame takes a shortcut)
+        b"".join(open_buffer(reopen(key), ctx, blob))
 
 
 def test_truncation_at_a_frame_boundary_fails() -> None:
@@ -212,6 +394,28 @@ def test_dropped_reordered_duplicated_frames_fail() -> None:
     assert_fails(key, [f[0], f[1], f[2], f[3], f[3]])  # final duplicated
     assert_fails(key, [*f, f[0]])  # appended after the final frame
     assert_fails(key, [f[0], f[1], f[3]])  # final moved up
+
+
+def test_one_frame_streams_fail_on_any_change() -> None:
+    key, data, frames = sealed_frames(n_chunks=1)
+    assert len(frames) == 1
+    assert b"".join(open_buffer(reopen(key), CTX, frames[0])) == data
+    frame = frames[0]
+    for i in (0, len(frame) // 2, len(frame) - 17, len(frame) - 16, len(frame) - 1):
+        bad = bytearray(frame)
+        bad[i] ^= 0x80
+        assert_fails(key, [bytes(bad)])
+    for cut in (0, 1, 15, 16, len(frame) - 1):
+        assert_fails(key, [frame[:cut]])
+    assert_fails(key, [frame + b"\x00"])
+    assert_fails(key, [frame, frame])
+    # the first frame of a longer stream, presented as the whole stream
+    long_key, _, long_frames = sealed_frames(n_chunks=2, tail=CHUNK)
+    assert len(long_frames[0]) == CHUNK + 16
+    assert_fails(long_key, long_frames[:1])
+    _, _, other = sealed_frames(n_chunks=1)
+    assert_fails(key, other)  # another stream's only frame
+    assert_fails(key, frames, SealContext(F, B, "attachment", "blob-1", "content"))
 
 
 def test_frames_spliced_from_another_stream_fail() -> None:
@@ -242,9 +446,10 @@ def test_other_context_fails() -> None:
         assert_fails(key, frames, ctx)
 
 
-async def test_stream_key_tampering_fails() -> None:
+@pytest.mark.parametrize("size", [1000, 100])  # several frames, or one (the shortcut)
+async def test_stream_key_tampering_fails(size: int) -> None:
     sealer = Sealer(MemoryKeyProvider(), chunk_size=CHUNK)
-    data = os.urandom(1000)
+    data = os.urandom(size)
     sealed = await sealer.seal_stream(CTX, data)
     frames = [f async for f in sealed.chunks]
     for index in (

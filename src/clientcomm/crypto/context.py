@@ -144,9 +144,4 @@ class SealContext:
 
 def _fast_ok(value: object) -> bool:
     """The common case of :func:`_check_part`: a short ASCII string without NUL."""
-    return (
-        type(value) is str
-        and 0 < len(value) <= _MAX
-        and value.isascii()
-        and "\x00" not in value
-    )
+    return type(value) is str and 0 < len(value) <= _MAX and value.isascii() and "\x00" not in value

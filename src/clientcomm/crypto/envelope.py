@@ -52,7 +52,7 @@ import os
 import struct
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import attrs
 from cryptography.exceptions import InvalidTag
@@ -77,10 +77,18 @@ from clientcomm.crypto.keys import DATA_KEY_SIZE, MAX_KEY_REFERENCE, KeyProvider
 from clientcomm.crypto.retention import RetentionRule, check_retention, resolve_retention
 from clientcomm.crypto.stream import (
     DEFAULT_CHUNK_SIZE,
+    MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
     STREAM_HEADER_SIZE,
     StreamKey,
     StreamOpener,
     StreamSealer,
+    _open_only_frame,
+    _sealed_only_frame,
+    checked_key_parts,
+    new_key_parts,
+    open_buffer,
+    seal_buffer,
 )
 from clientcomm.errors import IntegrityError, InvalidInputError, KeyDestroyedError
 
@@ -99,7 +107,11 @@ __all__ = [
 
 _VALUE_HEAD = bytes((FORMAT_VERSION, TYPE_VALUE))
 _AFTER_REF = COMMITMENT_SIZE + NONCE_SIZE + TAG_SIZE
+_VALUE_HEAD_64 = _VALUE_HEAD + U16.pack(64)  # with the bundled providers' 64-byte references
+_VALUE_MIN_64 = 4 + 64 + _AFTER_REF
 _STREAM_KEY_MIN = STREAM_HEADER_SIZE + 2 + 4
+_STREAM_KEY_HEAD = bytes((FORMAT_VERSION, TYPE_STREAM_KEY))
+_STREAM_REF_START = STREAM_HEADER_SIZE + 2
 _sha256 = hashlib.sha256
 
 Buffer = bytes | bytearray | memoryview
@@ -108,6 +120,10 @@ Buffer = bytes | bytearray | memoryview
 ByteSource = AsyncIterable[Buffer] | Iterable[Buffer] | Buffer
 """Plaintext or sealed bytes for a stream: a bytes object, or a sync or async
 iterable of bytes-like pieces of any size."""
+
+# isinstance() with these tuples is much cheaper than with ``X | Y`` (built per call)
+_BUFFERS = (bytes, bytearray, memoryview)
+_SEQUENCES = (list, tuple)  # sync sources told apart without the ABC checks
 
 
 @attrs.frozen(slots=True)
@@ -205,7 +221,61 @@ def stream_frame_size(stream_key: bytes) -> int:
     return size + TAG_SIZE
 
 
+def _stream_key_request(
+    context: SealContext, stream_key: bytes, key_owner: str | None
+) -> tuple[tuple[str, bytes]]:
+    """The ``unwrap_many`` item for a stream key: (key owner, wrapped key).
+
+    Raises:
+        InvalidInputError: no key owner.
+        IntegrityError: not a well-formed stream key.
+    """
+    owner = key_owner if key_owner is not None else context.client_id
+    if owner is None:
+        raise InvalidInputError("key_owner", "a shared stream is opened with a client's key")
+    n = len(stream_key)
+    if (
+        n < _STREAM_KEY_MIN
+        or stream_key[:2] != _STREAM_KEY_HEAD
+        or n != _STREAM_REF_START + U16.unpack_from(stream_key, STREAM_HEADER_SIZE)[0]
+    ):
+        _split_reference(stream_key)  # raises the precise error
+        raise IntegrityError("not a stream key")
+    return ((owner, stream_key[_STREAM_REF_START:]),)
+
+
+def _unwrapped_stream_key(
+    keys: Sequence[bytes | IntegrityError], stream_key: bytes
+) -> tuple[bytes, bytes, AESGCM]:
+    """The checked data key, header and cipher of a stream key, from the
+    provider's answer.
+
+    Raises:
+        IntegrityError, KeyDestroyedError: unwrapping failed, or the key does
+            not match the stream's commitment.
+    """
+    if len(keys) != 1:
+        raise IntegrityError("the key provider returned the wrong number of keys")
+    dk = keys[0]
+    if isinstance(dk, IntegrityError):
+        raise dk
+    return checked_key_parts(dk, stream_key[:STREAM_HEADER_SIZE])
+
+
+def _frame_size(header: bytes) -> int:
+    size: int = U32.unpack_from(header, 2)[0]
+    return size + TAG_SIZE
+
+
+def _stream_key_ref(key: StreamKey, ref: bytes) -> bytes:
+    if not 4 <= len(ref) <= MAX_KEY_REFERENCE:
+        raise IntegrityError("the key provider returned a malformed key reference")
+    return b"".join((key._header, U16.pack(len(ref)), ref))
+
+
 def _sync_pieces(source: object) -> Iterable[Any]:
+    if isinstance(source, _SEQUENCES):
+        return source
     if isinstance(source, str) or not isinstance(source, Iterable):
         raise InvalidInputError("source", "must be bytes or a (sync or async) iterable of bytes")
     return source
@@ -219,7 +289,7 @@ class Sealer:
         clock: for retention checks (default: the system clock).
         retention: host rule ``(firm_id, client_id) -> retain_until``; see
             :mod:`clientcomm.crypto.retention`.
-        chunk_size: default plaintext bytes per stream chunk (64 KiB).
+        chunk_size: default plaintext bytes per stream chunk (1 MiB).
 
     CPU work (AES, hashing) runs synchronously in the calling task; the provider
     is awaited once per batch. With the :class:`~clientcomm.crypto.local.LocalKeyProvider`
@@ -364,6 +434,10 @@ class Sealer:
                 if client_id is None:
                     raise InvalidInputError("context.client_id", "a sealed value needs a client")
                 env = item.envelope
+                if env[:4] == _VALUE_HEAD_64 and len(env) >= _VALUE_MIN_64:  # the usual shape
+                    add_parsed(68)
+                    add_pair((client_id, env[4:68]))
+                    continue
                 try:
                     if env[0] != FORMAT_VERSION or env[1] != TYPE_VALUE:
                         raise IntegrityError("not a clientcomm value envelope")
@@ -379,7 +453,10 @@ class Sealer:
             keys = await self.provider.unwrap_many(firm_id, pairs)
             if len(keys) != n:
                 raise IntegrityError("the key provider returned the wrong number of keys")
-            results = _open_values(items, parsed, keys)
+            results, first = _open_values(items, parsed, keys)
+            if first is not None and not return_exceptions:
+                raise first
+            return results
         if not return_exceptions:
             for res in results:
                 if isinstance(res, IntegrityError):
@@ -409,9 +486,9 @@ class Sealer:
         refs = await self.provider.wrap_many(
             firm_id, [(client_id, key.data_key) for client_id, key in items]
         )
-        return [
-            key.header + U16.pack(len(ref)) + ref for (_, key), ref in zip(items, refs, strict=True)
-        ]
+        if len(refs) != len(items):
+            raise IntegrityError("the key provider returned the wrong number of key references")
+        return [_stream_key_ref(key, ref) for (_, key), ref in zip(items, refs, strict=True)]
 
     async def seal_chunks(
         self, context: SealContext, key: StreamKey, source: ByteSource
@@ -419,17 +496,21 @@ class Sealer:
         """Seal a stream under ``key``; yields the frames (concatenated, they
         are the blob). ``context.client_id`` may be ``None`` for a shared
         stream. Memory stays bounded by about one chunk plus the pieces the
-        source yields.
+        source yields; a bytes-like ``source`` is read through a view and
+        sealed one frame per step (do not change a mutable one meanwhile).
 
         Raises:
             InvalidInputError: ``key`` was already used, or a piece is not bytes.
         """
+        if isinstance(source, _SEQUENCES) and len(source) == 1:
+            source = source[0]  # one piece: the whole plaintext
+        if isinstance(source, _BUFFERS):
+            for frame in seal_buffer(key, context, source):
+                yield frame
+            return
         core = StreamSealer(key, context)
         update = core.update
-        if isinstance(source, bytes | bytearray | memoryview):
-            for frame in update(source):
-                yield frame
-        elif isinstance(source, AsyncIterable):
+        if not isinstance(source, _SEQUENCES) and isinstance(source, AsyncIterable):
             async for piece in source:
                 for frame in update(piece):
                     yield frame
@@ -449,15 +530,28 @@ class Sealer:
             KeyDestroyedError: the client was forgotten.
             StorageError: the key provider's backend failed.
         """
-        if context.client_id is None:
+        client_id = context.client_id
+        if client_id is None:
             raise InvalidInputError(
                 "context.client_id",
                 "seal_stream needs a client; for shared streams use new_stream_key,"
                 " seal_chunks and wrap_stream_keys",
             )
-        key = self.new_stream_key()
-        (ref,) = await self.wrap_stream_keys(context.firm_id, [(context.client_id, key)])
-        return SealedStream(ref, self.seal_chunks(context, key, source))
+        chunk_size = self.chunk_size
+        data_key, header, cipher = new_key_parts(chunk_size)
+        refs = await self.provider.wrap_many(context.firm_id, ((client_id, data_key),))
+        if len(refs) != 1:
+            raise IntegrityError("the key provider returned the wrong number of key references")
+        ref = refs[0]
+        if not 4 <= len(ref) <= MAX_KEY_REFERENCE:
+            raise IntegrityError("the key provider returned a malformed key reference")
+        chunks: AsyncIterator[bytes]
+        if type(source) is bytes and len(source) <= chunk_size:  # one frame
+            chunks = _sealed_only_frame(cipher, header, context, source)
+        else:
+            key = StreamKey._from_parts(data_key, header, cipher)
+            chunks = self.seal_chunks(context, key, source)
+        return SealedStream(header + U16.pack(len(ref)) + ref, chunks)
 
     async def open_stream_key(
         self, context: SealContext, stream_key: bytes, *, key_owner: str | None = None
@@ -470,16 +564,9 @@ class Sealer:
             KeyDestroyedError: the key owner was forgotten.
             InvalidInputError: no key owner.
         """
-        owner = key_owner if key_owner is not None else context.client_id
-        if owner is None:
-            raise InvalidInputError("key_owner", "a shared stream is opened with a client's key")
-        start, end = _split_reference(stream_key)
-        if stream_key[1] != TYPE_STREAM_KEY:
-            raise IntegrityError("not a stream key")
-        (dk,) = await self.provider.unwrap_many(context.firm_id, [(owner, stream_key[start:end])])
-        if isinstance(dk, IntegrityError):
-            raise dk
-        return StreamKey(dk, stream_key[:STREAM_HEADER_SIZE])
+        request = _stream_key_request(context, stream_key, key_owner)
+        keys = await self.provider.unwrap_many(context.firm_id, request)
+        return StreamKey._from_parts(*_unwrapped_stream_key(keys, stream_key))
 
     async def open_stream(
         self,
@@ -490,7 +577,9 @@ class Sealer:
         key_owner: str | None = None,
     ) -> AsyncIterator[bytes]:
         """Open a sealed stream; yields plaintext chunks. Read the blob with
-        ``chunk_size=stream_frame_size(stream_key)`` to avoid copying.
+        ``chunk_size=stream_frame_size(stream_key)`` to avoid copying; a
+        bytes-like ``chunks`` (the whole blob) is read through a view and
+        opened one frame per step.
 
         Plaintext is yielded as frames authenticate; a failure (raised before
         the end of the stream) means the data yielded so far must be discarded.
@@ -500,13 +589,48 @@ class Sealer:
                 stream is truncated, extended, reordered or spliced.
             KeyDestroyedError: the key owner was forgotten.
         """
-        key = await self.open_stream_key(context, stream_key, key_owner=key_owner)
+        # open_stream_key and checked_key_parts, inlined: a stream's fixed cost
+        # matters for small ones (the helpers raise the precise errors)
+        owner = key_owner if key_owner is not None else context.client_id
+        n = len(stream_key)
+        if (
+            owner is None
+            or n < _STREAM_KEY_MIN
+            or stream_key[:2] != _STREAM_KEY_HEAD
+            or n != _STREAM_REF_START + U16.unpack_from(stream_key, STREAM_HEADER_SIZE)[0]
+        ):
+            _stream_key_request(context, stream_key, key_owner)  # raises the precise error
+            raise IntegrityError("not a stream key")
+        keys = await self.provider.unwrap_many(
+            context.firm_id, ((owner, stream_key[_STREAM_REF_START:]),)
+        )
+        header = stream_key[:STREAM_HEADER_SIZE]
+        if len(keys) == 1 and type(dk := keys[0]) is bytes and len(dk) == DATA_KEY_SIZE:
+            # (format, type and length of the stream key were checked above)
+            chunk_size: int = U32.unpack_from(header, 2)[0]
+            if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+                raise IntegrityError("stream chunk size out of range")
+            if not hmac.compare_digest(
+                _sha256(COMMIT_LABEL + dk).digest(), header[6 : 6 + COMMITMENT_SIZE]
+            ):
+                raise IntegrityError("data key does not match the stream's key commitment")
+            data_key, cipher = dk, AESGCM(dk)
+        else:
+            data_key, header, cipher = _unwrapped_stream_key(keys, stream_key)
+            chunk_size = U32.unpack_from(header, 2)[0]
+        if isinstance(chunks, _SEQUENCES) and len(chunks) == 1:
+            chunks = chunks[0]  # one piece: the whole blob
+        if type(chunks) is bytes and TAG_SIZE <= len(chunks) <= chunk_size + TAG_SIZE:
+            yield _open_only_frame(cipher, header, context, chunks)  # a one-frame blob
+            return
+        key = StreamKey._from_parts(data_key, header, cipher)
+        if isinstance(chunks, _BUFFERS):
+            for plain in open_buffer(key, context, chunks):
+                yield plain
+            return
         core = StreamOpener(key, context)
         update = core.update
-        if isinstance(chunks, bytes | bytearray | memoryview):
-            for plain in update(chunks):
-                yield plain
-        elif isinstance(chunks, AsyncIterable):
+        if not isinstance(chunks, _SEQUENCES) and isinstance(chunks, AsyncIterable):
             async for piece in chunks:
                 for plain in update(piece):
                     yield plain
@@ -663,7 +787,8 @@ def _open_values(
     items: Sequence[OpenRequest],
     parsed: Sequence[int | IntegrityError],
     keys: Sequence[bytes | IntegrityError],
-) -> list[bytes | IntegrityError]:
+) -> tuple[list[bytes | IntegrityError], IntegrityError | None]:
+    """The opened values (or errors, in place) and the first error."""
     out: list[bytes | IntegrityError] = []
     append = out.append
     sha256 = _sha256
@@ -671,31 +796,33 @@ def _open_values(
     tag = VALUE_AAD_TAG
     gcm = AESGCM
     compare = hmac.compare_digest
+    first: IntegrityError | None = None
     for item, end, dk in zip(items, parsed, keys, strict=True):
-        if isinstance(end, IntegrityError):
-            append(end)
-            continue
-        if isinstance(dk, IntegrityError):
-            append(dk)
-            continue
-        env = item.envelope
-        if len(dk) != DATA_KEY_SIZE or not compare(
-            sha256(label + dk).digest(), env[end : end + 32]
-        ):
-            append(IntegrityError("data key does not match the envelope's key commitment"))
-            continue
-        ctx = item.context
-        aad = "\x00".join(
-            (tag, ctx.firm_id, ctx.client_id, ctx.kind, ctx.object_id, ctx.field)  # type: ignore[arg-type]
-        ).encode()
-        body = env[end + 44 :] if len(env) < 65536 else memoryview(env)[end + 44 :]
-        try:
-            append(gcm(dk).decrypt(env[end + 32 : end + 44], body, aad))
-        except InvalidTag:
-            append(
-                IntegrityError(
-                    "envelope failed authentication (tampered, or sealed for another"
-                    " client, object or field)"
-                )
-            )
-    return out
+        if type(end) is int and not isinstance(dk, IntegrityError):
+            env = item.envelope
+            if len(dk) == DATA_KEY_SIZE and compare(
+                sha256(label + dk).digest(), env[end : end + 32]
+            ):
+                ctx = item.context
+                aad = "\x00".join(
+                    (tag, ctx.firm_id, ctx.client_id, ctx.kind, ctx.object_id, ctx.field)  # type: ignore[arg-type]
+                ).encode()
+                body = env[end + 44 :] if len(env) < 65536 else memoryview(env)[end + 44 :]
+                try:
+                    append(gcm(dk).decrypt(env[end + 32 : end + 44], body, aad))
+                    continue
+                except InvalidTag:
+                    error = IntegrityError(
+                        "envelope failed authentication (tampered, or sealed for another"
+                        " client, object or field)"
+                    )
+            else:
+                error = IntegrityError("data key does not match the envelope's key commitment")
+        elif isinstance(end, IntegrityError):
+            error = end
+        else:
+            error = cast(IntegrityError, dk)  # end is an offset, so dk is the error
+        append(error)
+        if first is None:
+            first = error
+    return out, first

@@ -55,6 +55,7 @@ MAX_KEY_REFERENCE = 4096
 """Upper bound for a key reference (version + provider blob) in bytes."""
 
 _WRAP_LABEL = b"clientcomm.v1.data-key-wrap\x00"
+_urandom = os.urandom
 _U32 = struct.Struct(">I")
 _MAX_ID = 400
 
@@ -206,13 +207,11 @@ class ClientKeyring:
         if len(data_key) != DATA_KEY_SIZE:
             raise InvalidInputError("data_key", "must be 32 bytes")
         if nonce is None:
-            nonce = os.urandom(12)
-        version = self.current
-        return (
-            _U32.pack(version)
-            + nonce
-            + self._ciphers[version].encrypt(nonce, data_key, self._aads[version])
-        )
+            nonce = _urandom(12)
+        elif len(nonce) != 12:
+            raise InvalidInputError("nonce", "must be 12 bytes")
+        encrypt, aad, head = self._wrap_parts
+        return head + nonce + encrypt(nonce, data_key, aad)
 
     def unwrap(self, reference: bytes) -> bytes:
         """Open a reference made by :meth:`wrap`.
@@ -223,14 +222,15 @@ class ClientKeyring:
         """
         if len(reference) != 64:
             raise IntegrityError("malformed key reference", client_id=self.client_id)
-        version: int = _U32.unpack_from(reference)[0]
-        cipher = self._ciphers.get(version)
-        if cipher is None:
+        parts = self._decrypts.get(_U32.unpack_from(reference)[0])
+        if parts is None:
             raise IntegrityError(
-                "unknown key version", client_id=self.client_id, key_version=version
+                "unknown key version",
+                client_id=self.client_id,
+                key_version=_U32.unpack_from(reference)[0],
             )
         try:
-            return cipher.decrypt(reference[4:16], reference[16:], self._aads[version])
+            return parts[0](reference[4:16], reference[16:], parts[1])
         except InvalidTag:
             raise IntegrityError(
                 "key reference failed authentication", client_id=self.client_id
@@ -247,6 +247,13 @@ def wrap_items(
         InvalidInputError: a data key is not 32 bytes.
         KeyError: a client has no keyring in ``rings`` (a caller bug).
     """
+    if len(items) == 1:  # one stream key, or a single value
+        ((client_id, dk),) = items
+        encrypt, aad, head = rings[client_id]._wrap_parts
+        if len(dk) != DATA_KEY_SIZE:
+            raise InvalidInputError("data_key", "must be 32 bytes")
+        nonce = os.urandom(12)
+        return [head + nonce + encrypt(nonce, dk, aad)]
     nonces = os.urandom(12 * len(items))
     out: list[bytes] = []
     append = out.append

@@ -1,7 +1,7 @@
 """Chunked sealing of large values (attachments, documents) with bounded memory.
 
 A stream is sealed under one fresh data key, in chunks of ``chunk_size``
-plaintext bytes (default 64 KiB). Each chunk becomes one *frame* of
+plaintext bytes (default 1 MiB). Each chunk becomes one *frame* of
 ``chunk_size + 16`` bytes (the last frame may be shorter): AES-256-GCM
 ciphertext and tag, with the nonce
 
@@ -26,22 +26,24 @@ aligned at ``chunk_size + 16`` for zero-copy reading.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import struct
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clientcomm.crypto.context import (
+    COMMIT_LABEL,
     COMMITMENT_SIZE,
     FORMAT_VERSION,
     TAG_SIZE,
     TYPE_STREAM_KEY,
     U32,
     SealContext,
-    key_commitment,
 )
 from clientcomm.crypto.keys import DATA_KEY_SIZE
 from clientcomm.errors import IntegrityError, InvalidInputError
@@ -54,9 +56,13 @@ __all__ = [
     "StreamKey",
     "StreamOpener",
     "StreamSealer",
+    "checked_key_parts",
+    "new_key_parts",
+    "open_buffer",
+    "seal_buffer",
 ]
 
-DEFAULT_CHUNK_SIZE = 256 * 1024
+DEFAULT_CHUNK_SIZE = 1024 * 1024
 MIN_CHUNK_SIZE = 64
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
 PREFIX_SIZE = 7
@@ -65,6 +71,14 @@ STREAM_HEADER_SIZE = 2 + 4 + COMMITMENT_SIZE + PREFIX_SIZE
 
 _MAX_CHUNKS = 2**32
 _NONCE_TAIL = struct.Struct(">IB")
+_ONLY_FRAME = _NONCE_TAIL.pack(0, 1)  # nonce tail of chunk 0 when it is the final one
+_FRAME_FAILED = (
+    "stream frame failed authentication (tampered, truncated, reordered or another object's)"
+)
+_STREAM_HEAD = bytes((FORMAT_VERSION, TYPE_STREAM_KEY))
+_sha256 = hashlib.sha256
+_urandom = os.urandom
+_compare = hmac.compare_digest
 
 
 def _bytes_view(data: object) -> memoryview:
@@ -75,6 +89,80 @@ def _bytes_view(data: object) -> memoryview:
     if view.itemsize != 1 or view.ndim != 1:
         view = view.cast("B")
     return view
+
+
+def new_key_parts(chunk_size: int) -> tuple[bytes, bytes, AESGCM]:
+    """A fresh data key, the stream header for it (format, type, chunk size,
+    key commitment, random nonce prefix) and its cipher. ``chunk_size`` must
+    already be valid."""
+    rnd = _urandom(DATA_KEY_SIZE + PREFIX_SIZE)  # one getrandom call
+    data_key = rnd[:DATA_KEY_SIZE]
+    header = (
+        _STREAM_HEAD
+        + U32.pack(chunk_size)
+        + _sha256(COMMIT_LABEL + data_key).digest()
+        + rnd[DATA_KEY_SIZE:]
+    )
+    return data_key, header, AESGCM(data_key)
+
+
+def checked_key_parts(data_key: bytes, header: bytes) -> tuple[bytes, bytes, AESGCM]:
+    """Check an unwrapped data key against a stream header (format, chunk
+    size range, key commitment); returns them as bytes with the key's cipher.
+
+    Raises:
+        InvalidInputError: the data key is not 32 bytes.
+        IntegrityError: malformed header, or the key fails the commitment.
+    """
+    if type(data_key) is not bytes:
+        data_key = bytes(data_key)
+    if type(header) is not bytes:
+        header = bytes(header)
+    if len(data_key) != DATA_KEY_SIZE:
+        raise InvalidInputError("data_key", "must be 32 bytes")
+    if len(header) != STREAM_HEADER_SIZE or header[:2] != _STREAM_HEAD:
+        raise IntegrityError("malformed stream header")
+    if not MIN_CHUNK_SIZE <= U32.unpack_from(header, 2)[0] <= MAX_CHUNK_SIZE:
+        raise IntegrityError("stream chunk size out of range")
+    if not _compare(_sha256(COMMIT_LABEL + data_key).digest(), header[6 : 6 + COMMITMENT_SIZE]):
+        raise IntegrityError("data key does not match the stream's key commitment")
+    return data_key, header, AESGCM(data_key)
+
+
+def _seal_only_frame(cipher: AESGCM, header: bytes, context: SealContext, data: Any) -> bytes:
+    """The frame of a stream that is a single chunk (chunk 0, final): the
+    same bytes :class:`StreamSealer` makes for it. ``data`` must fit one chunk,
+    and the caller guarantees the key seals nothing else (its nonce is fixed)."""
+    return cipher.encrypt(
+        header[STREAM_HEADER_SIZE - PREFIX_SIZE :] + _ONLY_FRAME, data, header + context.encode()
+    )
+
+
+async def _sealed_only_frame(
+    cipher: AESGCM, header: bytes, context: SealContext, data: Any
+) -> AsyncIterator[bytes]:
+    # _seal_only_frame as an async iterator that seals when first asked (same
+    # guarantee needed: a fresh key that seals nothing else)
+    yield cipher.encrypt(
+        header[STREAM_HEADER_SIZE - PREFIX_SIZE :] + _ONLY_FRAME, data, header + context.encode()
+    )
+
+
+def _open_only_frame(cipher: AESGCM, header: bytes, context: SealContext, frame: Any) -> bytes:
+    """Open the frame of a single-chunk stream (see :func:`_seal_only_frame`).
+
+    Raises:
+        IntegrityError: the frame fails authentication (including a frame that
+            was not sealed as the only one).
+    """
+    try:
+        return cipher.decrypt(
+            header[STREAM_HEADER_SIZE - PREFIX_SIZE :] + _ONLY_FRAME,
+            frame,
+            header + context.encode(),
+        )
+    except InvalidTag:
+        raise IntegrityError(_FRAME_FAILED, frame=0) from None
 
 
 class StreamKey:
@@ -88,35 +176,13 @@ class StreamKey:
 
     __slots__ = ("_cipher", "_data_key", "_header", "_used", "chunk_size")
 
-    def __init__(self, data_key: bytes, header: bytes, *, _verified: bool = False) -> None:
-        if _verified:
-            self._data_key = data_key
-            self._header = header
-            self._cipher = AESGCM(data_key)
-            self._used = False
-            size: int = U32.unpack_from(header, 2)[0]
-            self.chunk_size = size
-            return
-        if len(data_key) != DATA_KEY_SIZE:
-            raise InvalidInputError("data_key", "must be 32 bytes")
-        if (
-            len(header) != STREAM_HEADER_SIZE
-            or header[0] != FORMAT_VERSION
-            or header[1] != TYPE_STREAM_KEY
-        ):
-            raise IntegrityError("malformed stream header")
-        chunk_size: int = U32.unpack_from(header, 2)[0]
-        if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
-            raise IntegrityError("stream chunk size out of range")
-        if not hmac.compare_digest(
-            key_commitment(bytes(data_key)), header[6 : 6 + COMMITMENT_SIZE]
-        ):
-            raise IntegrityError("data key does not match the stream's key commitment")
-        self._data_key = bytes(data_key)
-        self._header = bytes(header)
-        self._cipher = AESGCM(self._data_key)
+    chunk_size: int
+    """Plaintext bytes per chunk."""
+
+    def __init__(self, data_key: bytes, header: bytes) -> None:
+        self._data_key, self._header, self._cipher = checked_key_parts(data_key, header)
         self._used = False
-        self.chunk_size = chunk_size
+        self.chunk_size = U32.unpack_from(self._header, 2)[0]
 
     @classmethod
     def generate(cls, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StreamKey:
@@ -129,15 +195,18 @@ class StreamKey:
             raise InvalidInputError(
                 "chunk_size", f"must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE}"
             )
-        rnd = os.urandom(DATA_KEY_SIZE + PREFIX_SIZE)
-        data_key = rnd[:DATA_KEY_SIZE]
-        header = (
-            bytes((FORMAT_VERSION, TYPE_STREAM_KEY))
-            + U32.pack(chunk_size)
-            + key_commitment(data_key)
-            + rnd[DATA_KEY_SIZE:]
-        )
-        return cls(data_key, header, _verified=True)
+        return cls._from_parts(*new_key_parts(chunk_size))
+
+    @classmethod
+    def _from_parts(cls, data_key: bytes, header: bytes, cipher: AESGCM) -> StreamKey:
+        """An unused key from :func:`new_key_parts` (internal: no checks)."""
+        self = object.__new__(cls)
+        self._cipher = cipher
+        self._data_key = data_key
+        self._header = header
+        self._used = False
+        self.chunk_size = U32.unpack_from(header, 2)[0]
+        return self
 
     def __repr__(self) -> str:
         return f"StreamKey(chunk_size={self.chunk_size})"
@@ -158,11 +227,6 @@ class StreamKey:
         """The raw data key, for wrapping by a KeyProvider. Handle with care."""
         return self._data_key
 
-    def _claim(self) -> None:
-        if self._used:
-            raise InvalidInputError("key", "a stream key seals exactly one stream")
-        self._used = True
-
 
 class StreamSealer:
     """Seals one stream chunk by chunk (synchronous core).
@@ -179,10 +243,13 @@ class StreamSealer:
     __slots__ = ("_aad", "_buf", "_chunk", "_done", "_encrypt", "_held", "_index", "_prefix")
 
     def __init__(self, key: StreamKey, context: SealContext) -> None:
-        key._claim()
+        if key._used:
+            raise InvalidInputError("key", "a stream key seals exactly one stream")
+        key._used = True
+        header = key._header
         self._encrypt = key._cipher.encrypt
-        self._aad = key.header + context.encode()
-        self._prefix = key.header[STREAM_HEADER_SIZE - PREFIX_SIZE :]
+        self._aad = header + context.encode()
+        self._prefix = header[STREAM_HEADER_SIZE - PREFIX_SIZE :]
         self._chunk = key.chunk_size
         self._index = 0
         self._held: Any = None  # one full chunk waiting to learn whether it is the last
@@ -245,6 +312,46 @@ class StreamSealer:
             self._buf = bytearray(rest)
         return out
 
+    def seal_all(self, data: Any) -> Iterable[bytes]:
+        """Seal ``data`` as the rest of the stream and finalize; returns the
+        frames :meth:`update` and :meth:`finalize` would return. Plaintext
+        longer than one chunk is read through a view (never copied) and each
+        frame is encrypted when it is requested (memory: one frame), so do
+        not change a mutable ``data`` while iterating.
+
+        Raises:
+            InvalidInputError: already finalized, or ``data`` is not bytes-like.
+        """
+        if self._done:
+            raise InvalidInputError("stream", "already finalized")
+        if self._index or self._held is not None or self._buf:
+            return self.update(data) + self.finalize()  # earlier pieces are buffered
+        if type(data) is not bytes:
+            data = _bytes_view(data)
+        n = len(data)
+        if n <= self._chunk:  # one frame: the common case for small files
+            self._done = True
+            self._index = 1
+            return [self._encrypt(self._prefix + _ONLY_FRAME, data, self._aad)]
+        last = (n - 1) // self._chunk  # index of the final chunk
+        if last >= _MAX_CHUNKS:
+            raise InvalidInputError("chunks", "a stream holds at most 2**32 chunks")
+        self._done = True
+        self._index = last + 1
+        return self._frames(memoryview(data), last)
+
+    def _frames(self, view: memoryview, last: int) -> Iterator[bytes]:
+        encrypt = self._encrypt
+        aad = self._aad
+        prefix = self._prefix
+        pack = _NONCE_TAIL.pack
+        size = self._chunk
+        off = 0
+        for index in range(last):
+            yield encrypt(prefix + pack(index, 0), view[off : off + size], aad)
+            off += size
+        yield encrypt(prefix + pack(last, 1), view[off:], aad)
+
     def finalize(self) -> list[bytes]:
         """Seal the last chunk (an empty stream yields one empty final frame)."""
         if self._done:
@@ -254,6 +361,34 @@ class StreamSealer:
         self._held = None
         self._buf = bytearray()
         return [self._seal(last, True)]
+
+
+def seal_buffer(key: StreamKey, context: SealContext, data: Any) -> Iterable[bytes]:
+    """Seal a whole plaintext held in memory as one stream under ``key``:
+    the frames :class:`StreamSealer` would make (see :meth:`StreamSealer.seal_all`).
+
+    Raises:
+        InvalidInputError: the key was already used, or ``data`` is not bytes-like.
+    """
+    if type(data) is bytes and len(data) <= key.chunk_size:  # one frame, no sealer object
+        if key._used:
+            raise InvalidInputError("key", "a stream key seals exactly one stream")
+        key._used = True
+        return [_seal_only_frame(key._cipher, key._header, context, data)]
+    return StreamSealer(key, context).seal_all(data)
+
+
+def open_buffer(key: StreamKey, context: SealContext, data: Any) -> Iterable[bytes]:
+    """Open a whole sealed stream held in memory: the plaintext chunks
+    :class:`StreamOpener` would return (see :meth:`StreamOpener.open_all`).
+
+    Raises:
+        IntegrityError: as :meth:`StreamOpener.open_all`.
+        InvalidInputError: ``data`` is not bytes-like.
+    """
+    if type(data) is bytes and TAG_SIZE <= len(data) <= key.chunk_size + TAG_SIZE:
+        return [_open_only_frame(key._cipher, key._header, context, data)]
+    return StreamOpener(key, context).open_all(data)
 
 
 class StreamOpener:
@@ -292,11 +427,7 @@ class StreamOpener:
             return self._decrypt(self._prefix + _NONCE_TAIL.pack(index, final), frame, self._aad)
         except InvalidTag:
             self._done = True
-            raise IntegrityError(
-                "stream frame failed authentication (tampered, truncated, reordered"
-                " or another object's)",
-                frame=index,
-            ) from None
+            raise IntegrityError(_FRAME_FAILED, frame=index) from None
 
     def update(self, data: Any) -> list[bytes]:
         """Add sealed bytes; returns the plaintext of frames known not to be last."""
@@ -328,6 +459,46 @@ class StreamOpener:
                 mv.release()
             del buf[:start]
         return out
+
+    def open_all(self, data: Any) -> Iterable[bytes]:
+        """Open ``data`` as the rest of the sealed stream and finalize; returns
+        the plaintext chunks :meth:`update` and :meth:`finalize` would return,
+        and every failure they detect is raised before the chunks end. Data
+        longer than one frame is read through a view (never copied) and each
+        frame is decrypted when it is requested (memory: one chunk).
+
+        Raises:
+            IntegrityError: as :meth:`update` and :meth:`finalize` (a truncated
+                stream at once, a frame failing authentication when reached).
+            InvalidInputError: ``data`` is not bytes-like.
+        """
+        if self._done:
+            raise IntegrityError("stream already failed or finished")
+        if self._held is not None or self._buf:
+            return self.update(data) + self.finalize()  # earlier pieces are buffered
+        if type(data) is not bytes:
+            data = _bytes_view(data)
+        n = len(data)
+        frame = self._frame
+        if TAG_SIZE <= n <= frame:  # one frame
+            out = [self._open(data, True)]
+            self._done = True
+            return out
+        last = (n - 1) // frame if n else 0  # index of the final frame, from here
+        if n - last * frame < TAG_SIZE:
+            self._done = True
+            raise IntegrityError("sealed stream is truncated", frame=self._index + last)
+        return self._plain(memoryview(data), last)
+
+    def _plain(self, view: memoryview, last: int) -> Iterator[bytes]:
+        frame = self._frame
+        off = 0
+        for _ in range(last):
+            yield self._open(view[off : off + frame], False)
+            off += frame
+        plain = self._open(view[off:], True)
+        self._done = True
+        yield plain
 
     def finalize(self) -> list[bytes]:
         """Open the last frame.

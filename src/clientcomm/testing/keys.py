@@ -141,6 +141,33 @@ class KeyProviderConformance:
         for res in await provider.unwrap_many(firm, tampered):
             assert isinstance(res, IntegrityError), "a tampered reference must not unwrap"
 
+    async def test_single_item_calls_check_everything(self, provider: KeyProvider) -> None:
+        # one-item batches (one stream key, one value) may take a shorter path
+        firm, other, a, b = _ids()
+        dk = _dk()
+        (ref,) = await provider.wrap_many(firm, [(a, dk)])
+        await provider.wrap_many(firm, [(b, _dk())])
+        assert await provider.unwrap_many(firm, [(a, ref)]) == [dk]
+        bad_refs = [ref[:-1], ref + b"\x00", b"", ref[:4], (9).to_bytes(4, "big") + ref[4:]]
+        for i in range(len(ref)):
+            flipped = bytearray(ref)
+            flipped[i] ^= 0x01
+            bad_refs.append(bytes(flipped))
+        for bad in bad_refs:
+            (res,) = await provider.unwrap_many(firm, [(a, bad)])
+            assert isinstance(res, IntegrityError), "a tampered reference must not unwrap"
+        for client, firm_id in ((b, firm), ("client-never-seen", firm), (a, other)):
+            (res,) = await provider.unwrap_many(firm_id, [(client, ref)])
+            assert isinstance(res, IntegrityError)
+            assert not isinstance(res, KeyDestroyedError)
+        with pytest.raises(InvalidInputError):
+            await provider.wrap_many(firm, [(a, b"short")])
+        assert await provider.forget(firm, a) is True
+        (res,) = await provider.unwrap_many(firm, [(a, ref)])
+        assert isinstance(res, KeyDestroyedError)
+        with pytest.raises(KeyDestroyedError):
+            await provider.wrap_many(firm, [(a, _dk())])
+
     async def test_per_item_errors_keep_order(self, provider: KeyProvider) -> None:
         firm, _, a, b = _ids()
         dk1, dk2 = _dk(), _dk()
@@ -256,3 +283,16 @@ class KeyProviderConformance:
                 pass
         got = [p async for p in sealer.open_stream(shared, kb, frames, key_owner=b)]
         assert b"".join(got) == data
+        # one-frame streams (sealed and opened whole) and longer ones from bytes
+        cb = SealContext(firm, b, "attachment", "blob-2", "content")
+        for size in (0, 1, 1024, 1025, 4000):
+            plain = os.urandom(size)
+            sealed = await sealer.seal_stream(cb, plain)
+            blob = b"".join([f async for f in sealed.chunks])
+            assert len(blob) == size + 16 * max(1, -(-size // 1024))
+            for source in (blob, [blob], memoryview(blob)):
+                got = [p async for p in sealer.open_stream(cb, sealed.key, source)]
+                assert b"".join(got) == plain
+            with pytest.raises(IntegrityError):
+                async for _ in sealer.open_stream(cb, sealed.key, blob[:-1]):
+                    pass
