@@ -158,31 +158,28 @@ def test_whole_buffer_paths_refuse_bad_input() -> None:
             list(open_buffer(reopen(key), CTX, short))
 
 
+def _consume_traced(pieces: Iterable[bytes]) -> tuple[int, int]:
+    """Bytes yielded by ``pieces`` and the peak of memory traced meanwhile."""
+    tracemalloc.start()
+    try:
+        total = sum(len(piece) for piece in pieces)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return total, peak
+
+
 def test_whole_buffer_paths_hold_one_frame_at_a_time() -> None:
     total = 24 * 1024 * 1024
     chunk = 256 * 1024
     data = os.urandom(total)
     key = StreamKey.generate(chunk)
-    tracemalloc.start()
-    try:
-        sealed = 0
-        for frame in seal_buffer(reopen(key), CTX, data):
-            sealed += len(frame)
-        _, seal_peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    sealed, seal_peak = _consume_traced(seal_buffer(reopen(key), CTX, data))
     assert sealed == total + 16 * (total // chunk)
     assert seal_peak < 4 * chunk, seal_peak
     blob = b"".join(seal_buffer(reopen(key), CTX, data))
     del data
-    tracemalloc.start()
-    try:
-        opened = 0
-        for plain in open_buffer(reopen(key), CTX, blob):
-            opened += len(plain)
-        _, open_peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    opened, open_peak = _consume_traced(open_buffer(reopen(key), CTX, blob))
     assert opened == total
     assert open_peak < 4 * chunk, open_peak
 
