@@ -50,7 +50,7 @@ import hashlib
 import hmac
 import os
 import struct
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal, cast, overload
 
@@ -271,6 +271,23 @@ def _stream_key_ref(key: StreamKey, ref: bytes) -> bytes:
     if not 4 <= len(ref) <= MAX_KEY_REFERENCE:
         raise IntegrityError("the key provider returned a malformed key reference")
     return b"".join((key._header, U16.pack(len(ref)), ref))
+
+
+async def _pump(
+    update: Callable[[Any], list[bytes]], finalize: Callable[[], list[bytes]], source: object
+) -> AsyncIterator[bytes]:
+    """Feed the pieces of a sync or async iterable ``source`` to a stream core
+    (:class:`StreamSealer` or :class:`StreamOpener`); yields what it returns."""
+    if not isinstance(source, _SEQUENCES) and isinstance(source, AsyncIterable):
+        async for piece in source:
+            for out in update(piece):
+                yield out
+    else:
+        for piece in _sync_pieces(source):
+            for out in update(piece):
+                yield out
+    for out in finalize():
+        yield out
 
 
 def _sync_pieces(source: object) -> Iterable[Any]:
@@ -509,16 +526,7 @@ class Sealer:
                 yield frame
             return
         core = StreamSealer(key, context)
-        update = core.update
-        if not isinstance(source, _SEQUENCES) and isinstance(source, AsyncIterable):
-            async for piece in source:
-                for frame in update(piece):
-                    yield frame
-        else:
-            for piece in _sync_pieces(source):
-                for frame in update(piece):
-                    yield frame
-        for frame in core.finalize():
+        async for frame in _pump(core.update, core.finalize, source):
             yield frame
 
     async def seal_stream(self, context: SealContext, source: ByteSource) -> SealedStream:
@@ -629,16 +637,7 @@ class Sealer:
                 yield plain
             return
         core = StreamOpener(key, context)
-        update = core.update
-        if not isinstance(chunks, _SEQUENCES) and isinstance(chunks, AsyncIterable):
-            async for piece in chunks:
-                for plain in update(piece):
-                    yield plain
-        else:
-            for piece in _sync_pieces(chunks):
-                for plain in update(piece):
-                    yield plain
-        for plain in core.finalize():
+        async for plain in _pump(core.update, core.finalize, chunks):
             yield plain
 
     # -- rotation, re-wrapping, forgetting -------------------------------------------
