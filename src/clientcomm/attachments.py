@@ -19,7 +19,9 @@ record, committed before the first byte is written); the transaction that
 commits the referencing records settles (deletes) it. A reservation still open
 after ``reservation_ttl`` belongs to a writer that died: :meth:`AttachmentStore.sweep`
 (run by every worker round) claims it, which also makes the late writer's
-commit fail, and deletes its blobs.
+commit fail, and deletes its blobs. One case is left: a writer stalled for
+longer than the TTL that writes a blob *after* the sweep and then crashes
+before its own clean-up leaves that blob behind.
 """
 
 from __future__ import annotations
