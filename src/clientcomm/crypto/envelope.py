@@ -254,12 +254,22 @@ def _unwrapped_stream_key(
         IntegrityError, KeyDestroyedError: unwrapping failed, or the key does
             not match the stream's commitment.
     """
+    header = stream_key[:STREAM_HEADER_SIZE]
+    if len(keys) == 1 and type(dk := keys[0]) is bytes and len(dk) == DATA_KEY_SIZE:
+        # the usual answer; format, type and length of the stream key were
+        # checked by _stream_key_request
+        if not MIN_CHUNK_SIZE <= U32.unpack_from(header, 2)[0] <= MAX_CHUNK_SIZE:
+            raise IntegrityError("stream chunk size out of range")
+        if not hmac.compare_digest(
+            _sha256(COMMIT_LABEL + dk).digest(), header[6 : 6 + COMMITMENT_SIZE]
+        ):
+            raise IntegrityError("data key does not match the stream's key commitment")
+        return dk, header, AESGCM(dk)
     if len(keys) != 1:
         raise IntegrityError("the key provider returned the wrong number of keys")
-    dk = keys[0]
-    if isinstance(dk, IntegrityError):
-        raise dk
-    return checked_key_parts(dk, stream_key[:STREAM_HEADER_SIZE])
+    if isinstance(keys[0], IntegrityError):
+        raise keys[0]
+    return checked_key_parts(keys[0], header)
 
 
 def _frame_size(header: bytes) -> int:
@@ -597,35 +607,10 @@ class Sealer:
                 stream is truncated, extended, reordered or spliced.
             KeyDestroyedError: the key owner was forgotten.
         """
-        # open_stream_key and checked_key_parts, inlined: a stream's fixed cost
-        # matters for small ones (the helpers raise the precise errors)
-        owner = key_owner if key_owner is not None else context.client_id
-        n = len(stream_key)
-        if (
-            owner is None
-            or n < _STREAM_KEY_MIN
-            or stream_key[:2] != _STREAM_KEY_HEAD
-            or n != _STREAM_REF_START + U16.unpack_from(stream_key, STREAM_HEADER_SIZE)[0]
-        ):
-            _stream_key_request(context, stream_key, key_owner)  # raises the precise error
-            raise IntegrityError("not a stream key")
-        keys = await self.provider.unwrap_many(
-            context.firm_id, ((owner, stream_key[_STREAM_REF_START:]),)
-        )
-        header = stream_key[:STREAM_HEADER_SIZE]
-        if len(keys) == 1 and type(dk := keys[0]) is bytes and len(dk) == DATA_KEY_SIZE:
-            # (format, type and length of the stream key were checked above)
-            chunk_size: int = U32.unpack_from(header, 2)[0]
-            if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
-                raise IntegrityError("stream chunk size out of range")
-            if not hmac.compare_digest(
-                _sha256(COMMIT_LABEL + dk).digest(), header[6 : 6 + COMMITMENT_SIZE]
-            ):
-                raise IntegrityError("data key does not match the stream's key commitment")
-            data_key, cipher = dk, AESGCM(dk)
-        else:
-            data_key, header, cipher = _unwrapped_stream_key(keys, stream_key)
-            chunk_size = U32.unpack_from(header, 2)[0]
+        request = _stream_key_request(context, stream_key, key_owner)
+        keys = await self.provider.unwrap_many(context.firm_id, request)
+        data_key, header, cipher = _unwrapped_stream_key(keys, stream_key)
+        chunk_size: int = U32.unpack_from(header, 2)[0]
         if isinstance(chunks, _SEQUENCES) and len(chunks) == 1:
             chunks = chunks[0]  # one piece: the whole blob
         if type(chunks) is bytes and TAG_SIZE <= len(chunks) <= chunk_size + TAG_SIZE:

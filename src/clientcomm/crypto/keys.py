@@ -249,11 +249,7 @@ def wrap_items(
     """
     if len(items) == 1:  # one stream key, or a single value
         ((client_id, dk),) = items
-        encrypt, aad, head = rings[client_id]._wrap_parts
-        if len(dk) != DATA_KEY_SIZE:
-            raise InvalidInputError("data_key", "must be 32 bytes")
-        nonce = os.urandom(12)
-        return [head + nonce + encrypt(nonce, dk, aad)]
+        return [rings[client_id].wrap(dk)]
     nonces = os.urandom(12 * len(items))
     out: list[bytes] = []
     append = out.append

@@ -8,10 +8,7 @@ to open again later.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Mapping, Sequence
-
-from cryptography.exceptions import InvalidTag
 
 from clientcomm.crypto.keys import (
     DATA_KEY_SIZE,
@@ -23,9 +20,6 @@ from clientcomm.crypto.keys import (
 from clientcomm.errors import IntegrityError, InvalidInputError, KeyDestroyedError
 
 __all__ = ["MemoryKeyProvider"]
-
-_urandom = os.urandom
-_U32 = struct.Struct(">I")
 
 
 class _Client:
@@ -77,19 +71,11 @@ class MemoryKeyProvider:
             InvalidInputError: bad ids or data keys.
         """
         live = self._rings.get(firm_id)
-        if live is not None:  # a known (already validated) firm
-            if len(items) == 1:  # one stream key or value: the hot path
-                client_id, data_key = items[0]
-                ring = live.get(client_id)
-                if ring is not None and len(data_key) == DATA_KEY_SIZE:
-                    encrypt, aad, head = ring._wrap_parts
-                    nonce = _urandom(12)
-                    return [head + nonce + encrypt(nonce, data_key, aad)]
-            else:
-                try:
-                    return wrap_items(live, items)
-                except (KeyError, InvalidInputError):
-                    pass  # a new or forgotten client, or a bad key: checked in order below
+        if live is not None:  # a known (already validated) firm: the hot path
+            try:
+                return wrap_items(live, items)
+            except (KeyError, InvalidInputError):
+                pass  # a new or forgotten client, or a bad key: checked in order below
         validate_key_owner("firm_id", firm_id)
         if live is None:
             live = self._rings[firm_id] = {}
@@ -111,22 +97,11 @@ class MemoryKeyProvider:
     ) -> list[bytes | IntegrityError]:
         """See :meth:`KeyProvider.unwrap_many`."""
         live = self._rings.get(firm_id)
-        if live is not None:  # a known (already validated) firm
-            if len(items) == 1:  # one stream key or value: the hot path
-                client_id, reference = items[0]
-                ring = live.get(client_id)
-                if ring is not None and len(reference) == 64:
-                    parts = ring._decrypts.get(_U32.unpack_from(reference)[0])
-                    if parts is not None:
-                        try:
-                            return [parts[0](reference[4:16], reference[16:], parts[1])]
-                        except InvalidTag:
-                            pass  # the general path reports it
-            else:
-                try:
-                    return unwrap_items(live, items)
-                except KeyError:
-                    pass  # a client without a live keyring: see below
+        if live is not None:  # a known (already validated) firm: the hot path
+            try:
+                return unwrap_items(live, items)
+            except KeyError:
+                pass  # a client without a live keyring: see below
         validate_key_owner("firm_id", firm_id)
         live = live or {}
         missing = {client_id for client_id, _ in items if client_id not in live}

@@ -143,9 +143,7 @@ async def _sealed_only_frame(
 ) -> AsyncIterator[bytes]:
     # _seal_only_frame as an async iterator that seals when first asked (same
     # guarantee needed: a fresh key that seals nothing else)
-    yield cipher.encrypt(
-        header[STREAM_HEADER_SIZE - PREFIX_SIZE :] + _ONLY_FRAME, data, header + context.encode()
-    )
+    yield _seal_only_frame(cipher, header, context, data)
 
 
 def _open_only_frame(cipher: AESGCM, header: bytes, context: SealContext, frame: Any) -> bytes:

@@ -58,13 +58,14 @@ def data_dumper(records: object) -> Callable[[Mapping[str, Any]], str]:
     ``data`` object (a mailing's copies) are serialised once."""
     if not isinstance(records, list | tuple):
         return dump_data
-    last: list[Any] = [None, ""]
+    last_data: Mapping[str, Any] | None = None
+    last_text = ""
 
     def dump(data: Mapping[str, Any]) -> str:
-        if data is last[0]:
-            return str(last[1])
-        text = dump_data(data)
-        last[0], last[1] = data, text
-        return text
+        nonlocal last_data, last_text
+        if data is not last_data:
+            last_text = dump_data(data)
+            last_data = data
+        return last_text
 
     return dump
