@@ -40,15 +40,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from clientcomm.actors import StaffActor
 from clientcomm.app import ClientComm
 from clientcomm.attachments import AttachmentInput, AttachmentMode
-from clientcomm.audience import Audience
 from clientcomm.blobs.filesystem import FileBlobStore
 from clientcomm.crypto import LocalKeyProvider, MasterKey
 from clientcomm.directory.memory import MemoryDirectory
 from clientcomm.directory.models import Client, Contact, Firm, Role, Staff
+from clientcomm.mail.memory import MemoryTransport
 from clientcomm.messages import READ_KIND
-from clientcomm.notify.links import LinkTemplates
-from clientcomm.notify.memory import MemoryTransport
-from clientcomm.notify.outbox import MailSettings
+from clientcomm.notifications.links import LinkTemplates
+from clientcomm.notifications.outbox import MailSettings
+from clientcomm.rules.audience import Audience
 from clientcomm.storage.base import Store
 from clientcomm.storage.sqlite import SQLiteStore
 

@@ -35,9 +35,10 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from clientcomm.notify.links import LinkTemplates
-from clientcomm.notify.models import NotificationEvent, Recipient, RecipientPlan
-from clientcomm.notify.outbox import (
+from clientcomm.mail.smtp import SMTPConfig, SMTPTransport
+from clientcomm.notifications.links import LinkTemplates
+from clientcomm.notifications.models import NotificationEvent, Recipient, RecipientPlan
+from clientcomm.notifications.outbox import (
     MailSettings,
     NotificationComposer,
     RetryPolicy,
@@ -46,7 +47,6 @@ from clientcomm.notify.outbox import (
     notification_jobs,
     prepare,
 )
-from clientcomm.notify.smtp import SMTPConfig, SMTPTransport
 from clientcomm.storage.memory import MemoryStore
 
 POOL = 8
@@ -197,7 +197,7 @@ async def timed(fn: Callable[[], Awaitable[None]], n: int) -> float:
 async def bench(port: int, n: int, rounds: int) -> None:
     import logging
 
-    logging.getLogger("clientcomm.notify.smtp").setLevel(logging.ERROR)
+    logging.getLogger("clientcomm.mail.smtp").setLevel(logging.ERROR)
     composer = NotificationComposer(
         MailSettings(sender="portal@kanzlei.example", message_id_domain="notify.kanzlei.example")
     )

@@ -22,9 +22,9 @@ from clientcomm.app import ClientComm
 from clientcomm.blobs.filesystem import FileBlobStore
 from clientcomm.blobs.memory import MemoryBlobStore
 from clientcomm.crypto import LocalKeyProvider, MasterKey
-from clientcomm.notify.links import LinkTemplates
-from clientcomm.notify.memory import MemoryTransport
-from clientcomm.notify.outbox import MailSettings
+from clientcomm.mail.memory import MemoryTransport
+from clientcomm.notifications.links import LinkTemplates
+from clientcomm.notifications.outbox import MailSettings
 from clientcomm.storage.base import Store
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)

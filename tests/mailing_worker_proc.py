@@ -14,7 +14,7 @@ from clientcomm.app import ClientComm
 from clientcomm.blobs.filesystem import FileBlobStore
 from clientcomm.crypto import LocalKeyProvider, MasterKey
 from clientcomm.directory.sql import SqlDirectory
-from clientcomm.notify.memory import MemoryTransport
+from clientcomm.mail.memory import MemoryTransport
 from clientcomm.storage.sqlite import SQLiteStore
 from tests.mailing_support import LINKS, MAIL
 

@@ -18,10 +18,10 @@ from clientcomm.attachments import (
     AttachmentMode,
     AttachmentStore,
 )
-from clientcomm.audience import Audience
 from clientcomm.blobs.memory import MemoryBlobStore
 from clientcomm.mailing import MAILING_KIND, staging_owner
 from clientcomm.messages import MESSAGE_KIND
+from clientcomm.rules.audience import Audience
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
 from tests.mailing_support import make_app
 

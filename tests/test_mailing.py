@@ -22,10 +22,10 @@ from clientcomm import (
 from clientcomm.actors import ClientActor, StaffActor
 from clientcomm.app import ClientComm
 from clientcomm.attachments import BLOB_REF_KIND, AttachmentInput, AttachmentMode
-from clientcomm.audience import Audience
+from clientcomm.mail.memory import MemoryTransport
 from clientcomm.mailing import PAGE_KIND, DeliveryEvent, MailingState
 from clientcomm.messages import MESSAGE_KIND, READ_KIND
-from clientcomm.notify.memory import MemoryTransport
+from clientcomm.rules.audience import Audience
 from clientcomm.storage.base import Store
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
 from tests.mailing_support import make_app, recipient_states
@@ -105,8 +105,8 @@ async def test_clerk_picks_outside_access_are_named(app: ClientComm) -> None:
     # unrestricted clerks reach everyone; a restricted one may not mail at all
     receipt = await app.mailings.submit(StaffActor("f1", "clerk"), Audience.clients("c3"), TEXT)
     assert receipt.total == 1
-    from clientcomm.access import RoleAccessPolicy
     from clientcomm.directory.models import Role, Staff
+    from clientcomm.rules.access import RoleAccessPolicy
 
     class LetRestrictedMail(RoleAccessPolicy):
         def may_send_mailing(self, staff: Staff) -> bool:
@@ -513,7 +513,7 @@ async def test_a_forgotten_client_fails_alone_inside_a_page(paged: ClientComm) -
 async def test_copy_ids_are_opaque_and_a_second_copy_is_refused(app: ClientComm) -> None:
     from clientcomm.mailing import copy_message_id
     from clientcomm.messages import build_message_record
-    from clientcomm.readstate import Author, UnreadFor
+    from clientcomm.rules.readstate import Author, UnreadFor
 
     receipt = await app.mailings.submit(ADMIN, Audience.clients("c1", "c2"), TEXT)
     await app.drain()

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from clientcomm import SQLiteStore
 from clientcomm.actors import StaffActor
-from clientcomm.audience import Audience
 from clientcomm.crypto import MasterKey, generate_master_key
 from clientcomm.directory.sql import SqlDirectory
 from clientcomm.messages import MESSAGE_KIND
+from clientcomm.rules.audience import Audience
 from tests.mailing_support import make_app, recipient_states
 
 ROOT = Path(__file__).resolve().parent.parent

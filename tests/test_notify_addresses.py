@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clientcomm.errors import InvalidInputError
-from clientcomm.notify.addresses import check_header_text, is_valid_address, validate_address
+from clientcomm.mail.addresses import check_header_text, is_valid_address, validate_address
 
 BREAKS = ["\r", "\n", "\r\n", "\x00", "\x0b", "\x0c", "\x1b", "\x7f", "\x85", "\u2028", "\u2029"]
 

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clientcomm.errors import InvalidInputError
-from clientcomm.notify.compose import (
+from clientcomm.mail.base import OutgoingMail
+from clientcomm.notifications.compose import (
     Mailbox,
     build_message,
     encode_header,
@@ -21,7 +22,6 @@ from clientcomm.notify.compose import (
     make_message_id,
     validate_domain,
 )
-from clientcomm.notify.transport import OutgoingMail
 
 PARSER = email.parser.BytesParser(policy=email.policy.default)
 DATE = datetime(2026, 3, 1, 8, 15, tzinfo=UTC)

@@ -12,11 +12,11 @@ import pytest
 from clientcomm.clock import ManualClock
 from clientcomm.directory.models import Contact, Firm, Role, Staff
 from clientcomm.errors import InvalidInputError, NotFoundError
-from clientcomm.notify.inapp import list_inapp, mark_all_read, mark_read, unread_count
-from clientcomm.notify.links import LinkTemplates
-from clientcomm.notify.memory import MemoryTransport
-from clientcomm.notify.models import NotificationEvent, NotificationKind
-from clientcomm.notify.outbox import (
+from clientcomm.mail.memory import MemoryTransport
+from clientcomm.notifications.inapp import list_inapp, mark_all_read, mark_read, unread_count
+from clientcomm.notifications.links import LinkTemplates
+from clientcomm.notifications.models import NotificationEvent, NotificationKind
+from clientcomm.notifications.outbox import (
     JOB_KIND,
     DeliveryReport,
     MailSettings,
@@ -30,7 +30,7 @@ from clientcomm.notify.outbox import (
     retry_failed,
     run_worker,
 )
-from clientcomm.notify.rules import client_contact_recipients, comment_recipients
+from clientcomm.notifications.rules import client_contact_recipients, comment_recipients
 from clientcomm.storage.base import Store
 from clientcomm.storage.memory import MemoryStore
 from clientcomm.storage.sqlite import SQLiteStore

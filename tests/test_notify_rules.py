@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clientcomm.directory.models import Contact, Firm, Role, Staff, StaffPermission
-from clientcomm.notify.models import RecipientRole, SkipReason
-from clientcomm.notify.rules import (
+from clientcomm.notifications.models import RecipientRole, SkipReason
+from clientcomm.notifications.rules import (
     admin_recipients,
     client_contact_recipients,
     comment_recipients,

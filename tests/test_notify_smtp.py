@@ -14,9 +14,15 @@ import pytest
 
 from clientcomm.clock import ManualClock
 from clientcomm.errors import ConfigurationError, PermanentDeliveryError, TemporaryDeliveryError
-from clientcomm.notify.links import LinkTemplates
-from clientcomm.notify.models import NotificationEvent, NotificationKind, Recipient, RecipientPlan
-from clientcomm.notify.outbox import (
+from clientcomm.mail.smtp import SMTPConfig, SMTPTransport, TLSMode
+from clientcomm.notifications.links import LinkTemplates
+from clientcomm.notifications.models import (
+    NotificationEvent,
+    NotificationKind,
+    Recipient,
+    RecipientPlan,
+)
+from clientcomm.notifications.outbox import (
     JOB_KIND,
     MailSettings,
     NotificationComposer,
@@ -26,7 +32,6 @@ from clientcomm.notify.outbox import (
     prepare,
     run_worker,
 )
-from clientcomm.notify.smtp import SMTPConfig, SMTPTransport, TLSMode
 from clientcomm.storage.memory import MemoryStore
 from clientcomm.testing.smtpd import Fault, FaultyHandler, RecordingHandler, smtp_server
 from clientcomm.testing.transport import sample_mail
@@ -47,7 +52,7 @@ async def test_starttls_is_required_unless_plaintext_is_chosen(
     async with smtp_server() as server:  # offers no STARTTLS
         async with SMTPTransport(server.config(tls="starttls")) as transport:
             await expect_temporary(transport, "tls_unavailable")
-        with caplog.at_level(logging.WARNING, "clientcomm.notify.smtp"):
+        with caplog.at_level(logging.WARNING, "clientcomm.mail.smtp"):
             async with SMTPTransport(server.config(tls="none")) as transport:
                 await transport.send(sample_mail())
         assert "plaintext" in caplog.text
@@ -81,7 +86,7 @@ async def test_untrusted_certificate_is_refused_and_opt_out_is_logged(
     async with smtp_server(tls="starttls") as server:
         async with SMTPTransport(server.config(ca_file=None)) as transport:
             await expect_temporary(transport, "certificate")
-        with caplog.at_level(logging.WARNING, "clientcomm.notify.smtp"):
+        with caplog.at_level(logging.WARNING, "clientcomm.mail.smtp"):
             unverified = SMTPTransport(server.config(ca_file=None, verify_certificates=False))
         assert "verification is OFF" in caplog.text
         async with unverified:

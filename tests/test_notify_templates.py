@@ -9,15 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clientcomm.errors import ConfigurationError, InvalidInputError
-from clientcomm.notify.links import LinkTemplates
-from clientcomm.notify.models import (
+from clientcomm.notifications.links import LinkTemplates
+from clientcomm.notifications.models import (
     Notification,
     NotificationEvent,
     NotificationKind,
     Recipient,
     check_link,
 )
-from clientcomm.notify.templates import TemplateSet
+from clientcomm.notifications.templates import TemplateSet
 
 TEMPLATES = TemplateSet()
 

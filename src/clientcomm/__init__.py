@@ -5,11 +5,9 @@ The public API is listed in ``__all__`` (kept sorted; a test checks it).
 
 from __future__ import annotations
 
-from clientcomm.access import AccessPolicy, RoleAccessPolicy
 from clientcomm.actors import Actor, ClientActor, StaffActor
 from clientcomm.app import ClientComm
 from clientcomm.attachments import AttachmentInfo, AttachmentInput, AttachmentMode
-from clientcomm.audience import Audience, ResolvedAudience, resolve_audience
 from clientcomm.blobs import BlobStore, FileBlobStore, MemoryBlobStore
 from clientcomm.clock import Clock, ManualClock, SystemClock
 from clientcomm.crypto import (
@@ -60,6 +58,7 @@ from clientcomm.errors import (
     StorageError,
     TemporaryDeliveryError,
 )
+from clientcomm.mail import MailTransport, MemoryTransport, SMTPConfig, SMTPTransport, TLSMode
 from clientcomm.mailing import (
     DeliveryEvent,
     LedgerEntry,
@@ -71,22 +70,19 @@ from clientcomm.mailing import (
     RecipientState,
 )
 from clientcomm.messages import ChatMessage, ClientMessage, MessageService
-from clientcomm.notify import (
+from clientcomm.notifications import (
     DeliveryReport,
     LinkTemplates,
     MailSettings,
-    MailTransport,
-    MemoryTransport,
     NotificationEvent,
     NotificationKind,
     RetryPolicy,
-    SMTPConfig,
-    SMTPTransport,
-    TLSMode,
     deliver_due,
     delivery_status,
 )
-from clientcomm.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
+from clientcomm.rules.access import AccessPolicy, RoleAccessPolicy
+from clientcomm.rules.audience import Audience, ResolvedAudience, resolve_audience
+from clientcomm.rules.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
 from clientcomm.storage.base import Record, Store, Transaction
 from clientcomm.storage.memory import MemoryStore
 from clientcomm.storage.sqlite import SQLiteStore

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from clientcomm.access import AccessPolicy
 from clientcomm.attachments import DEFAULT_MAX_SIZE, AttachmentStore
 from clientcomm.blobs.base import BlobStore
 from clientcomm.blobs.memory import MemoryBlobStore
@@ -19,18 +18,19 @@ from clientcomm.crypto.memory import MemoryKeyProvider
 from clientcomm.crypto.retention import RetentionRule
 from clientcomm.directory.base import Directory
 from clientcomm.directory.memory import MemoryDirectory
+from clientcomm.mail.base import MailTransport
+from clientcomm.mail.memory import MemoryTransport
 from clientcomm.mailing import MailingService
 from clientcomm.messages import MessageService
-from clientcomm.notify.links import LinkTemplates
-from clientcomm.notify.memory import MemoryTransport
-from clientcomm.notify.outbox import (
+from clientcomm.notifications.links import LinkTemplates
+from clientcomm.notifications.outbox import (
     MailSettings,
     NotificationComposer,
     RetryPolicy,
     deliver_due,
 )
-from clientcomm.notify.transport import MailTransport
-from clientcomm.readstate import ReadPolicy
+from clientcomm.rules.access import AccessPolicy
+from clientcomm.rules.readstate import ReadPolicy
 from clientcomm.storage.base import Store
 from clientcomm.storage.memory import MemoryStore
 

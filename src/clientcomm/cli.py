@@ -48,7 +48,8 @@ async def _worker(args: argparse.Namespace) -> int:
     from clientcomm.app import ClientComm
     from clientcomm.blobs.filesystem import FileBlobStore
     from clientcomm.crypto import LocalKeyProvider, load_master_key
-    from clientcomm.notify import LinkTemplates, MailSettings, SMTPConfig, SMTPTransport, TLSMode
+    from clientcomm.mail import SMTPConfig, SMTPTransport, TLSMode
+    from clientcomm.notifications import LinkTemplates, MailSettings
     from clientcomm.worker import Worker
 
     store = await open_store(args.url)

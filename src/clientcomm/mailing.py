@@ -44,7 +44,6 @@ from typing import Any
 
 import attrs
 
-from clientcomm.access import AccessPolicy, RoleAccessPolicy, require_mailing, resolve_staff
 from clientcomm.actors import StaffActor
 from clientcomm.attachments import (
     BLOB_REF_KIND,
@@ -54,7 +53,6 @@ from clientcomm.attachments import (
     Copies,
     StagedAttachment,
 )
-from clientcomm.audience import Audience, ResolvedAudience, resolve_audience
 from clientcomm.clock import Clock, SystemClock, utc
 from clientcomm.crypto.context import SealContext
 from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
@@ -62,11 +60,13 @@ from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Client, Staff
 from clientcomm.errors import ConflictError, IntegrityError, InvalidInputError, KeyDestroyedError
 from clientcomm.messages import build_message_record, text_contexts, validate_text
-from clientcomm.notify.links import LinkTemplates
-from clientcomm.notify.models import NotificationEvent, NotificationKind
-from clientcomm.notify.outbox import JOB_KIND, notification_jobs, prepare
-from clientcomm.notify.rules import client_contact_recipients
-from clientcomm.readstate import Author, DefaultReadPolicy, ReadPolicy
+from clientcomm.notifications.links import LinkTemplates
+from clientcomm.notifications.models import NotificationEvent, NotificationKind
+from clientcomm.notifications.outbox import JOB_KIND, notification_jobs, prepare
+from clientcomm.notifications.rules import client_contact_recipients
+from clientcomm.rules.access import AccessPolicy, RoleAccessPolicy, require_mailing, resolve_staff
+from clientcomm.rules.audience import Audience, ResolvedAudience, resolve_audience
+from clientcomm.rules.readstate import Author, DefaultReadPolicy, ReadPolicy
 from clientcomm.storage.base import Record, Store, Transaction
 
 __all__ = [

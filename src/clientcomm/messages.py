@@ -18,12 +18,6 @@ from typing import Any
 
 import attrs
 
-from clientcomm.access import (
-    AccessPolicy,
-    RoleAccessPolicy,
-    require_client_access,
-    resolve_staff,
-)
 from clientcomm.actors import ClientActor, StaffActor
 from clientcomm.attachments import AttachmentInfo, AttachmentStore, StoredAttachment
 from clientcomm.clock import Clock, SystemClock
@@ -32,7 +26,13 @@ from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Client, Staff
 from clientcomm.errors import InvalidInputError, NotFoundError
-from clientcomm.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
+from clientcomm.rules.access import (
+    AccessPolicy,
+    RoleAccessPolicy,
+    require_client_access,
+    resolve_staff,
+)
+from clientcomm.rules.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
 from clientcomm.storage.base import Record, Store, Transaction
 
 __all__ = [

@@ -1,7 +1,7 @@
 """clientcomm's own background worker loop.
 
 Each step is a plain async function (:meth:`MailingService.step`,
-:func:`clientcomm.notify.outbox.deliver_due`), so a host can call them from its
+:func:`clientcomm.notifications.outbox.deliver_due`), so a host can call them from its
 own task queue (Celery, Dramatiq, arq, ...) instead. Several workers, in one or
 many processes and machines, can share one PostgreSQL store: claims are leased
 with ``FOR UPDATE SKIP LOCKED`` and finishing is version-checked, so work is

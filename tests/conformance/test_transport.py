@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from clientcomm.notify.memory import MemoryTransport
-from clientcomm.notify.smtp import SMTPTransport
+from clientcomm.mail.memory import MemoryTransport
+from clientcomm.mail.smtp import SMTPTransport
 from clientcomm.testing.smtpd import FaultyHandler, smtp_server
 from clientcomm.testing.transport import TransportConformance, TransportHarness
 

@@ -1,115 +1,43 @@
-"""E-mail notifications: who is notified, what they get, and how it is delivered.
+"""Deprecated: the old name of :mod:`clientcomm.notifications` and :mod:`clientcomm.mail`.
 
-* :mod:`~clientcomm.notify.rules` - pure "who is notified" rules.
-* :mod:`~clientcomm.notify.models` - notification values (no content fields).
-* :mod:`~clientcomm.notify.links` - host-supplied link templates.
-* :mod:`~clientcomm.notify.templates` - German/English text+HTML templates.
-* :mod:`~clientcomm.notify.compose` - fast, strict MIME construction.
-* :mod:`~clientcomm.notify.outbox` - durable jobs, delivery step, worker loop.
-* :mod:`~clientcomm.notify.inapp` - in-app notifications for staff.
-* :mod:`~clientcomm.notify.transport` - the MailTransport port;
-  :mod:`~clientcomm.notify.memory` and :mod:`~clientcomm.notify.smtp` backends.
-
-See ``docs/notifications.md``.
+``clientcomm.notify`` and its submodules (``clientcomm.notify.outbox``,
+``clientcomm.notify.smtp``, ...) keep working for one release and then go away;
+import from :mod:`clientcomm.notifications` (who is notified, the outbox,
+templates) and :mod:`clientcomm.mail` (the transports) instead.
 """
 
 from __future__ import annotations
 
-from clientcomm.notify.addresses import EmailAddress, check_header_text, validate_address
-from clientcomm.notify.inapp import (
-    InAppNotification,
-    list_inapp,
-    mark_all_read,
-    mark_read,
-    unread_count,
-)
-from clientcomm.notify.links import LinkTemplates
-from clientcomm.notify.memory import MemoryTransport
-from clientcomm.notify.models import (
-    Notification,
-    NotificationEvent,
-    NotificationKind,
-    Recipient,
-    RecipientPlan,
-    RecipientRole,
-    SkippedRecipient,
-    SkipReason,
-)
-from clientcomm.notify.outbox import (
-    DeliveryFailure,
-    DeliveryReport,
-    DeliveryStatus,
-    JobStatus,
-    MailSettings,
-    NotificationBatch,
-    NotificationComposer,
-    RetryPolicy,
-    deliver_due,
-    delivery_status,
-    enqueue,
-    notification_jobs,
-    prepare,
-    retry_failed,
-    run_worker,
-)
-from clientcomm.notify.rules import (
-    admin_recipients,
-    client_contact_recipients,
-    comment_recipients,
-    letter_download_recipients,
-    office_recipient,
-    staff_recipient,
-)
-from clientcomm.notify.smtp import SMTPConfig, SMTPTransport, TLSMode
-from clientcomm.notify.templates import RenderedNotification, TemplateSet
-from clientcomm.notify.transport import MailTransport, OutgoingMail, SendResult
+import sys
+import warnings
 
-__all__ = [
-    "DeliveryFailure",
-    "DeliveryReport",
-    "DeliveryStatus",
-    "EmailAddress",
-    "InAppNotification",
-    "JobStatus",
-    "LinkTemplates",
-    "MailSettings",
-    "MailTransport",
-    "MemoryTransport",
-    "Notification",
-    "NotificationBatch",
-    "NotificationComposer",
-    "NotificationEvent",
-    "NotificationKind",
-    "OutgoingMail",
-    "Recipient",
-    "RecipientPlan",
-    "RecipientRole",
-    "RenderedNotification",
-    "RetryPolicy",
-    "SMTPConfig",
-    "SMTPTransport",
-    "SendResult",
-    "SkipReason",
-    "SkippedRecipient",
-    "TLSMode",
-    "TemplateSet",
-    "admin_recipients",
-    "check_header_text",
-    "client_contact_recipients",
-    "comment_recipients",
-    "deliver_due",
-    "delivery_status",
-    "enqueue",
-    "letter_download_recipients",
-    "list_inapp",
-    "mark_all_read",
-    "mark_read",
-    "notification_jobs",
-    "office_recipient",
-    "prepare",
-    "retry_failed",
-    "run_worker",
-    "staff_recipient",
-    "unread_count",
-    "validate_address",
-]
+from clientcomm.mail import *  # noqa: F403
+from clientcomm.mail import __all__ as _mail_all
+from clientcomm.mail import addresses, memory, smtp
+from clientcomm.mail import base as transport
+from clientcomm.notifications import *  # noqa: F403
+from clientcomm.notifications import __all__ as _notifications_all
+from clientcomm.notifications import compose, inapp, links, models, outbox, rules, templates
+
+__all__ = sorted({*_mail_all, *_notifications_all})
+
+for _name, _module in {
+    "addresses": addresses,
+    "compose": compose,
+    "inapp": inapp,
+    "links": links,
+    "memory": memory,
+    "models": models,
+    "outbox": outbox,
+    "rules": rules,
+    "smtp": smtp,
+    "templates": templates,
+    "transport": transport,
+}.items():
+    sys.modules[f"{__name__}.{_name}"] = _module
+
+warnings.warn(
+    "clientcomm.notify is deprecated: import from clientcomm.notifications and clientcomm.mail",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -49,7 +49,7 @@ from typing import Any
 import attrs
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from clientcomm.notify.smtp import SMTPConfig, TLSMode
+from clientcomm.mail.smtp import SMTPConfig, TLSMode
 
 __all__ = [
     "Attempt",

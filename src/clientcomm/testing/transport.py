@@ -18,7 +18,7 @@ very same tests::
                 )
 
 ``received`` must return each accepted message's bytes exactly as handed to
-:meth:`~clientcomm.notify.transport.MailTransport.send`. The tests are
+:meth:`~clientcomm.mail.base.MailTransport.send`. The tests are
 ``async`` and need ``pytest-asyncio`` in auto mode (or mark them).
 """
 
@@ -35,8 +35,8 @@ import attrs
 import pytest
 
 from clientcomm.errors import InvalidInputError, PermanentDeliveryError, TemporaryDeliveryError
-from clientcomm.notify.compose import Mailbox, build_message, make_message_id
-from clientcomm.notify.transport import MailTransport, OutgoingMail
+from clientcomm.mail.base import MailTransport, OutgoingMail
+from clientcomm.notifications.compose import Mailbox, build_message, make_message_id
 
 __all__ = ["TransportConformance", "TransportHarness", "sample_mail"]
 

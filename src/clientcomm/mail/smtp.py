@@ -45,11 +45,11 @@ from clientcomm.errors import (
     PermanentDeliveryError,
     TemporaryDeliveryError,
 )
-from clientcomm.notify.transport import OutgoingMail, SendResult
+from clientcomm.mail.base import OutgoingMail, SendResult
 
 __all__ = ["SMTPConfig", "SMTPTransport", "TLSMode"]
 
-log = logging.getLogger("clientcomm.notify.smtp")
+log = logging.getLogger("clientcomm.mail.smtp")
 
 _DETAIL_MAX = 300
 # 5xx replies that mean "this client is not allowed" rather than "this message is bad":
@@ -197,7 +197,7 @@ def _reply_error(code: int, message: str, stage: str, **context: Any) -> Deliver
 
 
 class SMTPTransport:
-    """A pooled, rate-limited :class:`~clientcomm.notify.transport.MailTransport`
+    """A pooled, rate-limited :class:`~clientcomm.mail.base.MailTransport`
     over SMTP (see module docs). Use as ``async with SMTPTransport(config) as t:``
     or call :meth:`aclose` when done.
 
@@ -364,7 +364,7 @@ class SMTPTransport:
     # -- sending ---------------------------------------------------------------
 
     async def send(self, mail: OutgoingMail) -> SendResult:
-        """Deliver ``mail`` (see :class:`~clientcomm.notify.transport.MailTransport`).
+        """Deliver ``mail`` (see :class:`~clientcomm.mail.base.MailTransport`).
 
         Raises:
             InvalidInputError: invalid envelope (nothing sent).

@@ -12,8 +12,8 @@ bytes) and either delivers it or raises
 Both carry ``context`` with ``code`` (SMTP reply code or ``None``), ``reason``
 (a short machine-readable word) and ``detail`` (the server's reply text).
 
-Backends: :class:`~clientcomm.notify.memory.MemoryTransport` (records what was
-sent, can be told to fail) and :class:`~clientcomm.notify.smtp.SMTPTransport`.
+Backends: :class:`~clientcomm.mail.memory.MemoryTransport` (records what was
+sent, can be told to fail) and :class:`~clientcomm.mail.smtp.SMTPTransport`.
 Integrators write their own by passing
 :func:`clientcomm.testing.transport.check_transport`.
 """
@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from clientcomm.errors import InvalidInputError
-from clientcomm.notify.addresses import validate_address
+from clientcomm.mail.addresses import validate_address
 
 __all__ = ["MailTransport", "OutgoingMail", "SendResult"]
 

@@ -8,7 +8,7 @@ Flow:
    transaction**, so the jobs exist exactly when the event does.
 2. A worker calls :func:`deliver_due` (or loops with :func:`run_worker`): it
    leases due jobs with :meth:`Store.claim`, renders and sends them
-   concurrently through a :class:`~clientcomm.notify.transport.MailTransport`,
+   concurrently through a :class:`~clientcomm.mail.base.MailTransport`,
    and records the outcome in one transaction per firm.
 
 Each job is a :class:`~clientcomm.storage.base.Record` of kind ``notify.job``:
@@ -55,18 +55,18 @@ from clientcomm.errors import (
     NotFoundError,
     PermanentDeliveryError,
 )
-from clientcomm.notify.addresses import check_header_text
-from clientcomm.notify.compose import Mailbox, _message_id, build_message, validate_domain
-from clientcomm.notify.inapp import inapp_records
-from clientcomm.notify.links import LinkTemplates
-from clientcomm.notify.models import (
+from clientcomm.mail.addresses import check_header_text
+from clientcomm.mail.base import MailTransport, OutgoingMail
+from clientcomm.notifications.compose import Mailbox, _message_id, build_message, validate_domain
+from clientcomm.notifications.inapp import inapp_records
+from clientcomm.notifications.links import LinkTemplates
+from clientcomm.notifications.models import (
     Notification,
     NotificationEvent,
     RecipientPlan,
     SkippedRecipient,
 )
-from clientcomm.notify.templates import TemplateSet
-from clientcomm.notify.transport import MailTransport, OutgoingMail
+from clientcomm.notifications.templates import TemplateSet
 from clientcomm.storage.base import Record, Store, Transaction
 
 __all__ = [
@@ -88,7 +88,7 @@ __all__ = [
     "run_worker",
 ]
 
-log = logging.getLogger("clientcomm.notify")
+log = logging.getLogger("clientcomm.notifications")
 
 JOB_KIND = "notify.job"
 _DETAIL_MAX = 300
@@ -278,7 +278,7 @@ class NotificationComposer:
     """Renders a job with the templates and builds its message (no I/O).
 
     Templates are compiled once when the :class:`TemplateSet` is built; the
-    message is written directly as bytes (:mod:`clientcomm.notify.compose`).
+    message is written directly as bytes (:mod:`clientcomm.notifications.compose`).
     """
 
     def __init__(self, settings: MailSettings, templates: TemplateSet | None = None) -> None:

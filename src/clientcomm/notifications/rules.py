@@ -1,7 +1,7 @@
 """Who is notified: pure rules over the Directory's value objects.
 
 These functions take facts (contacts, staff, the firm) and return a
-:class:`~clientcomm.notify.models.RecipientPlan`; they do no I/O and never
+:class:`~clientcomm.notifications.models.RecipientPlan`; they do no I/O and never
 raise for missing or broken addresses: such people are reported in
 ``plan.skipped`` with the reason, so a caller can show "3 contacts have no
 e-mail address" instead of failing a mailing.
@@ -25,8 +25,8 @@ from collections.abc import Iterable
 
 from clientcomm.directory.models import Contact, Firm, Role, Staff, StaffPermission
 from clientcomm.errors import InvalidInputError
-from clientcomm.notify.addresses import validate_address
-from clientcomm.notify.models import (
+from clientcomm.mail.addresses import validate_address
+from clientcomm.notifications.models import (
     Recipient,
     RecipientPlan,
     RecipientRole,

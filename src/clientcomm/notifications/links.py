@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
 from clientcomm.errors import ConfigurationError, InvalidInputError
-from clientcomm.notify.models import NotificationEvent, NotificationKind, check_link
+from clientcomm.notifications.models import NotificationEvent, NotificationKind, check_link
 
 __all__ = ["LINK_FIELDS", "LinkTemplates"]
 

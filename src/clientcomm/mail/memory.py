@@ -12,8 +12,8 @@ from typing import Literal
 import attrs
 
 from clientcomm.errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
-from clientcomm.notify.addresses import validate_address
-from clientcomm.notify.transport import OutgoingMail, SendResult
+from clientcomm.mail.addresses import validate_address
+from clientcomm.mail.base import OutgoingMail, SendResult
 
 __all__ = ["MemoryTransport"]
 
@@ -33,7 +33,7 @@ class _Fault:
 
 
 class MemoryTransport:
-    """A faithful in-memory :class:`~clientcomm.notify.transport.MailTransport`.
+    """A faithful in-memory :class:`~clientcomm.mail.base.MailTransport`.
 
     Every accepted message is appended to :attr:`sent`; :meth:`messages` parses
     them with the stdlib parser for assertions. Faults are scripted with

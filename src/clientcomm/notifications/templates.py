@@ -3,7 +3,7 @@
 Each notification kind has three templates per language, looked up as
 ``{language}/{kind}.subject.txt``, ``{language}/{kind}.txt`` and
 ``{language}/{kind}.html``. The bundled ones live in the package
-(``clientcomm/notify/templates/``); a host overrides any of them by giving a
+(``clientcomm/notifications/templates/``); a host overrides any of them by giving a
 directory or a mapping with the same names, and adds a language the same way.
 
 Templates see only these variables (:data:`TEMPLATE_VARIABLES`): ``firm_name``,
@@ -26,7 +26,7 @@ import jinja2
 import jinja2.meta
 
 from clientcomm.errors import ConfigurationError, InvalidInputError
-from clientcomm.notify.models import NotificationKind
+from clientcomm.notifications.models import NotificationKind
 
 __all__ = ["TEMPLATE_VARIABLES", "RenderedNotification", "TemplateSet"]
 
@@ -80,7 +80,7 @@ class TemplateSet:
                     "template directory does not exist", directory=os.fspath(directory)
                 )
             loaders.append(jinja2.FileSystemLoader(os.fspath(directory)))
-        loaders.append(jinja2.PackageLoader("clientcomm.notify", "templates"))
+        loaders.append(jinja2.PackageLoader("clientcomm.notifications", "templates"))
         self._env = jinja2.Environment(
             loader=jinja2.ChoiceLoader(loaders),
             autoescape=jinja2.select_autoescape(

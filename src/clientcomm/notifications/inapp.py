@@ -3,7 +3,7 @@
 Each one is a :class:`~clientcomm.storage.base.Record` of kind ``notify.inapp``
 with ``parent`` = the staff member's id and status ``unread``/``read``, written
 in the same transaction as the event that caused it (see
-:func:`clientcomm.notify.outbox.enqueue`). Like everything else it holds no
+:func:`clientcomm.notifications.outbox.enqueue`). Like everything else it holds no
 message or comment text: only the kind, the event, the client and when.
 
 The functions take a :class:`~clientcomm.storage.base.Transaction`; the caller
@@ -19,7 +19,7 @@ from datetime import datetime
 import attrs
 
 from clientcomm.errors import InvalidInputError, NotFoundError
-from clientcomm.notify.models import NotificationEvent, NotificationKind
+from clientcomm.notifications.models import NotificationEvent, NotificationKind
 from clientcomm.storage.base import Record, Transaction
 
 __all__ = [

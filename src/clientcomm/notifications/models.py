@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from clientcomm.errors import InvalidInputError
-from clientcomm.notify.addresses import check_header_text, validate_address
+from clientcomm.mail.addresses import check_header_text, validate_address
 
 __all__ = [
     "Notification",

@@ -5,7 +5,7 @@ HTML part). Building them with :class:`email.message.EmailMessage` costs about
 0.9 ms each, more than sending them, so this module writes the bytes directly:
 
 * every header value is checked by
-  :func:`~clientcomm.notify.addresses.check_header_text` first (no CR/LF or
+  :func:`~clientcomm.mail.addresses.check_header_text` first (no CR/LF or
   other control characters reach a header, whatever the stdlib would do);
 * non-ASCII or over-long subjects and display names become RFC 2047 encoded
   words (UTF-8, base64), split on character boundaries and folded below 78
@@ -32,8 +32,8 @@ from email.utils import format_datetime
 import attrs
 
 from clientcomm.errors import InvalidInputError
-from clientcomm.notify.addresses import EmailAddress, check_header_text, validate_address
-from clientcomm.notify.transport import OutgoingMail
+from clientcomm.mail.addresses import EmailAddress, check_header_text, validate_address
+from clientcomm.mail.base import OutgoingMail
 
 __all__ = [
     "Mailbox",

@@ -1,0 +1,150 @@
+"""Recipient selection for mass mailings (seed 000), as pure functions.
+
+An :class:`Audience` combines three choices as a union with duplicates removed:
+all active clients, one or more client groups, and individually picked clients.
+:func:`resolve_audience` turns it, with the facts read from the Directory, into
+a frozen, sorted recipient list. Inactive clients never receive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from clientcomm.directory.models import Client, ClientGroup, Role, Staff
+from clientcomm.errors import InvalidInputError, NotFoundError
+from clientcomm.rules.access import AccessPolicy, require_client_access
+
+__all__ = ["Audience", "ResolvedAudience", "SkippedClient", "resolve_audience"]
+
+
+def _ids(value: Iterable[str]) -> frozenset[str]:
+    if isinstance(value, str):
+        return frozenset((value,))
+    return frozenset(value)
+
+
+@attrs.frozen
+class Audience:
+    """Who a mailing goes to: ``all_active`` clients, members of ``group_ids``,
+    and the picked ``client_ids`` (union, duplicates removed)."""
+
+    all_active: bool = False
+    group_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_ids)
+    client_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_ids)
+
+    @classmethod
+    def everyone(cls) -> Audience:
+        """All active clients ("Alle")."""
+        return cls(all_active=True)
+
+    @classmethod
+    def groups(cls, *group_ids: str) -> Audience:
+        """Clients in any of these groups ("Gruppen")."""
+        return cls(group_ids=frozenset(group_ids))
+
+    @classmethod
+    def clients(cls, *client_ids: str) -> Audience:
+        """Individually picked clients ("Mandate")."""
+        return cls(client_ids=frozenset(client_ids))
+
+    def __or__(self, other: Audience) -> Audience:
+        return Audience(
+            all_active=self.all_active or other.all_active,
+            group_ids=self.group_ids | other.group_ids,
+            client_ids=self.client_ids | other.client_ids,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able definition (for the audit trail)."""
+        return {
+            "all_active": self.all_active,
+            "group_ids": sorted(self.group_ids),
+            "client_ids": sorted(self.client_ids),
+        }
+
+
+@attrs.frozen
+class SkippedClient:
+    client_id: str
+    reason: str  # "inactive"
+
+
+@attrs.frozen
+class ResolvedAudience:
+    """The frozen recipient list (sorted ids) and the picked clients left out."""
+
+    recipient_ids: tuple[str, ...]
+    skipped: tuple[SkippedClient, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return len(self.recipient_ids)
+
+
+def resolve_audience(
+    audience: Audience,
+    *,
+    sender: Staff,
+    policy: AccessPolicy,
+    clients: Sequence[Client],
+    groups: Sequence[ClientGroup],
+) -> ResolvedAudience:
+    """Resolve ``audience`` for ``sender`` (pure).
+
+    Args:
+        clients: every client of the firm that the audience may name (at least
+            the active ones, the groups' members and the picked ones).
+        groups: the firm's client groups.
+
+    Raises:
+        InvalidInputError: nothing chosen; groups asked for in a firm without
+            groups; an unknown group (``field="audience.group_ids"``); an empty
+            result (``field="audience"``).
+        NotFoundError: a picked client does not exist.
+        PermissionDeniedError: picked clients outside the sender's access, named
+            in ``offending_ids`` (never silently dropped).
+    """
+    if not (audience.all_active or audience.group_ids or audience.client_ids):
+        raise InvalidInputError("audience", "choose all clients, groups or clients")
+    if audience.group_ids:
+        if not groups:
+            raise InvalidInputError(
+                "audience.group_ids",
+                "this firm has no client groups",
+                value=sorted(audience.group_ids),
+            )
+        unknown = audience.group_ids - {g.id for g in groups}
+        if unknown:
+            raise InvalidInputError(
+                "audience.group_ids",
+                f"unknown group(s): {', '.join(sorted(unknown))}",
+                value=sorted(unknown),
+            )
+    by_id = {c.id: c for c in clients}
+    missing = sorted(audience.client_ids - by_id.keys())
+    if missing:
+        raise NotFoundError("client", ", ".join(missing))
+    require_client_access(policy, sender, sorted(audience.client_ids), action="mailing.send")
+
+    full = sender.role in (Role.ADMIN, Role.MANAGER)
+    chosen: set[str] = set(audience.client_ids)
+    for c in clients:
+        if (audience.all_active and c.active) or not audience.group_ids.isdisjoint(c.group_ids):
+            chosen.add(c.id)
+    recipients: list[str] = []
+    skipped: list[SkippedClient] = []
+    for cid in sorted(chosen):
+        client = by_id[cid]
+        if not client.active:
+            if cid in audience.client_ids:
+                skipped.append(SkippedClient(cid, "inactive"))
+            continue
+        if not full and not policy.may_access_client(sender, cid):
+            continue  # "all clients they have access to"
+        recipients.append(cid)
+    if not recipients:
+        raise InvalidInputError("audience", "the audience has no active recipients")
+    return ResolvedAudience(tuple(recipients), tuple(skipped))
