@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,6 +26,7 @@ from clientcomm.errors import (
     InvalidInputError,
     StorageError,
 )
+from clientcomm.storage import _sqlquery as q
 from clientcomm.storage.base import Record, Store, Transaction
 from clientcomm.storage.migrations import load_migrations
 from clientcomm.storage.postgres import PostgresStore, convert_placeholders
@@ -208,7 +210,170 @@ async def test_migrations_are_idempotent(schema_url: str) -> None:
     async with PostgresStore(schema_url) as s:
         assert await s.migrate() == latest
     assert await scalar(schema_url, "SELECT count(*) FROM schema_migrations") == latest
-    assert await scalar(schema_url, "SELECT max(name) FROM schema_migrations") == "initial"
+    names = await scalar(
+        schema_url, "SELECT string_agg(name, ',' ORDER BY version) FROM schema_migrations"
+    )
+    assert names == ",".join(m.name for m in load_migrations("postgres"))
+    assert names.startswith("initial,record_ref")
+
+
+_V1_ROWS = [  # the columns of schema version 1, in order, without seq
+    ("f1", "job", "a", "p", "k-a", "queued", None, '{"n":1}', b"\x00body", 0, None, None, T0),
+    ("f1", "job", "b", None, None, None, T0, "{}", None, 3, "w1", T0, T0 + LEASE),
+    ("f2", "job", "c", "p", None, "done", None, "{}", None, 0, None, None, T0),
+]
+
+
+@pytest.mark.parametrize("prebuilt", [False, True], ids=["plain", "index-built-concurrently"])
+async def test_version_1_database_migrates_to_2(schema_url: str, prebuilt: bool) -> None:
+    [v1] = [m for m in load_migrations("postgres") if m.version == 1]
+    async with await psycopg.AsyncConnection.connect(schema_url, autocommit=True) as conn:
+        async with conn.transaction():
+            await conn.execute(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            await conn.execute(v1.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (1, 'initial')"
+            )
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO records (firm_id, kind, id, parent, key, status, due_at, data,"
+                    " body, version, lease_owner, lease_until, created_at)"
+                    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                    _V1_ROWS,
+                )
+        if prebuilt:  # what docs/storage.md suggests for a large table
+            await conn.execute(
+                "CREATE INDEX CONCURRENTLY records_created ON records (firm_id, kind, created_at)"
+                " WHERE created_at IS NOT NULL"
+            )
+    async with PostgresStore(schema_url, migrate=False) as s:
+        assert await s.migrate() == 2 == len(load_migrations("postgres"))
+        async with s.transaction("f1") as tx:
+            a, b = await tx.list("job")
+            assert (a.id, a.parent, a.key, a.status, a.data, a.body, a.created_at) == (
+                "a",
+                "p",
+                "k-a",
+                "queued",
+                {"n": 1},
+                b"\x00body",
+                T0,
+            )
+            assert (b.id, b.version, b.lease_owner, b.due_at, b.lease_until) == (
+                "b",
+                3,
+                "w1",
+                T0,
+                T0,
+            )
+            assert a.ref is None and b.ref is None and a.seq < b.seq
+            await tx.update([a.evolve(ref="s1")])
+            await tx.insert([rec("new", ref="s1", created_at=T0 + LEASE)])
+        async with s.transaction("f1") as tx:
+            assert [r.id for r in await tx.list("job", ref="s1")] == ["a", "new"]
+            assert [r.id for r in await tx.list("job", created_from=T0 + LEASE)] == ["b", "new"]
+        async with s.transaction("f2") as tx:
+            assert [(r.id, r.ref) for r in await tx.list("job")] == [("c", None)]
+    indexes = await scalar(
+        schema_url,
+        "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes"
+        " WHERE tablename = 'records' AND indexname IN"
+        " ('records_created', 'records_ref', 'records_ref_status')",
+    )
+    assert indexes == "records_created,records_ref,records_ref_status"
+
+
+async def _plan(url: str, sql: str, params: Sequence[Any], *, generic: bool = False) -> str:
+    """EXPLAIN of ``sql`` (``%s`` placeholders); ``generic``: as a prepared
+    statement's generic plan (what psycopg's automatic preparing may get)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        if not generic:
+            cur = await conn.execute("EXPLAIN " + sql, params)
+        else:
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+            numbered = sql
+            for n in range(1, len(params) + 1):
+                numbered = numbered.replace("%s", f"${n}", 1)
+            await conn.execute(f"PREPARE q AS {numbered}")
+            literal = ", ".join(psycopg.sql.Literal(p).as_string(conn) for p in params)
+            cur = await conn.execute(f"EXPLAIN EXECUTE q({literal})")
+        return "\n".join(row[0] for row in await cur.fetchall())
+
+
+async def test_lookup_by_id_keeps_the_unique_index_without_statistics(
+    store: PostgresStore, schema_url: str
+) -> None:
+    """A freshly filled table has no statistics: the (firm_id, kind, ...) indexes of
+    schema 2 must not tie with records_firm_kind_id for the hot update by id."""
+    async with store.transaction("f1") as tx:
+        await tx.insert(
+            [
+                rec(f"r{i}", parent="p", ref="s1", status="q", created_at=T0 + timedelta(seconds=i))
+                for i in range(3000)
+            ]
+        )
+    update = (
+        "UPDATE records SET status=%s, version=version+1"
+        " WHERE firm_id=%s AND kind=%s AND id=%s AND version=%s"
+    )
+    for generic in (False, True):
+        plan = await _plan(schema_url, update, ["x", "f1", "job", "r5", 0], generic=generic)
+        assert "Index Scan using records_firm_kind_id" in plan, plan
+        find, params = q.find_query("%s", "f1", "job", "id", "r5")
+        plan = await _plan(schema_url, find, params, generic=generic)
+        assert "Index Scan using records_firm_kind_id" in plan, plan
+
+
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [
+        ({"ref": "s3"}, "records_ref"),
+        ({"ref": "s3", "descending": True}, "records_ref"),
+        ({"ref": "s3", "status": "open"}, "records_ref_status"),
+        (
+            {"created_from": T0 + timedelta(hours=2), "created_before": T0 + timedelta(hours=3)},
+            "records_created",
+        ),
+    ],
+)
+async def test_filtered_lists_use_an_index(
+    store: PostgresStore, schema_url: str, filters: dict[str, Any], index: str
+) -> None:
+    for f in range(4):  # several firms and kinds, many refs, a day of records
+        async with store.transaction(f"f{f}") as tx:
+            await tx.insert(
+                [
+                    rec(
+                        f"r{i}",
+                        firm=f"f{f}",
+                        kind=f"k{i % 4}",
+                        ref=f"s{i % 200}" if i % 2 else None,
+                        status="open" if i % 5 == 0 else "closed",
+                        created_at=T0 + timedelta(seconds=20 * i),
+                    )
+                    for i in range(4000)
+                ]
+            )
+    async with await psycopg.AsyncConnection.connect(schema_url, autocommit=True) as conn:
+        await conn.execute("ANALYZE records")
+    sql, params = q.list_query(
+        "%s",
+        "f1",
+        "k3",
+        parent=None,
+        status=filters.pop("status", None),
+        after_seq=0,
+        limit=50,
+        descending=filters.pop("descending", False),
+        **filters,
+    )
+    for generic in (False, True):
+        plan = await _plan(schema_url, sql, params, generic=generic)
+        assert f"using {index} on records" in plan, plan
+        assert "Seq Scan" not in plan, plan
 
 
 async def test_concurrent_migrations_are_safe(schema_url: str) -> None:
@@ -328,7 +493,13 @@ async def _backend_pid(tx: Transaction) -> int:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("id", "a\x00b"), ("parent", "\x00"), ("key", "k\x00"), ("status", "s\x00")],
+    [
+        ("id", "a\x00b"),
+        ("parent", "\x00"),
+        ("ref", "r\x00"),
+        ("key", "k\x00"),
+        ("status", "s\x00"),
+    ],
 )
 async def test_nul_characters_are_invalid_input(
     store: PostgresStore, field: str, value: str
@@ -342,9 +513,13 @@ async def test_nul_characters_are_invalid_input(
         assert await tx.find_by_key("job", "k\x00") is None
         assert await tx.get_many("job", ["a\x00b"]) == {}
         assert await tx.list("job", parent="\x00") == []
+        assert await tx.list("job", ref="\x00") == []
         assert await tx.count("job", status="s\x00") == 0
+        assert await tx.count("job", ref="r\x00") == 0
         assert await tx.count_by_status("job", parent="\x00") == {}
-        assert await tx.delete("job", ["a\x00b"]) == 0
+        with pytest.raises(InvalidInputError):  # a delete batch is refused whole
+            await tx.delete("job", ["a\x00b"])
+        assert await tx.delete("job\x00", ["a"]) == 0
 
 
 async def test_lone_surrogate_is_invalid_input(store: PostgresStore) -> None:
@@ -498,6 +673,7 @@ async def test_bulk_insert_paths_round_trip_and_conflict(schema_url: str, thresh
             rec(
                 f"b{i}",
                 parent="p",
+                ref=f"s{i % 7}" if i % 2 else None,
                 key=f"k{i}" if i % 2 else None,
                 status="q",
                 due_at=T0 + timedelta(microseconds=i),
@@ -513,6 +689,9 @@ async def test_bulk_insert_paths_round_trip_and_conflict(schema_url: str, thresh
         async with s.transaction("f1") as tx:
             got = await tx.list("job", parent="p")
         assert [g.evolve(seq=0) for g in got] == rows
+        async with s.transaction("f1") as tx:
+            by_ref = await tx.list("job", ref="s3", status="q")
+        assert [g.evolve(seq=0) for g in by_ref] == [r for r in rows if r.ref == "s3"]
         with pytest.raises(ConflictError):
             async with s.transaction("f1") as tx:
                 await tx.insert([rec(f"new{i}") for i in range(150)] + [rec("b7")])
@@ -567,6 +746,7 @@ _when = st.datetimes(
     data=st.dictionaries(_text, _json, max_size=5),
     body=st.none() | st.binary(max_size=300),
     parent=st.none() | _text,
+    ref=st.none() | _text,
     due=st.none() | _when,
     created=_when,
     bulk=st.booleans(),
@@ -576,6 +756,7 @@ async def test_values_round_trip_exactly(
     data: dict[str, Any],
     body: bytes | None,
     parent: str | None,
+    ref: str | None,
     due: datetime | None,
     created: datetime,
     bulk: bool,
@@ -583,7 +764,13 @@ async def test_values_round_trip_exactly(
     import secrets
 
     r = rec(
-        secrets.token_hex(8), parent=parent, due_at=due, created_at=created, data=data, body=body
+        secrets.token_hex(8),
+        parent=parent,
+        ref=ref,
+        due_at=due,
+        created_at=created,
+        data=data,
+        body=body,
     )
     filler = [rec(secrets.token_hex(8)) for _ in range(150 if bulk else 0)]
     async with store.transaction("f1") as tx:

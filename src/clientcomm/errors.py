@@ -7,6 +7,10 @@ that is safe to log: it never contains plaintext, keys or tokens.
 
 Backends translate driver errors (``sqlite3``, ``psycopg``, ``aiosmtplib``,
 ``cryptography``'s ``InvalidTag``, ``pypdf``) into the most specific class here.
+
+Every error pickles (task queues such as Celery, Dramatiq and procrastinate
+pickle exceptions): it is rebuilt from its stored state, never by calling
+``__init__`` again, so subclasses with their own signatures round-trip too.
 """
 
 from __future__ import annotations
@@ -44,6 +48,21 @@ class ClientCommError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # BaseException's own reduce re-calls ``cls(*self.args)``, which fails for
+        # every __init__ whose parameters differ from ``args`` (NotFoundError,
+        # InvalidInputError, host subclasses). Rebuild without __init__ instead;
+        # pickle then restores the attributes (message, context, kind, field,
+        # __notes__, ...) with BaseException.__setstate__.
+        return (_rebuild, (type(self), self.args), self.__dict__.copy())
+
+
+def _rebuild(cls: type[ClientCommError], args: tuple[Any, ...]) -> ClientCommError:
+    """Unpickling helper: an instance of ``cls`` with ``args``, not initialised."""
+    err = cls.__new__(cls, *args)
+    err.args = args  # OSError subclasses (PermissionError) leave args to __init__
+    return err
 
 
 class NotFoundError(ClientCommError, LookupError):

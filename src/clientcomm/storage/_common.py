@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from clientcomm.errors import InvalidInputError
-from clientcomm.storage.base import Record, Store, validate_record
+from clientcomm.storage.base import Record, Store, validate_created_range, validate_record
 
 
 def check_own(record: Record, firm_id: str) -> None:
@@ -22,15 +23,28 @@ async def iterate_pages(
     *,
     parent: str | None,
     status: str | None,
+    ref: str | None,
+    created_from: datetime | None,
+    created_before: datetime | None,
     batch: int,
 ) -> AsyncIterator[Record]:
     """Stream records page by page, one short transaction per page."""
     if batch <= 0:
         raise InvalidInputError("batch", "must be positive")
+    validate_created_range(created_from, created_before)
     after = 0
     while True:
         async with store.transaction(firm_id) as tx:
-            page = await tx.list(kind, parent=parent, status=status, after_seq=after, limit=batch)
+            page = await tx.list(
+                kind,
+                parent=parent,
+                status=status,
+                ref=ref,
+                created_from=created_from,
+                created_before=created_before,
+                after_seq=after,
+                limit=batch,
+            )
         for rec in page:
             yield rec
         if len(page) < batch:
@@ -45,6 +59,7 @@ def with_version(r: Record, version: int) -> Record:
         id=r.id,
         firm_id=r.firm_id,
         parent=r.parent,
+        ref=r.ref,
         key=r.key,
         status=r.status,
         due_at=r.due_at,

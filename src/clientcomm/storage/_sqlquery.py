@@ -1,7 +1,9 @@
 """SQL text for the record queries both SQL backends run (one place, two dialects).
 
 ``ph`` is the driver's placeholder: ``"?"`` for sqlite3, ``"%s"`` for psycopg.
-Every query is scoped to the transaction's firm.
+Every query is scoped to the transaction's firm. ``created_from`` and
+``created_before`` arrive already in the dialect's column encoding (integer
+microseconds for SQLite, ``datetime`` for PostgreSQL) and already validated.
 """
 
 from __future__ import annotations
@@ -10,23 +12,47 @@ from typing import Any
 
 from clientcomm.errors import InvalidInputError
 
+# ``ref`` (schema version 2) comes last, where ALTER TABLE put it.
 COLS = (
     "seq, firm_id, kind, id, parent, key, status, due_at, data, body, version,"
-    " lease_owner, lease_until, created_at"
+    " lease_owner, lease_until, created_at, ref"
 )
 
 Query = tuple[str, list[Any]]
 
 
-def where(ph: str, firm_id: str, kind: str, parent: str | None, status: str | None) -> Query:
+def where(
+    ph: str,
+    firm_id: str,
+    kind: str,
+    parent: str | None,
+    status: str | None,
+    ref: str | None = None,
+    created_from: Any = None,
+    created_before: Any = None,
+) -> Query:
     sql = f" WHERE firm_id={ph} AND kind={ph}"
     params: list[Any] = [firm_id, kind]
     if parent is not None:
         sql += f" AND parent={ph}"
         params.append(parent)
+    if ref is not None:
+        sql += f" AND ref={ph}"
+        params.append(ref)
     if status is not None:
         sql += f" AND status={ph}"
         params.append(status)
+    # SQLite (no statistics) took records_created for a range next to `ref = ?`, sorting
+    # the firm's whole time range instead of reading the group's rows in seq order from
+    # records_ref/records_parent. A unary + keeps the term out of SQLite's index choice.
+    # (PostgreSQL has no unary + for timestamptz, and its planner has statistics.)
+    col = "+created_at" if ph == "?" and (parent is not None or ref is not None) else "created_at"
+    if created_from is not None:
+        sql += f" AND {col}>={ph}"
+        params.append(created_from)
+    if created_before is not None:
+        sql += f" AND {col}<{ph}"
+        params.append(created_before)
     return sql, params
 
 
@@ -46,11 +72,14 @@ def list_query(
     after_seq: int,
     limit: int | None,
     descending: bool,
+    ref: str | None = None,
+    created_from: Any = None,
+    created_before: Any = None,
 ) -> Query:
     """``Transaction.list``. Raises InvalidInputError for a negative limit."""
     if limit is not None and limit < 0:
         raise InvalidInputError("limit", "must not be negative")
-    sql, params = where(ph, firm_id, kind, parent, status)
+    sql, params = where(ph, firm_id, kind, parent, status, ref, created_from, created_before)
     if after_seq:
         sql += f" AND seq<{ph}" if descending else f" AND seq>{ph}"
         params.append(after_seq)
@@ -62,9 +91,18 @@ def list_query(
 
 
 def count_query(
-    ph: str, firm_id: str, kind: str, *, parent: str | None, status: str | None, after_seq: int
+    ph: str,
+    firm_id: str,
+    kind: str,
+    *,
+    parent: str | None,
+    status: str | None,
+    after_seq: int,
+    ref: str | None = None,
+    created_from: Any = None,
+    created_before: Any = None,
 ) -> Query:
-    sql, params = where(ph, firm_id, kind, parent, status)
+    sql, params = where(ph, firm_id, kind, parent, status, ref, created_from, created_before)
     if after_seq:
         sql += f" AND seq>{ph}"
         params.append(after_seq)

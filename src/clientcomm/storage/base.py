@@ -12,6 +12,12 @@ small, generic contract, and a new capability never needs a new backend method.
   Backends may buffer writes and send them in batches: a duplicate or a stale
   version is then reported at the next read or at commit, always before the
   transaction commits.
+* Reads filter on the indexed columns only: ``parent`` (a chat, a mailing),
+  ``ref`` (a secondary grouping: an assignee, a case file, an actor), ``status``
+  and a ``created_at`` range; everything else is in ``data``.
+* A refused batch (:class:`~clientcomm.errors.InvalidInputError` from
+  ``insert``, ``update`` or ``delete``) writes nothing of the batch, and the
+  transaction goes on.
 * :meth:`Store.claim` leases due records to one worker for a while (PostgreSQL:
   ``FOR UPDATE SKIP LOCKED``). Each claim bumps ``version``, so a worker that
   finishes with :meth:`Transaction.update` after losing its lease gets a
@@ -36,6 +42,8 @@ __all__ = [
     "Record",
     "Store",
     "Transaction",
+    "validate_created_range",
+    "validate_ids",
     "validate_record",
 ]
 
@@ -54,6 +62,8 @@ class Record:
         id: unique within (firm, kind); at most 200 characters.
         firm_id: owning firm; a transaction only sees its own firm's records.
         parent: grouping id (a chat, a mailing); indexed with ``seq``.
+        ref: a second, independent grouping reference, not unique (an assignee,
+            a case file, an actor); indexed with ``seq`` (and with ``status``).
         key: optional secondary key, unique within (firm, kind) when set.
         status: indexed state, e.g. ``"queued"``.
         due_at: when a claimable record becomes due (``None``: now).
@@ -63,13 +73,15 @@ class Record:
         seq: store-assigned, increasing with insertion order (0 before insert).
         version: bumped on every update and claim (optimistic concurrency).
         lease_owner, lease_until: set by :meth:`Store.claim`.
-        created_at: set by the caller (from its Clock).
+        created_at: set by the caller (from its Clock); reads can filter on a
+            range of it.
     """
 
     kind: str
     id: str
     firm_id: str
     parent: str | None = None
+    ref: str | None = None
     key: str | None = None
     status: str | None = None
     due_at: datetime | None = None
@@ -116,10 +128,11 @@ def validate_record(record: Record) -> None:
         if len(_GOOD_KINDS) < 1000:
             _GOOD_KINDS.add(kind)
     # fast path: every check below in one expression; the slow path names the fault
-    i, f, p, k, s, o = (
+    i, f, p, r, k, s, o = (
         record.id,
         record.firm_id,
         record.parent,
+        record.ref,
         record.key,
         record.status,
         record.lease_owner,
@@ -133,6 +146,7 @@ def validate_record(record: Record) -> None:
         and 0 < len(f) <= _MAX_ID
         and "\x00" not in f
         and (p is None or (type(p) is str and len(p) <= 400 and "\x00" not in p))
+        and (r is None or (type(r) is str and len(r) <= 400 and "\x00" not in r))
         and (k is None or (type(k) is str and len(k) <= 400 and "\x00" not in k))
         and (s is None or (type(s) is str and len(s) <= 400 and "\x00" not in s))
         and (o is None or (type(o) is str and len(o) <= 400 and "\x00" not in o))
@@ -151,6 +165,7 @@ def _validate_slowly(record: Record) -> None:
         ("id", record.id, _MAX_ID, True),
         ("firm_id", record.firm_id, _MAX_ID, True),
         ("parent", record.parent, 400, False),
+        ("ref", record.ref, 400, False),
         ("key", record.key, 400, False),
         ("status", record.status, 400, False),
         ("lease_owner", record.lease_owner, 400, False),
@@ -179,6 +194,38 @@ def _validate_slowly(record: Record) -> None:
         raise InvalidInputError("body", "must be bytes or None")
     if not isinstance(record.data, Mapping):
         raise InvalidInputError("data", "must be a mapping")
+
+
+def validate_ids(ids: Iterable[str]) -> list[str]:
+    """The distinct ids of ``ids``, in order, once every one is checked as
+    :func:`validate_record` checks ``Record.id`` (for :meth:`Transaction.delete`,
+    which refuses the whole batch before deleting anything).
+
+    Raises:
+        InvalidInputError: an id is not a non-empty string of at most 200
+            characters, or contains NUL.
+    """
+    given = list(ids)
+    for i in given:
+        if type(i) is str and 0 < len(i) <= _MAX_ID and "\x00" not in i:
+            continue
+        error = _bad_text("id", i, _MAX_ID, True)
+        if error is not None:
+            raise error
+    return list(dict.fromkeys(given))
+
+
+def validate_created_range(created_from: object, created_before: object) -> None:
+    """Check the ``created_at`` range filter of :meth:`Transaction.list`,
+    :meth:`Transaction.count` and :meth:`Store.iterate`.
+
+    Raises:
+        InvalidInputError: a bound that is neither None nor a timezone-aware
+            datetime (the error names ``created_from`` or ``created_before``).
+    """
+    for name, value in (("created_from", created_from), ("created_before", created_before)):
+        if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
+            raise InvalidInputError(name, "must be None or a timezone-aware datetime")
 
 
 @runtime_checkable
@@ -217,9 +264,14 @@ class Transaction(Protocol):
 
     async def update(self, records: Iterable[Record]) -> Sequence[Record]:
         """Replace records whose stored ``version`` equals the given one, bumping
-        ``version``; returns the new values. ``seq`` and ``created_at`` are kept.
+        ``version``; returns the new values. ``seq`` and ``created_at`` are kept;
+        every other field (``parent``, ``ref``, ``key``, ``status``, ...) is
+        replaced.
 
         Raises:
+            InvalidInputError: a record fails :func:`validate_record` or belongs
+                to another firm; the whole batch is refused before anything of
+                it is written or queued.
             ConflictError: a record was changed or claimed since it was read, or
                 its new key clashes (maybe at flush/commit).
             NotFoundError: a record does not exist (maybe at flush/commit,
@@ -228,7 +280,12 @@ class Transaction(Protocol):
         ...
 
     async def delete(self, kind: str, ids: Iterable[str]) -> int:
-        """Delete records by id; returns how many existed."""
+        """Delete records by id; returns how many existed.
+
+        Raises:
+            InvalidInputError: an id fails :func:`validate_ids`; the whole
+                batch is refused and nothing is deleted.
+        """
         ...
 
     async def list(
@@ -237,13 +294,27 @@ class Transaction(Protocol):
         *,
         parent: str | None = None,
         status: str | None = None,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
         after_seq: int = 0,
         limit: int | None = None,
         descending: bool = False,
     ) -> Sequence[Record]:
         """Records ordered by ``seq`` (ascending, or descending), filtered by
-        ``parent``/``status`` when given; ``after_seq`` pages forward (ascending)
-        or backward (descending, 0 meaning from the newest)."""
+        every filter given (together): ``parent``, ``status`` and ``ref``
+        equal, and ``created_from <= created_at < created_before``. ``after_seq``
+        pages forward (ascending) or backward (descending, 0 meaning from the
+        newest).
+
+        A backend indexes (firm, kind, parent), (firm, kind, ref), (firm, kind,
+        ref, status) in ``seq`` order and (firm, kind, created_at).
+
+        Raises:
+            InvalidInputError: negative ``limit``; a naive or non-datetime
+                ``created_from``/``created_before`` (see
+                :func:`validate_created_range`).
+        """
         ...
 
     async def count(
@@ -252,8 +323,13 @@ class Transaction(Protocol):
         *,
         parent: str | None = None,
         status: str | None = None,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
         after_seq: int = 0,
-    ) -> int: ...
+    ) -> int:
+        """How many records :meth:`list` would return (ascending, no limit)."""
+        ...
 
     async def count_by_status(self, kind: str, *, parent: str | None = None) -> Mapping[str, int]:
         """Counts per status (records without status are left out)."""
@@ -301,10 +377,14 @@ class Store(Protocol):
         *,
         parent: str | None = None,
         status: str | None = None,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
         batch: int = 1000,
     ) -> AsyncIterator[Record]:
-        """Stream matching records in ``seq`` order, reading ``batch`` at a time in
-        short transactions (memory stays bounded for any count)."""
+        """Stream the records :meth:`Transaction.list` would return with the same
+        filters, in ``seq`` order, reading ``batch`` at a time in short
+        transactions (memory stays bounded for any count)."""
         ...
 
     async def migrate(self) -> int:

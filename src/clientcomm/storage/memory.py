@@ -17,7 +17,13 @@ from clientcomm.errors import ConflictError, InvalidInputError, NotFoundError, S
 from clientcomm.storage._codec import dump_data, load_data
 from clientcomm.storage._common import check_own, iterate_pages
 from clientcomm.storage._lock import WriterLock
-from clientcomm.storage.base import Record, Transaction
+from clientcomm.storage.base import (
+    Record,
+    Transaction,
+    validate_created_range,
+    validate_ids,
+)
+from clientcomm.storage.migrations import load_migrations
 
 __all__ = ["MemoryStore"]
 
@@ -37,6 +43,7 @@ class MemoryStore:
         self._rows: dict[_Key, _Row] = {}
         self._keys: dict[tuple[str, str, str], str] = {}  # (firm, kind, key) -> id
         self._by_parent: dict[tuple[str, str, str | None], dict[int, str]] = {}
+        self._by_ref: dict[tuple[str, str, str], dict[int, str]] = {}  # only rows with a ref
         self._by_status: dict[tuple[str, str | None], dict[int, _Key]] = {}
         self._seq = 0
         self._lock = WriterLock()
@@ -111,15 +118,27 @@ class MemoryStore:
         *,
         parent: str | None = None,
         status: str | None = None,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
         batch: int = 1000,
     ) -> AsyncIterator[Record]:
         async for rec in iterate_pages(
-            self, firm_id, kind, parent=parent, status=status, batch=batch
+            self,
+            firm_id,
+            kind,
+            parent=parent,
+            status=status,
+            ref=ref,
+            created_from=created_from,
+            created_before=created_before,
+            batch=batch,
         ):
             yield rec
 
     async def migrate(self) -> int:
-        return 1
+        """Nothing to migrate; the schema version this store behaves like."""
+        return load_migrations("sqlite")[-1].version
 
     async def aclose(self) -> None:
         self._closed = True
@@ -142,6 +161,8 @@ class MemoryStore:
     def _index_add(self, row: _Row) -> None:
         r = row.record
         self._by_parent.setdefault((r.firm_id, r.kind, r.parent), {})[r.seq] = r.id
+        if r.ref is not None:
+            self._by_ref.setdefault((r.firm_id, r.kind, r.ref), {})[r.seq] = r.id
         self._by_status.setdefault((r.kind, r.status), {})[r.seq] = (r.firm_id, r.kind, r.id)
         if r.key is not None:
             self._keys[(r.firm_id, r.kind, r.key)] = r.id
@@ -149,6 +170,8 @@ class MemoryStore:
     def _index_remove(self, row: _Row) -> None:
         r = row.record
         self._by_parent.get((r.firm_id, r.kind, r.parent), {}).pop(r.seq, None)
+        if r.ref is not None:
+            self._by_ref.get((r.firm_id, r.kind, r.ref), {}).pop(r.seq, None)
         self._by_status.get((r.kind, r.status), {}).pop(r.seq, None)
         if r.key is not None:
             self._keys.pop((r.firm_id, r.kind, r.key), None)
@@ -235,12 +258,19 @@ class _MemoryTransaction:
         status: str | None,
         after_seq: int,
         descending: bool,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> list[_Row]:
+        validate_created_range(created_from, created_before)
         s = self._store
         rows: list[_Row] = []
         if parent is not None:
             seqs = s._by_parent.get((self._firm, kind, parent), {})
             keys: Iterable[_Key] = ((self._firm, kind, id) for id in seqs.values())
+        elif ref is not None:
+            seqs = s._by_ref.get((self._firm, kind, ref), {})
+            keys = ((self._firm, kind, id) for id in seqs.values())
         elif status is not None:
             keys = s._by_status.get((kind, status), {}).values()
         else:
@@ -251,6 +281,12 @@ class _MemoryTransaction:
             row = s._rows[key]
             r = row.record
             if status is not None and r.status != status:
+                continue
+            if ref is not None and r.ref != ref:
+                continue
+            if created_from is not None and r.created_at < created_from:
+                continue
+            if created_before is not None and r.created_at >= created_before:
                 continue
             if after_seq:
                 if not descending and r.seq <= after_seq:
@@ -267,6 +303,9 @@ class _MemoryTransaction:
         *,
         parent: str | None = None,
         status: str | None = None,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
         after_seq: int = 0,
         limit: int | None = None,
         descending: bool = False,
@@ -274,7 +313,9 @@ class _MemoryTransaction:
         self._check()
         if limit is not None and limit < 0:
             raise InvalidInputError("limit", "must not be negative")
-        rows = self._select(kind, parent, status, after_seq, descending)
+        rows = self._select(
+            kind, parent, status, after_seq, descending, ref, created_from, created_before
+        )
         if limit is not None:
             rows = rows[:limit]
         return [MemoryStore._public(row) for row in rows]
@@ -285,10 +326,15 @@ class _MemoryTransaction:
         *,
         parent: str | None = None,
         status: str | None = None,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
         after_seq: int = 0,
     ) -> int:
         self._check()
-        return len(self._select(kind, parent, status, after_seq, False))
+        return len(
+            self._select(kind, parent, status, after_seq, False, ref, created_from, created_before)
+        )
 
     async def count_by_status(self, kind: str, *, parent: str | None = None) -> Mapping[str, int]:
         self._check()
@@ -372,7 +418,7 @@ class _MemoryTransaction:
     async def delete(self, kind: str, ids: Iterable[str]) -> int:
         self._check()
         n = 0
-        for id in ids:
+        for id in validate_ids(ids):  # all validated first: a bad id deletes nothing
             key = (self._firm, kind, id)
             if key in self._store._rows:
                 self._set(key, None)

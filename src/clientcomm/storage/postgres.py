@@ -48,7 +48,12 @@ from clientcomm.errors import (
 from clientcomm.storage import _sqlquery as q
 from clientcomm.storage._codec import data_dumper, dump_data, load_data
 from clientcomm.storage._common import check_own, iterate_pages, with_version
-from clientcomm.storage.base import Record, Transaction
+from clientcomm.storage.base import (
+    Record,
+    Transaction,
+    validate_created_range,
+    validate_ids,
+)
 from clientcomm.storage.migrations import load_migrations
 
 __all__ = ["PostgresStore"]
@@ -64,10 +69,11 @@ MIGRATION_LOCK_ID = 0x636C69656E74636D
 _COLS = q.COLS
 _INSERT_COLS = (
     "firm_id, kind, id, parent, key, status, due_at, data, body,"
-    " lease_owner, lease_until, created_at"
+    " lease_owner, lease_until, created_at, ref"
 )
 _INSERT = (
-    f"INSERT INTO records ({_INSERT_COLS}, version) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,0)"
+    f"INSERT INTO records ({_INSERT_COLS}, version)"
+    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,0)"
 )
 _COPY = f"COPY records ({_INSERT_COLS}) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = [
@@ -83,9 +89,10 @@ _COPY_TYPES = [
     "text",
     "timestamptz",
     "timestamptz",
+    "text",
 ]
 _UPDATE = (
-    "UPDATE records SET parent=%s, key=%s, status=%s, due_at=%s, data=%s, body=%s,"
+    "UPDATE records SET parent=%s, ref=%s, key=%s, status=%s, due_at=%s, data=%s, body=%s,"
     " version=version+1, lease_owner=%s, lease_until=%s"
     " WHERE firm_id=%s AND kind=%s AND id=%s AND version=%s"
 )
@@ -119,6 +126,7 @@ def _row_to_record(row: tuple[Any, ...]) -> Record:
         lease_owner=row[11],
         lease_until=_utc(row[12]),
         created_at=created if created.tzinfo is UTC else created.astimezone(UTC),
+        ref=row[14],
     )
 
 
@@ -610,17 +618,29 @@ class PostgresStore:
         *,
         parent: str | None = None,
         status: str | None = None,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
         batch: int = 1000,
     ) -> AsyncIterator[Record]:
         """Stream matching records in ``seq`` order, ``batch`` per short
         transaction.
 
         Raises:
-            InvalidInputError: ``batch`` not positive.
+            InvalidInputError: ``batch`` not positive; a naive ``created_from``
+                or ``created_before``.
             StorageError: the server failed.
         """
         async for rec in iterate_pages(
-            self, firm_id, kind, parent=parent, status=status, batch=batch
+            self,
+            firm_id,
+            kind,
+            parent=parent,
+            status=status,
+            ref=ref,
+            created_from=created_from,
+            created_before=created_before,
+            batch=batch,
         ):
             yield rec
 
@@ -821,10 +841,14 @@ class _PostgresTransaction:
         *,
         parent: str | None = None,
         status: str | None = None,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
         after_seq: int = 0,
         limit: int | None = None,
         descending: bool = False,
     ) -> Sequence[Record]:
+        validate_created_range(created_from, created_before)
         sql, params = q.list_query(
             "%s",
             self._firm,
@@ -834,8 +858,11 @@ class _PostgresTransaction:
             after_seq=after_seq,
             limit=limit,
             descending=descending,
+            ref=ref,
+            created_from=created_from,
+            created_before=created_before,
         )
-        if _has_nul(kind, parent, status):
+        if _has_nul(kind, parent, status, ref):
             await self._run(self._flush_only)
             return []
         return [_row_to_record(r) for r in await self._all(sql, params)]
@@ -846,13 +873,25 @@ class _PostgresTransaction:
         *,
         parent: str | None = None,
         status: str | None = None,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
         after_seq: int = 0,
     ) -> int:
-        if _has_nul(kind, parent, status):
+        validate_created_range(created_from, created_before)
+        if _has_nul(kind, parent, status, ref):
             await self._run(self._flush_only)
             return 0
         sql, params = q.count_query(
-            "%s", self._firm, kind, parent=parent, status=status, after_seq=after_seq
+            "%s",
+            self._firm,
+            kind,
+            parent=parent,
+            status=status,
+            after_seq=after_seq,
+            ref=ref,
+            created_from=created_from,
+            created_before=created_before,
         )
         rows = await self._all(sql, params)
         return int(rows[0][0])
@@ -887,6 +926,7 @@ class _PostgresTransaction:
                     r.lease_owner,
                     r.lease_until,
                     r.created_at,
+                    r.ref,
                 )
             )
             out.append(r if r.version == 0 else r.evolve(version=0))
@@ -904,6 +944,7 @@ class _PostgresTransaction:
             rows.append(
                 (
                     r.parent,
+                    r.ref,
                     r.key,
                     r.status,
                     r.due_at,
@@ -923,7 +964,8 @@ class _PostgresTransaction:
         return out
 
     async def delete(self, kind: str, ids: Iterable[str]) -> int:
-        wanted = [i for i in dict.fromkeys(ids) if "\x00" not in i]
+        self._check()
+        wanted = validate_ids(ids)  # all validated first: a bad id deletes nothing
         if not wanted or _has_nul(kind):
             await self._run(self._flush_only)
             return 0

@@ -33,7 +33,13 @@ from clientcomm.storage import _sqlquery as q
 from clientcomm.storage._codec import data_dumper, dump_data, from_micros, load_data, to_micros
 from clientcomm.storage._common import check_own, iterate_pages, with_version
 from clientcomm.storage._lock import WriterLock
-from clientcomm.storage.base import EPOCH, Record, Transaction
+from clientcomm.storage.base import (
+    EPOCH,
+    Record,
+    Transaction,
+    validate_created_range,
+    validate_ids,
+)
 from clientcomm.storage.migrations import load_migrations
 
 __all__ = ["SQLiteStore"]
@@ -45,8 +51,15 @@ _INSERT = (
     "INSERT INTO records (firm_id, kind, id, parent, key, status, due_at, data, body,"
     " version, lease_owner, lease_until, created_at) VALUES (?,?,?,?,?,?,?,?,?,0,?,?,?)"
 )
+# For a batch in which some record has a ref. Batches without one (messages, mailing copies:
+# the bulk) leave the column to its NULL default: sqlite3 (CPython 3.11) spends ~3.7k
+# instructions adapting every bound None, about 3.5 % of a whole insert.
+_INSERT_REF = (
+    "INSERT INTO records (firm_id, kind, id, parent, key, status, due_at, data, body,"
+    " version, lease_owner, lease_until, created_at, ref) VALUES (?,?,?,?,?,?,?,?,?,0,?,?,?,?)"
+)
 _UPDATE = (
-    "UPDATE records SET parent=?, key=?, status=?, due_at=?, data=?, body=?,"
+    "UPDATE records SET parent=?, ref=?, key=?, status=?, due_at=?, data=?, body=?,"
     " version=version+1, lease_owner=?, lease_until=?"
     " WHERE firm_id=? AND kind=? AND id=? AND version=?"
 )
@@ -69,6 +82,7 @@ def _row_to_record(row: tuple[Any, ...]) -> Record:
         lease_owner=row[11],
         lease_until=from_micros(row[12]),
         created_at=from_micros(row[13]) or EPOCH,
+        ref=row[14],
     )
 
 
@@ -318,10 +332,21 @@ class SQLiteStore:
         *,
         parent: str | None = None,
         status: str | None = None,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
         batch: int = 1000,
     ) -> AsyncIterator[Record]:
         async for rec in iterate_pages(
-            self, firm_id, kind, parent=parent, status=status, batch=batch
+            self,
+            firm_id,
+            kind,
+            parent=parent,
+            status=status,
+            ref=ref,
+            created_from=created_from,
+            created_before=created_before,
+            batch=batch,
         ):
             yield rec
 
@@ -464,10 +489,14 @@ class _SQLiteTransaction:
         *,
         parent: str | None = None,
         status: str | None = None,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
         after_seq: int = 0,
         limit: int | None = None,
         descending: bool = False,
     ) -> Sequence[Record]:
+        validate_created_range(created_from, created_before)
         sql, params = q.list_query(
             "?",
             self._firm,
@@ -477,6 +506,9 @@ class _SQLiteTransaction:
             after_seq=after_seq,
             limit=limit,
             descending=descending,
+            ref=ref,
+            created_from=to_micros(created_from),
+            created_before=to_micros(created_before),
         )
         rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [_row_to_record(r) for r in rows]
@@ -487,10 +519,22 @@ class _SQLiteTransaction:
         *,
         parent: str | None = None,
         status: str | None = None,
+        ref: str | None = None,
+        created_from: datetime | None = None,
+        created_before: datetime | None = None,
         after_seq: int = 0,
     ) -> int:
+        validate_created_range(created_from, created_before)
         sql, params = q.count_query(
-            "?", self._firm, kind, parent=parent, status=status, after_seq=after_seq
+            "?",
+            self._firm,
+            kind,
+            parent=parent,
+            status=status,
+            after_seq=after_seq,
+            ref=ref,
+            created_from=to_micros(created_from),
+            created_before=to_micros(created_before),
         )
         row = await self._run(lambda c: c.execute(sql, params).fetchone())
         return int(row[0])
@@ -508,6 +552,7 @@ class _SQLiteTransaction:
         self._check()
         out: list[Record] = []
         rows: list[tuple[Any, ...]] = []
+        has_ref = False
         dump = data_dumper(records)
         for r in records:
             self._own(r)
@@ -528,21 +573,28 @@ class _SQLiteTransaction:
                     to_micros(r.created_at),
                 ),
             )
+            if r.ref is not None:
+                has_ref = True
             out.append(r if r.version == 0 else r.evolve(version=0))
+        sql = _INSERT
+        if has_ref:
+            sql = _INSERT_REF
+            rows = [(*row, rec.ref) for row, rec in zip(rows, out, strict=True)]
         for row in rows:  # all validated first: a bad record queues nothing
-            self._queue(_INSERT, row)
+            self._queue(sql, row)
         return out
 
     async def update(self, records: Iterable[Record]) -> Sequence[Record]:
         self._check()
         out: list[Record] = []
+        rows: list[tuple[Any, ...]] = []
         for r in records:
             self._own(r)
             body = bytes(r.body) if r.body is not None else None
-            self._queue(
-                _UPDATE,
+            rows.append(
                 (
                     r.parent,
+                    r.ref,
                     r.key,
                     r.status,
                     to_micros(r.due_at),
@@ -555,15 +607,16 @@ class _SQLiteTransaction:
                     r.id,
                     r.version,
                 ),
-                check=True,
             )
             out.append(with_version(r, r.version + 1))
+        for row in rows:  # all validated first: a bad record queues nothing
+            self._queue(_UPDATE, row, check=True)
         return out
 
     async def delete(self, kind: str, ids: Iterable[str]) -> int:
-        rows = [(self._firm, kind, id) for id in dict.fromkeys(ids)]
+        self._check()
+        rows = [(self._firm, kind, id) for id in validate_ids(ids)]
         if not rows:
-            self._check()
             return 0
 
         def run(conn: sqlite3.Connection) -> int:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -76,6 +76,7 @@ class StoreConformance:
         r = rec(
             "a",
             parent="p",
+            ref="assignee-1",
             key="k-a",
             status="queued",
             due_at=due,
@@ -90,6 +91,7 @@ class StoreConformance:
         assert by_key == got
         assert got.seq > 0 and got.version == 0
         assert (got.parent, got.key, got.status, got.due_at) == ("p", "k-a", "queued", due)
+        assert got.ref == "assignee-1"
         assert got.data == r.data and got.body == r.body and got.created_at == T0
         assert got.lease_owner is None and got.lease_until is None
 
@@ -249,6 +251,156 @@ class StoreConformance:
             assert await tx.count_by_status("item", parent="c2") == {"s": 3, "t": 2}
             assert await tx.count("nothing") == 0
 
+    async def test_list_by_ref(self, store: Store) -> None:
+        # ref groups independently of parent, is not unique, and combines with the others
+        async with store.transaction("f1") as tx:
+            await tx.insert(
+                [
+                    rec(
+                        f"c{i}",
+                        parent="chat" if i < 5 else "other",
+                        ref="s1" if i % 3 == 0 else "s2" if i % 3 == 1 else None,
+                        status="open" if i % 2 == 0 else "closed",
+                    )
+                    for i in range(10)
+                ]
+            )
+            await tx.insert([rec("else", kind="else", ref="s1", status="open")])
+
+        async def ids(**kw: Any) -> list[str]:
+            async with store.transaction("f1") as tx:
+                return [r.id for r in await tx.list("item", **kw)]
+
+        assert await ids(ref="s1") == ["c0", "c3", "c6", "c9"]
+        assert await ids(ref="s2") == ["c1", "c4", "c7"]
+        assert await ids(ref="s1", status="open") == ["c0", "c6"]
+        assert await ids(ref="s1", status="closed") == ["c3", "c9"]
+        assert await ids(ref="s1", parent="chat") == ["c0", "c3"]
+        assert await ids(ref="s1", parent="chat", status="closed") == ["c3"]
+        assert await ids(ref="nobody") == []
+        assert await ids(ref="s1", descending=True) == ["c9", "c6", "c3", "c0"]
+        assert await ids(ref="s1", descending=True, limit=2) == ["c9", "c6"]
+        async with store.transaction("f1") as tx:
+            newest = await tx.list("item", ref="s1", descending=True, limit=2)
+            older = await tx.list("item", ref="s1", descending=True, after_seq=newest[-1].seq)
+            assert [r.id for r in older] == ["c3", "c0"]
+            first = await tx.list("item", ref="s1", status="open", limit=1)
+            rest = await tx.list("item", ref="s1", status="open", after_seq=first[0].seq)
+            assert [r.id for r in [*first, *rest]] == ["c0", "c6"]
+            assert await tx.count("item", ref="s1") == 4
+            assert await tx.count("item", ref="s1", status="open") == 2
+            assert await tx.count("item", ref="s2", parent="other") == 1
+            assert await tx.count("item", ref="s1", after_seq=first[0].seq) == 3
+            assert await tx.count("else", ref="s1") == 1
+            # the defaults are unchanged: no ref filter means every record
+            assert await tx.count("item") == 10
+        got = [r.id async for r in store.iterate("f1", "item", ref="s2", batch=2)]
+        assert got == ["c1", "c4", "c7"]
+        got = [r.id async for r in store.iterate("f1", "item", ref="s1", status="open", batch=1)]
+        assert got == ["c0", "c6"]
+        async with store.transaction("f2") as tx:
+            assert await tx.list("item", ref="s1") == []
+            assert await tx.count("item", ref="s1") == 0
+        assert [r async for r in store.iterate("f2", "item", ref="s1")] == []
+
+    async def test_update_changes_ref(self, store: Store) -> None:
+        async with store.transaction("f1") as tx:
+            await tx.insert([rec("a", ref="s1", status="open"), rec("b", ref="s1")])
+        async with store.transaction("f1") as tx:
+            a = await tx.get("item", "a")
+            [a2] = await tx.update([a.evolve(ref="s2")])
+            assert a2.ref == "s2"
+            assert [r.id for r in await tx.list("item", ref="s2")] == ["a"]  # own write
+            assert [r.id for r in await tx.list("item", ref="s1")] == ["b"]
+        async with store.transaction("f1") as tx:
+            got = await tx.get("item", "a")
+            assert (got.ref, got.version, got.seq) == ("s2", 1, a.seq)
+            assert [r.id for r in await tx.list("item", ref="s2", status="open")] == ["a"]
+            b = await tx.get("item", "b")
+            await tx.update([b.evolve(ref=None)])
+        async with store.transaction("f1") as tx:
+            assert (await tx.get("item", "b")).ref is None
+            assert await tx.list("item", ref="s1") == []
+            assert await tx.count("item") == 2
+
+    async def test_list_by_created_range(self, store: Store) -> None:
+        times = [T0 + timedelta(minutes=i) for i in range(6)]
+        async with store.transaction("f1") as tx:
+            # inserted out of created_at order: seq order and time order differ
+            await tx.insert(
+                [
+                    rec(f"e{i}", created_at=times[i], ref="actor" if i % 2 else None)
+                    for i in (3, 0, 5, 1, 4, 2)
+                ]
+            )
+            await tx.insert([rec("x", kind="else", created_at=times[2])])
+        async with store.transaction("f2") as tx:
+            await tx.insert([rec("foreign", firm="f2", created_at=times[2])])
+
+        async def ids(**kw: Any) -> list[str]:
+            async with store.transaction("f1") as tx:
+                return [r.id for r in await tx.list("item", **kw)]
+
+        # created_from is inclusive, created_before exclusive; results stay in seq order
+        assert await ids(created_from=times[1], created_before=times[4]) == ["e3", "e1", "e2"]
+        assert await ids(created_from=times[4]) == ["e5", "e4"]
+        assert await ids(created_before=times[1]) == ["e0"]
+        assert await ids(created_from=times[2], created_before=times[2]) == []
+        assert await ids(created_from=times[3], created_before=times[2]) == []
+        just_after = times[5] + timedelta(microseconds=1)
+        assert await ids(created_from=times[5], created_before=just_after) == ["e5"]
+        assert await ids(created_from=just_after) == []
+        # the same instant in another zone is the same bound
+        plus2 = timezone(timedelta(hours=2))
+        assert await ids(created_from=times[4].astimezone(plus2)) == ["e5", "e4"]
+        assert await ids(created_from=times[1], created_before=times[4], descending=True) == [
+            "e2",
+            "e1",
+            "e3",
+        ]
+        assert await ids(created_from=times[1], ref="actor") == ["e3", "e5", "e1"]
+        assert await ids(created_from=times[1], ref="actor", descending=True, limit=2) == [
+            "e1",
+            "e5",
+        ]
+        async with store.transaction("f1") as tx:
+            assert await tx.count("item", created_from=times[1], created_before=times[4]) == 3
+            assert await tx.count("item", created_before=times[3], ref="actor") == 1
+            assert await tx.count("else", created_from=times[2]) == 1
+            page = await tx.list("item", created_from=times[1], limit=2)
+            more = await tx.list("item", created_from=times[1], after_seq=page[-1].seq)
+            assert [r.id for r in [*page, *more]] == ["e3", "e5", "e1", "e4", "e2"]
+            assert await tx.count("item", created_from=times[1], after_seq=page[-1].seq) == 3
+        got = [r.id async for r in store.iterate("f1", "item", created_from=times[2], batch=2)]
+        assert got == ["e3", "e5", "e4", "e2"]
+        got = [
+            r.id
+            async for r in store.iterate(
+                "f1", "item", ref="actor", created_before=times[5], batch=1
+            )
+        ]
+        assert got == ["e3", "e1"]
+        async with store.transaction("f2") as tx:
+            assert [r.id for r in await tx.list("item", created_before=times[5])] == ["foreign"]
+
+    @pytest.mark.parametrize("field", ["created_from", "created_before"])
+    @pytest.mark.parametrize("value", [datetime(2026, 3, 1), "2026-03-01T00:00:00+00:00"])
+    async def test_created_range_must_be_aware(self, store: Store, field: str, value: Any) -> None:
+        async with store.transaction("f1") as tx:
+            await tx.insert([rec("a")])
+            with pytest.raises(InvalidInputError) as info:
+                await tx.list("item", **{field: value})
+            assert info.value.field == field
+            with pytest.raises(InvalidInputError) as info:
+                await tx.count("item", **{field: value})
+            assert info.value.field == field
+        with pytest.raises(InvalidInputError) as info:
+            async for _ in store.iterate("f1", "item", **{field: value}):
+                pass
+        assert info.value.field == field
+        async with store.transaction("f1") as tx:
+            assert await tx.count("item") == 1  # refusing the read aborted nothing
+
     async def test_iterate_streams_in_order(self, store: Store) -> None:
         async with store.transaction("f1") as tx:
             await tx.insert([rec(f"r{i:03}", parent="p") for i in range(25)])
@@ -297,6 +449,9 @@ class StoreConformance:
             {"id": "a\x00b"},
             {"parent": "p\x00"},
             {"status": 7},
+            {"ref": "r\x00"},
+            {"ref": "x" * 401},
+            {"ref": 7},
         ],
     )
     async def test_bad_records_are_refused(self, store: Store, bad: dict[str, Any]) -> None:
@@ -314,6 +469,42 @@ class StoreConformance:
                 await tx.insert([rec("good"), rec("bad\x00")])
         async with store.transaction("f1") as tx:
             assert [r.id for r in await tx.list("item")] == ["before"]
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            {"status": "s\x00"},
+            {"firm_id": "f2"},
+            {"kind": "Bad Kind"},
+            {"data": {"s": {1, 2}}},
+            {"created_at": datetime(2026, 1, 1)},
+        ],
+    )
+    async def test_a_refused_update_batch_writes_nothing(
+        self, store: Store, bad: dict[str, Any]
+    ) -> None:
+        async with store.transaction("f1") as tx:
+            await tx.insert([rec("a"), rec("b"), rec("c")])
+        async with store.transaction("f1") as tx:
+            a, b, c = (await tx.get_many("item", ["a", "b", "c"])).values()
+            with pytest.raises(InvalidInputError):  # the third record is refused...
+                await tx.update([a.evolve(status="new"), b.evolve(status="new"), c.evolve(**bad)])
+            await tx.insert([rec("after")])  # ...the transaction goes on and commits
+        async with store.transaction("f1") as tx:
+            got = {r.id: (r.status, r.version) for r in await tx.list("item")}
+        assert got == {"a": (None, 0), "b": (None, 0), "c": (None, 0), "after": (None, 0)}
+
+    @pytest.mark.parametrize("bad_id", ["", "b\x00", "x" * 201, 7, None])
+    async def test_a_refused_delete_batch_deletes_nothing(self, store: Store, bad_id: Any) -> None:
+        async with store.transaction("f1") as tx:
+            await tx.insert([rec("a"), rec("b")])
+        async with store.transaction("f1") as tx:
+            with pytest.raises(InvalidInputError):
+                await tx.delete("item", ["a", bad_id, "b"])
+            assert await tx.count("item") == 2
+            await tx.insert([rec("after")])
+        async with store.transaction("f1") as tx:
+            assert [r.id for r in await tx.list("item")] == ["a", "b", "after"]
 
     async def test_records_sharing_one_data_object(self, store: Store) -> None:
         shared = {"author": "staff", "n": [1, 2]}
