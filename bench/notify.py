@@ -47,6 +47,7 @@ from clientcomm.notifications.outbox import (
     notification_jobs,
     prepare,
 )
+from clientcomm.records import Records
 from clientcomm.storage.memory import MemoryStore
 
 POOL = 8
@@ -87,14 +88,13 @@ def run_sink() -> None:
 
 def sample_parts(composer: NotificationComposer, job: object) -> tuple[str, str, str]:
     """Subject, text and HTML exactly as ours renders them (same sizes for the raw code)."""
-    data = job.data  # type: ignore[attr-defined]
     rendered = composer.templates.render(
-        data["kind"],
-        data["to"]["language"],
-        firm_name=data["firm_name"],
-        recipient_name=data["to"]["name"],
-        link=data["link"],
-        count=data["count"],
+        job.kind,  # type: ignore[attr-defined]
+        job.to.language,  # type: ignore[attr-defined]
+        firm_name=job.firm_name,  # type: ignore[attr-defined]
+        recipient_name=job.to.name,  # type: ignore[attr-defined]
+        link=job.link,  # type: ignore[attr-defined]
+        count=job.count,  # type: ignore[attr-defined]
     )
     return rendered.subject, rendered.text, rendered.html
 
@@ -162,7 +162,7 @@ def make_event_batch(n: int):  # type: ignore[no-untyped-def]
 async def ours(port: int, n: int, composer: NotificationComposer) -> None:
     now = datetime.now(UTC)
     async with MemoryStore() as store:
-        async with store.transaction("f1") as tx:
+        async with Records(store).transaction("f1") as tx:
             await enqueue(tx, make_event_batch(n), now=now)
         config = SMTPConfig(
             host="127.0.0.1",

@@ -97,16 +97,16 @@ async def make_app(
 
 async def recipient_states(store: Store, firm_id: str = "f1") -> dict[str, int]:
     """Recipients by state, summed over every mailing's pages (as stored)."""
-    from clientcomm.mailing import PAGE_KIND
+    from clientcomm.mailing import PageState, RecipientPage
+    from clientcomm.records import Records
 
     states: dict[str, int] = {}
-    async for page in store.iterate(firm_id, PAGE_KIND):
-        d = page.data
-        queued = int(d["n"]) - int(d["pos"]) if page.status == "queued" else 0
+    async for page in Records(store).iterate(RecipientPage, firm_id):
+        queued = page.remaining if page.status is PageState.QUEUED else 0
         for name, n in (
-            ("delivered", int(d["delivered"])),
-            ("failed", int(d["failed"])),
-            ("cancelled", int(d["cancelled"])),
+            ("delivered", page.delivered),
+            ("failed", page.failed),
+            ("cancelled", page.cancelled),
             ("queued", queued),
         ):
             if n:

@@ -21,6 +21,7 @@ from clientcomm.attachments import (
 from clientcomm.blobs.memory import MemoryBlobStore
 from clientcomm.mailing import MAILING_KIND, staging_owner
 from clientcomm.messages import MESSAGE_KIND
+from clientcomm.records import Records
 from clientcomm.rules.audience import Audience
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
 from tests.mailing_support import make_app
@@ -81,7 +82,7 @@ async def test_a_message_writer_that_died_is_swept_after_the_ttl(app: ClientComm
     assert blob_ids(app) == [] and await intents(app) == 0
     # the writer wakes up after all: its commit fails, no record points at a lost blob
     with pytest.raises(ConflictError):
-        async with app.store.transaction("f1") as tx:
+        async with Records(app.store).transaction("f1") as tx:
             await app.attachments.settle(tx, orphan.reservation)
 
 
@@ -94,10 +95,13 @@ async def test_a_mailing_step_that_died_is_swept_and_the_mailing_delivered_once(
     )
     staged_only = blob_ids(app)
     # a worker seals the copies' attachments and dies before its transaction
-    loaded = await app.mailings._load("f1", receipt.id)
+    loaded = await app.mailings.fanout._load("f1", receipt.id)
     assert loaded is not None
     dead = await app.attachments.copies(
-        "f1", staging_owner(receipt.id), loaded.staged, [("c1", "m1"), ("c2", "m2")]
+        "f1",
+        staging_owner(receipt.id),
+        loaded.mailing.attachments,
+        [("c1", "m1"), ("c2", "m2")],
     )
     assert len(blob_ids(app)) == len(staged_only) + 2
     advance(app, TTL + timedelta(seconds=1))

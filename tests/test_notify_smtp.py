@@ -23,7 +23,6 @@ from clientcomm.notifications.models import (
     RecipientPlan,
 )
 from clientcomm.notifications.outbox import (
-    JOB_KIND,
     MailSettings,
     NotificationComposer,
     RetryPolicy,
@@ -32,6 +31,8 @@ from clientcomm.notifications.outbox import (
     prepare,
     run_worker,
 )
+from clientcomm.notifications.records import JobStatus, NotifyJob
+from clientcomm.records import Records
 from clientcomm.storage.memory import MemoryStore
 from clientcomm.testing.smtpd import Fault, FaultyHandler, RecordingHandler, smtp_server
 from clientcomm.testing.transport import sample_mail
@@ -331,20 +332,21 @@ async def test_outbox_over_faulty_smtp_loses_nothing(tmp_path: Path) -> None:
         count=2,
     )
     async with MemoryStore() as store, smtp_server(handler) as server:
-        async with store.transaction("f1") as tx:
+        records = Records(store)
+        async with records.transaction("f1") as tx:
             await enqueue(
                 tx, prepare(event, RecipientPlan(tuple(recipients)), links), now=clock.now()
             )
         async with SMTPTransport(server.config(tls="none", pool_size=4, timeout=2)) as t:
             for _ in range(40):
                 await run_worker(store, t, composer, clock=clock, retry=retry, stop_when_idle=True)
-                async with store.transaction("f1") as tx:
-                    if not await tx.count(JOB_KIND, parent="mailing-9", status="pending"):
+                async with records.transaction("f1") as tx:
+                    if not await tx.count(NotifyJob, parent="mailing-9", status="pending"):
                         break
                 clock.advance(timedelta(seconds=10))
-        async with store.transaction("f1") as tx:
+        async with records.transaction("f1") as tx:
             status = await delivery_status(tx, "mailing-9")
-            jobs = {r.data["message_id"]: r for r in await tx.list(JOB_KIND, parent="mailing-9")}
+            jobs = {j.message_id: j for j in await tx.list(NotifyJob, parent="mailing-9")}
 
     assert status.pending == 0 and status.sent + status.failed == n
     arrivals = Counter(m.message_id for m in handler.messages)
@@ -358,15 +360,16 @@ async def test_outbox_over_faulty_smtp_loses_nothing(tmp_path: Path) -> None:
         faults = by_id.get(message_id, [])
         accepted = sum(f in (Fault.ACCEPT, Fault.DROP_AFTER_ACCEPT) for f in faults)
         assert arrivals[message_id] == accepted  # arrived exactly when the server accepted
-        if job.status == "sent":
+        if job.status is JobStatus.SENT:
             assert faults[-1] is Fault.ACCEPT and accepted >= 1
             assert accepted - 1 == faults.count(Fault.DROP_AFTER_ACCEPT)
         else:
-            reason = job.data["error"]["reason"]
+            assert job.error is not None and job.to.email is not None
+            reason = job.error.reason
             if reason == "recipient_refused":
-                assert job.data["to"]["email"].startswith("bounce") and faults == []
+                assert job.to.email.startswith("bounce") and faults == []
             elif reason == "data_refused":
-                assert faults[-1] is Fault.REJECT_550 and job.data["error"]["code"] == 550
+                assert faults[-1] is Fault.REJECT_550 and job.error.code == 550
             else:
                 assert reason == "max_attempts" and len(faults) == retry.max_attempts
                 assert all(f not in (Fault.ACCEPT, Fault.REJECT_550) for f in faults)
@@ -392,7 +395,7 @@ async def test_outbox_over_faulty_smtp_loses_nothing(tmp_path: Path) -> None:
         if Fault.DROP_AFTER_ACCEPT in faults
     )
     assert duplicates > 0
-    assert status.sent == sum(1 for j in jobs.values() if j.status == "sent")
+    assert status.sent == sum(1 for j in jobs.values() if j.status is JobStatus.SENT)
     # what arrived parses, and carries no content beyond the notice and the link
     sample = next(m for m in handler.messages).parse()
     assert sample["Subject"] == "Neue Dokumente von Kanzlei Ärger & Söhne"

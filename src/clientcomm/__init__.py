@@ -80,9 +80,11 @@ from clientcomm.notifications import (
     deliver_due,
     delivery_status,
 )
-from clientcomm.rules.access import AccessPolicy, RoleAccessPolicy
+from clientcomm.records import Kind, Meta, Records, RecordTx, Registry, SealedField
+from clientcomm.rules.access import DEFAULT_RULES, AccessPolicy, RoleAccessPolicy
 from clientcomm.rules.audience import Audience, ResolvedAudience, resolve_audience
 from clientcomm.rules.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
+from clientcomm.steps import Step, StepRegistry
 from clientcomm.storage.base import Record, Store, Transaction
 from clientcomm.storage.memory import MemoryStore
 from clientcomm.storage.sqlite import SQLiteStore
@@ -92,6 +94,7 @@ from clientcomm.worker import Worker
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "DEFAULT_RULES",
     "RETAIN_INDEFINITELY",
     "AccessPolicy",
     "Actor",
@@ -125,6 +128,7 @@ __all__ = [
     "InvalidInputError",
     "KeyDestroyedError",
     "KeyProvider",
+    "Kind",
     "LedgerEntry",
     "LinkTemplates",
     "LocalKeyProvider",
@@ -143,6 +147,7 @@ __all__ = [
     "MemoryStore",
     "MemoryTransport",
     "MessageService",
+    "Meta",
     "NotFoundError",
     "NotificationEvent",
     "NotificationKind",
@@ -150,10 +155,12 @@ __all__ = [
     "PermanentDeliveryError",
     "PermissionDeniedError",
     "PostalAddress",
-    "PostgresStore",
     "ReadPolicy",
     "RecipientState",
     "Record",
+    "RecordTx",
+    "Records",
+    "Registry",
     "ResolvedAudience",
     "RetentionError",
     "RetentionRule",
@@ -165,11 +172,14 @@ __all__ = [
     "SQLiteStore",
     "SealContext",
     "SealRequest",
+    "SealedField",
     "Sealer",
     "SqlDirectory",
     "Staff",
     "StaffActor",
     "StaffPermission",
+    "Step",
+    "StepRegistry",
     "StorageError",
     "Store",
     "SystemClock",
@@ -195,9 +205,17 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # PostgresStore needs the optional extra clientcomm[postgres]; import it lazily.
+    # PostgresStore needs the optional extra clientcomm[postgres], so it is not
+    # in __all__ (a star-import works without the extra) and is imported lazily.
     if name == "PostgresStore":
-        from clientcomm.storage.postgres import PostgresStore
-
+        try:
+            from clientcomm.storage.postgres import PostgresStore
+        except ImportError as exc:
+            raise ImportError(
+                "clientcomm.PostgresStore needs the optional extra: "
+                "pip install 'clientcomm[postgres]'"
+                f" ({exc})",
+                name="clientcomm.storage.postgres",
+            ) from exc
         return PostgresStore
     raise AttributeError(f"module 'clientcomm' has no attribute {name!r}")

@@ -2,13 +2,21 @@
 
 Backends are passed to the constructor (like httpx's transports); nothing is
 global. For tests, :meth:`ClientComm.in_memory` wires in-memory backends.
+
+Background work is the app's :class:`~clientcomm.steps.StepRegistry`: every
+capability contributes the steps of its ``steps`` module, and
+:meth:`ClientComm.run_once`, :meth:`ClientComm.drain`,
+:class:`~clientcomm.worker.Worker` and a host's task queue
+(:meth:`ClientComm.run_step`) all run those same steps.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from clientcomm.attachments import DEFAULT_MAX_SIZE, AttachmentStore
+from clientcomm.attachments.steps import STEPS as ATTACHMENT_STEPS
 from clientcomm.blobs.base import BlobStore
 from clientcomm.blobs.memory import MemoryBlobStore
 from clientcomm.clock import Clock, SystemClock
@@ -18,19 +26,22 @@ from clientcomm.crypto.memory import MemoryKeyProvider
 from clientcomm.crypto.retention import RetentionRule
 from clientcomm.directory.base import Directory
 from clientcomm.directory.memory import MemoryDirectory
+from clientcomm.errors import InvalidInputError
+from clientcomm.ids import worker_id
 from clientcomm.mail.base import MailTransport
 from clientcomm.mail.memory import MemoryTransport
 from clientcomm.mailing import MailingService
+from clientcomm.mailing.steps import STEPS as MAILING_STEPS
 from clientcomm.messages import MessageService
 from clientcomm.notifications.links import LinkTemplates
-from clientcomm.notifications.outbox import (
-    MailSettings,
-    NotificationComposer,
-    RetryPolicy,
-    deliver_due,
-)
-from clientcomm.rules.access import AccessPolicy
+from clientcomm.notifications.outbox import MailSettings, NotificationComposer, RetryPolicy
+from clientcomm.notifications.steps import STEPS as NOTIFICATION_STEPS
+from clientcomm.records import Records
+from clientcomm.records.rewrap import STEPS as KEY_STEPS
+from clientcomm.records.rewrap import RewrapJob, rewrap_job
+from clientcomm.rules.access import AccessPolicy, as_policy
 from clientcomm.rules.readstate import ReadPolicy
+from clientcomm.steps import Step, StepRegistry
 from clientcomm.storage.base import Store
 from clientcomm.storage.memory import MemoryStore
 
@@ -52,8 +63,11 @@ class ClientComm:
         access, read_policy, retention: pluggable rules.
         max_attachment_size: largest accepted attachment in bytes.
 
+        steps: extra background steps of the host's own (run after ours).
+
     Services: :attr:`messages` (client chats), :attr:`mailings` (mass mailing).
-    Background work: :meth:`run_once` or :class:`clientcomm.worker.Worker`.
+    Background work: :attr:`steps`, run by :meth:`run_once`, :meth:`run_step`
+    or :class:`clientcomm.worker.Worker`.
     """
 
     def __init__(
@@ -74,11 +88,16 @@ class ClientComm:
         max_attachment_size: int = DEFAULT_MAX_SIZE,
         mailing_batch: int = 500,
         lease: timedelta = timedelta(seconds=60),
+        steps: Iterable[Step] = (),
     ) -> None:
         self.store = store
         self.directory = directory
         self.blobs = blobs
         self.transport = transport
+        self.links = links
+        self.lease = lease
+        self.access = as_policy(access)
+        self.worker_id = worker_id()
         self.clock: Clock = clock or SystemClock()
         self.sealer = Sealer(keys, clock=self.clock, retention=retention)
         self.attachments = AttachmentStore(
@@ -92,7 +111,7 @@ class ClientComm:
             sealer=self.sealer,
             attachments=self.attachments,
             clock=self.clock,
-            access=access,
+            access=self.access,
             read_policy=read_policy,
         )
         self.mailings = MailingService(
@@ -102,10 +121,14 @@ class ClientComm:
             attachments=self.attachments,
             links=links,
             clock=self.clock,
-            access=access,
+            access=self.access,
             read_policy=read_policy,
             lease=lease,
             batch_size=mailing_batch,
+        )
+        self.messages.keep_blobs_while(self.mailings.shared_blobs_in_use)
+        self.steps = StepRegistry(
+            (*MAILING_STEPS, *ATTACHMENT_STEPS, *NOTIFICATION_STEPS, *KEY_STEPS, *steps)
         )
 
     @classmethod
@@ -133,23 +156,57 @@ class ClientComm:
             **kwargs,  # type: ignore[arg-type]
         )
 
+    # -- keys ------------------------------------------------------------------------
+    async def rotate_client_key(self, firm_id: str, client_id: str) -> RewrapJob:
+        """Rotate ``client_id``'s key to a new version and queue the re-wrap of
+        every value sealed for it (the ``keys.rewrap`` step, resumable, in
+        batches; :meth:`drain` or a worker runs it). Returns the queued job.
+
+        Raises:
+            KeyDestroyedError: the client was forgotten.
+            StorageError: the backend failed.
+        """
+        await self.sealer.rotate_client_key(firm_id, client_id)
+        return await self.queue_rewrap(firm_id, client_id)
+
+    async def queue_rewrap(self, firm_id: str, client_id: str | None = None) -> RewrapJob:
+        """Queue a re-wrap of one client's sealed values (``None``: every owner
+        of the firm, mailing staging included), e.g. after a key provider's
+        own rotation. Returns the job; its counts fill in as it runs."""
+        records = Records(self.store)
+        async with records.transaction(firm_id) as tx:
+            [job] = await tx.insert([rewrap_job(client_id, now=self.clock.now())])
+        return job
+
+    async def rewrap_status(self, firm_id: str, job_id: str) -> RewrapJob:
+        """A re-wrap job as it stands.
+
+        Raises:
+            NotFoundError: unknown job.
+        """
+        return await Records(self.store).get(RewrapJob, firm_id, job_id)
+
+    async def run_step(self, name: str, *, limit: int = 500) -> int:
+        """Run one registered background step once (what a host's task queue
+        calls, e.g. ``await app.run_step("mailing.fanout")``). Returns how many
+        items it finished; 0 means nothing was due.
+
+        Raises:
+            InvalidInputError: unknown step name, or ``limit`` not positive.
+            StorageError: the backend failed (the step's transaction rolled back;
+                run it again).
+        """
+        if not isinstance(limit, int) or limit <= 0:
+            raise InvalidInputError("limit", "must be a positive integer", value=limit)
+        return await self.steps.get(name).run(self, limit)
+
     async def run_once(self, *, limit: int = 500) -> int:
-        """One round of background work: a mailing fan-out batch, due
-        notifications, and the blobs of writers that died before committing
-        (:meth:`AttachmentStore.sweep`). Returns how many items were processed
-        (0: idle)."""
-        done = await self.mailings.step(limit=limit)
-        done += await self.attachments.sweep()
-        done += await self.mailings.notify_step()
-        report = await deliver_due(
-            self.store,
-            self.transport,
-            self.composer,
-            now=self.clock.now(),
-            retry=self.retry,
-            limit=max(100, limit // 5),
-        )
-        return done + report.claimed
+        """One round of background work: every registered step once, in order
+        (``app.steps.names``). Returns how many items were processed (0: idle)."""
+        done = 0
+        for step in self.steps:
+            done += await self.run_step(step.name, limit=limit)
+        return done
 
     async def drain(self, *, max_rounds: int = 100_000) -> None:
         """Run background work until nothing is due (tests, scripts)."""

@@ -1,8 +1,10 @@
-"""clientcomm's own background worker loop.
+"""clientcomm's own background worker loop: the one loop over the registered steps.
 
-Each step is a plain async function (:meth:`MailingService.step`,
-:func:`clientcomm.notifications.outbox.deliver_due`), so a host can call them from its
-own task queue (Celery, Dramatiq, arq, ...) instead. Several workers, in one or
+Each step is a named, plain async function registered by its capability
+(``app.steps.names``: ``mailing.fanout``, ``attachments.sweep``,
+``notifications.expand``, ``notifications.deliver``, ...), so a host can run
+them from its own task queue (Celery, Dramatiq, procrastinate, arq) with
+:meth:`ClientComm.run_step` instead. Several workers, in one or
 many processes and machines, can share one PostgreSQL store: claims are leased
 with ``FOR UPDATE SKIP LOCKED`` and finishing is version-checked, so work is
 never doubled.
@@ -12,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from clientcomm.app import ClientComm
+from clientcomm.errors import InvalidInputError
 
 __all__ = ["Worker"]
 
@@ -21,19 +25,45 @@ log = logging.getLogger("clientcomm.worker")
 
 
 class Worker:
-    """Runs mailing fan-out and notification delivery until stopped.
+    """Runs the app's registered background steps until stopped.
 
     Args:
         app: the wired :class:`~clientcomm.app.ClientComm`.
-        batch: recipients per fan-out step.
+        batch: the budget of each step per round (e.g. recipients per fan-out step).
         idle_interval: seconds to sleep (through the app's Clock) when idle.
+        steps: run only these steps (by name); default: all of ``app.steps``.
+
+    Raises:
+        InvalidInputError: ``batch`` not a positive integer, ``idle_interval``
+            negative, or an unknown step name.
     """
 
-    def __init__(self, app: ClientComm, *, batch: int = 500, idle_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        app: ClientComm,
+        *,
+        batch: int = 500,
+        idle_interval: float = 1.0,
+        steps: Sequence[str] | None = None,
+    ) -> None:
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch <= 0:
+            raise InvalidInputError("batch", "must be a positive integer", value=batch)
+        if not isinstance(idle_interval, int | float) or idle_interval < 0:
+            raise InvalidInputError("idle_interval", "must be zero or more seconds")
         self.app = app
         self.batch = batch
         self.idle_interval = idle_interval
+        self.steps = tuple(app.steps.get(n).name for n in steps) if steps else None
         self._stop = asyncio.Event()
+
+    async def run_round(self) -> int:
+        """Every step (or the chosen ones) once; returns the items processed."""
+        if self.steps is None:
+            return await self.app.run_once(limit=self.batch)
+        done = 0
+        for name in self.steps:
+            done += await self.app.run_step(name, limit=self.batch)
+        return done
 
     def stop(self) -> None:
         """Ask the loop to finish after the current step."""
@@ -47,7 +77,7 @@ class Worker:
         total = 0
         while not self._stop.is_set():
             try:
-                done = await self.app.run_once(limit=self.batch)
+                done = await self.run_round()
             except asyncio.CancelledError:
                 raise
             except Exception:

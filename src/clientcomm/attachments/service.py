@@ -26,10 +26,6 @@ before its own clean-up leaves that blob behind.
 
 from __future__ import annotations
 
-import enum
-import os
-import re
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
@@ -38,121 +34,29 @@ from typing import Any
 
 import attrs
 
+from clientcomm.attachments.models import (
+    AttachmentInfo,
+    AttachmentInput,
+    AttachmentMode,
+    StagedAttachment,
+    StoredAttachment,
+)
+from clientcomm.attachments.records import BlobIntent, BlobRef
+from clientcomm.attachments.rules import check_content_type, check_filename
 from clientcomm.blobs.base import BlobStore
 from clientcomm.clock import Clock, SystemClock
 from clientcomm.crypto.context import SealContext
-from clientcomm.crypto.envelope import Sealer, decode_sealed, encode_sealed, stream_frame_size
+from clientcomm.crypto.envelope import Sealer, stream_frame_size
 from clientcomm.errors import InvalidInputError
-from clientcomm.storage.base import Record, Store, Transaction
+from clientcomm.ids import new_id, worker_id
+from clientcomm.records import Records, RecordTx
+from clientcomm.storage.base import Store
 
-__all__ = [
-    "BLOB_INTENT_KIND",
-    "BLOB_REF_KIND",
-    "AttachmentInfo",
-    "AttachmentInput",
-    "AttachmentMode",
-    "AttachmentStore",
-    "BlobReservation",
-    "Copies",
-    "StagedAttachment",
-    "StoredAttachment",
-]
+__all__ = ["DEFAULT_MAX_SIZE", "AttachmentStore", "BlobReservation", "Copies"]
 
-BLOB_REF_KIND = "blob.ref"
-BLOB_INTENT_KIND = "blob.intent"
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 _READ = 1024 * 1024
 _CACHE_LIMIT = 8 * 1024 * 1024
-_BAD_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
-
-
-class AttachmentMode(enum.StrEnum):
-    PER_COPY = "per_copy"
-    SHARED = "shared"
-
-
-@attrs.frozen
-class AttachmentInput:
-    """A file to attach: ``content`` is the bytes, or a path to read (streamed).
-
-    Build with :meth:`from_bytes` or :meth:`from_path`.
-    """
-
-    filename: str
-    content: bytes | Path = attrs.field(repr=False)
-    content_type: str = "application/octet-stream"
-
-    @classmethod
-    def from_bytes(
-        cls, filename: str, data: bytes, content_type: str = "application/octet-stream"
-    ) -> AttachmentInput:
-        return cls(filename, bytes(data), content_type)
-
-    @classmethod
-    def from_path(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        filename: str | None = None,
-        content_type: str = "application/octet-stream",
-    ) -> AttachmentInput:
-        p = Path(path)
-        return cls(filename or p.name, p, content_type)
-
-
-@attrs.frozen
-class AttachmentInfo:
-    """What a reader sees of an attachment."""
-
-    id: str
-    filename: str
-    size: int
-    content_type: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "filename": self.filename,
-            "size": self.size,
-            "content_type": self.content_type,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> AttachmentInfo:
-        return cls(d["id"], d["filename"], int(d["size"]), d["content_type"])
-
-
-@attrs.frozen
-class StoredAttachment:
-    """An attachment of one message copy: the blob and the stream key wrapped
-    for the message's client (or, staged, for a mailing's staging key)."""
-
-    info: AttachmentInfo
-    blob_id: str
-    mode: AttachmentMode
-    stream_key: bytes = attrs.field(repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.info.to_dict(),
-            "blob_id": self.blob_id,
-            "mode": self.mode.value,
-            "stream_key": encode_sealed(self.stream_key),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> StoredAttachment:
-        return cls(
-            AttachmentInfo.from_dict(d),
-            d["blob_id"],
-            AttachmentMode(d["mode"]),
-            decode_sealed(d["stream_key"]),
-        )
-
-
-StagedAttachment = StoredAttachment
-"""A mailing's attachment, sealed (per copy) or wrapped (shared) for the
-mailing's staging key: the same shape as a copy's attachment."""
 
 
 @attrs.frozen
@@ -167,11 +71,11 @@ class BlobReservation:
     with :meth:`AttachmentStore.settle` in the transaction that commits the
     records referencing the blobs."""
 
-    record: Record
+    intent: BlobIntent
 
     @property
     def blob_ids(self) -> tuple[str, ...]:
-        return tuple(self.record.data["blobs"])
+        return self.intent.blobs
 
 
 @attrs.frozen
@@ -181,7 +85,7 @@ class Copies:
     reservation of the per-copy blobs written for them."""
 
     stored: dict[str, tuple[StoredAttachment, ...]]
-    refs: list[Record]
+    refs: list[BlobRef]
     reservation: BlobReservation | None = None
 
     @property
@@ -234,9 +138,10 @@ class AttachmentStore:
         self.max_size = max_size
         self.max_count = max_count
         self.store = store
+        self._records = Records(store) if store is not None else None
         self.clock: Clock = clock or SystemClock()
         self.reservation_ttl = reservation_ttl
-        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._owner = worker_id("attachments")
 
     # -- crash safety: reservations ---------------------------------------------------
     async def reserve(self, firm_id: str, blob_ids: Sequence[str]) -> BlobReservation | None:
@@ -246,23 +151,15 @@ class AttachmentStore:
         Raises:
             StorageError: the store failed (nothing was written).
         """
-        if self.store is None or not blob_ids:
+        if self._records is None or not blob_ids:
             return None
         now = self.clock.now()
-        record = Record(
-            kind=BLOB_INTENT_KIND,
-            id=uuid.uuid4().hex,
-            firm_id=firm_id,
-            status="open",
-            due_at=now + self.reservation_ttl,
-            data={"blobs": list(blob_ids)},
-            created_at=now,
-        )
-        async with self.store.transaction(firm_id) as tx:
-            [record] = await tx.insert([record])
-        return BlobReservation(record)
+        intent = BlobIntent(new_id(), tuple(blob_ids), now + self.reservation_ttl, now)
+        async with self._records.transaction(firm_id) as tx:
+            [intent] = await tx.insert([intent])
+        return BlobReservation(intent)
 
-    async def settle(self, tx: Transaction, reservation: BlobReservation | None) -> None:
+    async def settle(self, tx: RecordTx, reservation: BlobReservation | None) -> None:
         """In the transaction that commits the records referencing the reserved
         blobs: drop the reservation.
 
@@ -272,16 +169,16 @@ class AttachmentStore:
         """
         if reservation is None:
             return
-        await tx.update([reservation.record])  # version check: a sweep's claim bumped it
-        await tx.delete(BLOB_INTENT_KIND, [reservation.record.id])
+        await tx.update([reservation.intent])  # version check: a sweep's claim bumped it
+        await tx.delete(BlobIntent, [reservation.intent.id])
 
     async def _release(self, firm_id: str, reservation: BlobReservation | None) -> None:
-        if reservation is None or self.store is None:
+        if reservation is None or self._records is None:
             return
         for blob_id in reservation.blob_ids:
             await self.blobs.delete(firm_id, blob_id)
-        async with self.store.transaction(firm_id) as tx:
-            await tx.delete(BLOB_INTENT_KIND, [reservation.record.id])
+        async with self._records.transaction(firm_id) as tx:
+            await tx.delete(BlobIntent, [reservation.intent.id])
 
     async def sweep(self, *, limit: int = 100) -> int:
         """Delete the blobs of reservations whose writer died (open longer than
@@ -292,21 +189,24 @@ class AttachmentStore:
         Raises:
             StorageError: the store or the BlobStore failed (run it again).
         """
-        if self.store is None:
+        if self._records is None:
             return 0
-        expired = await self.store.claim(
-            BLOB_INTENT_KIND,
+        expired, _damaged = await self._records.claim(
+            BlobIntent,
             status="open",
             owner=self._owner,
             now=self.clock.now(),
             lease=timedelta(minutes=5),
             limit=limit,
         )
-        for record in expired:
-            for blob_id in record.data["blobs"]:
-                await self.blobs.delete(record.firm_id, blob_id)
-            async with self.store.transaction(record.firm_id) as tx:
-                await tx.delete(BLOB_INTENT_KIND, [record.id])
+        for intent in expired:
+            firm_id = intent.meta.firm_id
+            for blob_id in intent.blobs:
+                await self.blobs.delete(firm_id, blob_id)
+            async with self._records.transaction(firm_id) as tx:
+                await tx.delete(BlobIntent, [intent.id])
+        # A reservation that does not decode names no blob we could trust: it
+        # stays claimed (leased again after each lease) and is logged, alone.
         return len(expired)
 
     # -- validation --------------------------------------------------------------
@@ -325,20 +225,8 @@ class AttachmentStore:
             field = f"attachments[{i}]"
             if not isinstance(a, AttachmentInput):
                 raise InvalidInputError(field, "must be an AttachmentInput")
-            name = a.filename
-            if (
-                not isinstance(name, str)
-                or not name.strip()
-                or len(name) > 255
-                or _BAD_NAME.search(name)
-            ):
-                raise InvalidInputError(
-                    f"{field}.filename", "must be a plain file name", value=name
-                )
-            if not re.fullmatch(r"[\w.+-]+/[\w.+-]+", a.content_type or ""):
-                raise InvalidInputError(
-                    f"{field}.content_type", "must be a MIME type", value=a.content_type
-                )
+            name = check_filename(a.filename, f"{field}.filename")
+            check_content_type(a.content_type, f"{field}.content_type")
             if isinstance(a.content, bytes):
                 size = len(a.content)
             else:
@@ -456,7 +344,7 @@ class AttachmentStore:
             StorageError: the BlobStore failed (blobs written so far are removed).
         """
         stored: dict[str, list[StoredAttachment]] = {cid: [] for cid, _ in recipients}
-        refs: list[Record] = []
+        refs: list[BlobRef] = []
         if not staged:
             return Copies({}, [])
         per_copy = [s for s in staged if s.mode is AttachmentMode.PER_COPY]
@@ -475,15 +363,7 @@ class AttachmentStore:
                     )
                     for (cid, mid), ref in zip(recipients, wrapped, strict=True):
                         stored[cid].append(StoredAttachment(s.info, s.blob_id, s.mode, ref))
-                        refs.append(
-                            Record(
-                                kind=BLOB_REF_KIND,
-                                id=f"{s.blob_id}:{mid}",
-                                firm_id=firm_id,
-                                parent=s.blob_id,
-                                data={"client_id": cid, "message_id": mid},
-                            )
-                        )
+                        refs.append(BlobRef(BlobRef.id_for(s.blob_id, mid), s.blob_id, cid, mid))
                     continue
                 cached: list[bytes] | None = None
                 if s.info.size <= _CACHE_LIMIT:
@@ -554,14 +434,14 @@ class AttachmentStore:
         await self._release(firm_id, reservation)
 
     async def release_refs(
-        self, tx: Transaction, stored: Sequence[StoredAttachment], message_id: str
+        self, tx: RecordTx, stored: Sequence[StoredAttachment], message_id: str
     ) -> list[str]:
         """Drop a deleted copy's references to shared blobs; returns the blob ids
         no copy references any more (delete them after the transaction commits)."""
         orphaned: list[str] = []
         for a in stored:
             if a.mode is AttachmentMode.SHARED:
-                await tx.delete(BLOB_REF_KIND, [f"{a.blob_id}:{message_id}"])
-                if not await tx.count(BLOB_REF_KIND, parent=a.blob_id):
+                await tx.delete(BlobRef, [BlobRef.id_for(a.blob_id, message_id)])
+                if not await tx.count(BlobRef, parent=a.blob_id):
                     orphaned.append(a.blob_id)
         return orphaned

@@ -11,154 +11,36 @@ ordinary single message: no recipient list, no mailing id, no count.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
-import attrs
-
 from clientcomm.actors import ClientActor, StaffActor
-from clientcomm.attachments import AttachmentInfo, AttachmentStore, StoredAttachment
+from clientcomm.attachments.service import AttachmentStore
 from clientcomm.clock import Clock, SystemClock
-from clientcomm.crypto.context import SealContext
 from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Client, Staff
-from clientcomm.errors import InvalidInputError, NotFoundError
+from clientcomm.errors import NotFoundError
+from clientcomm.ids import new_id
+from clientcomm.messages.models import ChatMessage, ClientMessage
+from clientcomm.messages.records import MessageRecord, ReadCursor
+from clientcomm.messages.rules import text_context, validate_text
+from clientcomm.records import Records, RecordTx
 from clientcomm.rules.access import (
     AccessPolicy,
-    RoleAccessPolicy,
+    as_policy,
     require_client_access,
     resolve_staff,
 )
 from clientcomm.rules.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
-from clientcomm.storage.base import Record, Store, Transaction
+from clientcomm.storage.base import Store
 
-__all__ = [
-    "MESSAGE_KIND",
-    "READ_KIND",
-    "ChatMessage",
-    "ClientMessage",
-    "MessageService",
-    "build_message_record",
-    "validate_text",
-]
+__all__ = ["MessageGuard", "MessageService"]
 
-MESSAGE_KIND = "message"
-READ_KIND = "chat.read"
-MAX_TEXT = 100_000
-
-
-def validate_text(text: object, field: str = "text") -> str:
-    """A message text: a non-empty string of at most 100,000 characters, no NUL.
-
-    Raises:
-        InvalidInputError: otherwise.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInputError(field, "must be a non-empty string")
-    if len(text) > MAX_TEXT:
-        raise InvalidInputError(field, f"must be at most {MAX_TEXT} characters", value=len(text))
-    if "\x00" in text:
-        raise InvalidInputError(field, "must not contain NUL characters")
-    return text
-
-
-def text_context(firm_id: str, client_id: str, message_id: str) -> SealContext:
-    """Where a message text is sealed: its client, the message id, field ``text``."""
-    return SealContext(firm_id, client_id, MESSAGE_KIND, message_id, "text")
-
-
-def text_contexts(firm_id: str, pairs: Iterable[tuple[str, str]]) -> list[SealContext]:
-    """:func:`text_context` for many ``(client_id, message_id)`` pairs."""
-    return SealContext.many(firm_id, MESSAGE_KIND, "text", pairs)
-
-
-def message_data(
-    author: Author,
-    author_id: str,
-    attachments: Sequence[StoredAttachment] = (),
-    mailing_id: str | None = None,
-) -> dict[str, Any]:
-    """The ``data`` of a stored chat message."""
-    data: dict[str, Any] = {"author": author.value, "author_id": author_id}
-    if attachments:
-        data["attachments"] = [a.to_dict() for a in attachments]
-    if mailing_id is not None:
-        data["mailing_id"] = mailing_id
-    return data
-
-
-def build_message_record(
-    *,
-    firm_id: str,
-    client_id: str,
-    message_id: str,
-    sealed_text: bytes,
-    author: Author,
-    author_id: str,
-    unread_for: UnreadFor,
-    sent_at: datetime,
-    attachments: Sequence[StoredAttachment] = (),
-    mailing_id: str | None = None,
-    shared: dict[str, Any] | None = None,
-) -> Record:
-    """The stored form of one chat message (the mailing worker builds copies with it).
-
-    ``shared``: a dict the caller builds copies of one batch into; a copy
-    without attachments then reuses the first one's ``data`` object, so stores
-    serialise it once per batch (records' ``data`` is never mutated).
-    """
-    if not attachments and shared is not None:
-        data = shared.get("data")
-        if data is None or data["author_id"] != author_id or data.get("mailing_id") != mailing_id:
-            data = shared["data"] = message_data(author, author_id, (), mailing_id)
-    else:
-        data = message_data(author, author_id, attachments, mailing_id)
-    return Record(
-        kind=MESSAGE_KIND,
-        id=message_id,
-        firm_id=firm_id,
-        parent=client_id,
-        status=unread_for.value,
-        data=data,
-        body=sealed_text,
-        created_at=sent_at,
-    )
-
-
-@attrs.frozen
-class ClientMessage:
-    """A message as the client sees it."""
-
-    id: str
-    from_firm: bool
-    text: str = attrs.field(repr=False)
-    sent_at: datetime
-    attachments: tuple[AttachmentInfo, ...]
-    unread: bool
-    seq: int
-
-
-@attrs.frozen
-class ChatMessage:
-    """A message as staff see it (``mailing_id`` is staff-only information)."""
-
-    id: str
-    client_id: str
-    author: Author
-    author_id: str
-    text: str = attrs.field(repr=False)
-    sent_at: datetime
-    attachments: tuple[AttachmentInfo, ...]
-    unread: bool
-    seq: int
-    mailing_id: str | None = None
-
-
-def _infos(record: Record) -> tuple[AttachmentInfo, ...]:
-    return tuple(AttachmentInfo.from_dict(a) for a in record.data.get("attachments", ()))
+MessageGuard = Callable[[RecordTx, MessageRecord], Any]
+"""A check another capability registers before a message copy is deleted:
+``await guard(tx, message)`` returns the shared blob ids it still needs (the
+mailing that is still fanning out), which are then not deleted."""
 
 
 def _reader(actor: StaffActor | ClientActor) -> str:
@@ -179,26 +61,34 @@ class MessageService:
         access: AccessPolicy | None = None,
         read_policy: ReadPolicy | None = None,
     ) -> None:
-        self._store = store
+        self._records = Records(store)
         self._directory = directory
         self._sealer = sealer
         self._attachments = attachments
         self._clock = clock or SystemClock()
-        self._access = access or RoleAccessPolicy()
+        self._access = as_policy(access)
         self._read = read_policy or DefaultReadPolicy()
+        self._keep_blobs: list[MessageGuard] = []
+
+    def keep_blobs_while(self, guard: MessageGuard) -> None:
+        """Register a :data:`MessageGuard` (the mailing service does, so that
+        deleting a copy during the fan-out leaves the shared blob alone)."""
+        self._keep_blobs.append(guard)
 
     # -- authorisation ---------------------------------------------------------
     async def staff_for(self, actor: StaffActor) -> Staff:
         """The actor's Staff entry. Raises PermissionDeniedError if unknown/inactive."""
         return await resolve_staff(self._directory, actor.firm_id, actor.staff_id, action="chat")
 
-    async def _authorise(self, actor: StaffActor | ClientActor, client_id: str) -> Client:
+    async def _authorise(
+        self, actor: StaffActor | ClientActor, client_id: str, action: str = "chat.read"
+    ) -> Client:
         if isinstance(actor, ClientActor):
             if actor.client_id != client_id:
                 raise NotFoundError("chat", client_id)  # never leak another client's chat
         else:
             staff = await self.staff_for(actor)
-            require_client_access(self._access, staff, [client_id], action="chat.read")
+            require_client_access(self._access, staff, [client_id], action=action)
         return await self._directory.get_client(actor.firm_id, client_id)
 
     # -- writing ---------------------------------------------------------------
@@ -220,14 +110,14 @@ class MessageService:
             InvalidInputError: empty/oversized text, bad attachment.
         """
         validate_text(text)
-        client = await self._authorise(actor, client_id)
+        client = await self._authorise(actor, client_id, "chat.write")
         author = Author.STAFF if isinstance(actor, StaffActor) else Author.CLIENT
         author_id = (
             actor.staff_id
             if isinstance(actor, StaffActor)
             else (actor.contact_id or actor.client_id)
         )
-        message_id = uuid.uuid4().hex
+        message_id = new_id()
         firm_id = actor.firm_id
         inputs = self._attachments.prepare(attachments)
         copies = await self._attachments.store_copies(firm_id, client.id, message_id, inputs)
@@ -235,52 +125,46 @@ class MessageService:
             [sealed] = await self._sealer.seal_many(
                 [SealRequest(text_context(firm_id, client.id, message_id), text.encode())]
             )
-            record = build_message_record(
-                firm_id=firm_id,
+            message = MessageRecord(
+                id=message_id,
                 client_id=client.id,
-                message_id=message_id,
+                unread_for=self._read.unread_for(author, via_mailing=False),
                 sealed_text=sealed,
+                sent_at=self._clock.now(),
                 author=author,
                 author_id=author_id,
-                unread_for=self._read.unread_for(author, via_mailing=False),
-                sent_at=self._clock.now(),
                 attachments=copies.stored.get(client.id, ()),
             )
-            async with self._store.transaction(firm_id) as tx:
-                await tx.insert([record])
+            async with self._records.transaction(firm_id) as tx:
+                await tx.insert([message])
                 await self._attachments.settle(tx, copies.reservation)
                 if author is Author.STAFF:
-                    await self._advance_cursor(tx, client.id, _reader(actor), record_id=message_id)
+                    stored = await tx.get(MessageRecord, message_id)
+                    await self._advance_cursor(tx, client.id, _reader(actor), stored.meta.seq)
         except BaseException:
             await self._attachments.discard(firm_id, copies)
             raise
         return message_id
 
     # -- reading ---------------------------------------------------------------
-    async def _cursor(self, tx: Transaction, client_id: str, reader: str) -> Record | None:
-        return await tx.find(READ_KIND, f"{client_id}|{reader}")
+    async def _seen(self, tx: RecordTx, client_id: str, reader: str) -> int:
+        cursor = await tx.find(ReadCursor, ReadCursor.id_for(client_id, reader))
+        return cursor.seq if cursor else 0
 
-    async def _advance_cursor(
-        self, tx: Transaction, client_id: str, reader: str, *, seq: int = 0, record_id: str = ""
-    ) -> None:
-        if record_id:
-            seq = (await tx.get(MESSAGE_KIND, record_id)).seq
-        cur = await self._cursor(tx, client_id, reader)
-        if cur is None:
+    async def _advance_cursor(self, tx: RecordTx, client_id: str, reader: str, seq: int) -> None:
+        cursor = await tx.find(ReadCursor, ReadCursor.id_for(client_id, reader))
+        if cursor is None:
             await tx.insert(
                 [
-                    Record(
-                        kind=READ_KIND,
-                        id=f"{client_id}|{reader}",
-                        firm_id=tx.firm_id,
-                        parent=client_id,
-                        data={"seq": seq},
-                        created_at=self._clock.now(),
+                    ReadCursor(
+                        ReadCursor.id_for(client_id, reader), client_id, seq, self._clock.now()
                     )
                 ]
             )
-        elif int(cur.data.get("seq", 0)) < seq:
-            await tx.update([cur.evolve(data={"seq": seq})])
+        elif cursor.seq < seq:
+            await tx.update(
+                [ReadCursor(cursor.id, client_id, seq, cursor.created_at, meta=cursor.meta)]
+            )
 
     async def unread_count(self, actor: StaffActor | ClientActor, client_id: str) -> int:
         """Unread messages in ``client_id``'s chat for this reader.
@@ -290,11 +174,10 @@ class MessageService:
         """
         await self._authorise(actor, client_id)
         side = UnreadFor.CLIENT if isinstance(actor, ClientActor) else UnreadFor.STAFF
-        async with self._store.transaction(actor.firm_id) as tx:
-            cur = await self._cursor(tx, client_id, _reader(actor))
-            after = int(cur.data.get("seq", 0)) if cur else 0
+        async with self._records.transaction(actor.firm_id) as tx:
+            after = await self._seen(tx, client_id, _reader(actor))
             return await tx.count(
-                MESSAGE_KIND, parent=client_id, status=side.value, after_seq=after
+                MessageRecord, parent=client_id, status=side.value, after_seq=after
             )
 
     async def unread_counts(
@@ -304,23 +187,35 @@ class MessageService:
         staff = await self.staff_for(actor)
         require_client_access(self._access, staff, client_ids, action="chat.read")
         out: dict[str, int] = {}
-        async with self._store.transaction(actor.firm_id) as tx:
+        reader = _reader(actor)
+        async with self._records.transaction(actor.firm_id) as tx:
             for cid in client_ids:
-                cur = await self._cursor(tx, cid, _reader(actor))
-                after = int(cur.data.get("seq", 0)) if cur else 0
+                after = await self._seen(tx, cid, reader)
                 out[cid] = await tx.count(
-                    MESSAGE_KIND, parent=cid, status=UnreadFor.STAFF.value, after_seq=after
+                    MessageRecord, parent=cid, status=UnreadFor.STAFF.value, after_seq=after
                 )
         return out
 
-    async def _open(self, firm_id: str, records: Sequence[Record]) -> list[str]:
+    async def _open(self, firm_id: str, messages: Sequence[MessageRecord]) -> list[str]:
         plain = await self._sealer.open_many(
-            [
-                OpenRequest(text_context(firm_id, r.parent or "", r.id), r.body or b"")
-                for r in records
-            ]
+            [OpenRequest(text_context(firm_id, m.client_id, m.id), m.sealed_text) for m in messages]
         )
         return [p.decode() for p in plain]
+
+    async def _page(
+        self, actor: StaffActor | ClientActor, client_id: str, limit: int, before_seq: int
+    ) -> tuple[int, list[MessageRecord], list[str]]:
+        async with self._records.transaction(actor.firm_id) as tx:
+            seen = await self._seen(tx, client_id, _reader(actor))
+            messages = await tx.list(
+                MessageRecord,
+                parent=client_id,
+                descending=True,
+                after_seq=before_seq,
+                limit=limit,
+            )
+        texts = await self._open(actor.firm_id, messages)
+        return seen, messages, texts
 
     async def list_for_client(
         self, actor: ClientActor, *, limit: int = 50, before_seq: int = 0, mark_read: bool = True
@@ -331,33 +226,21 @@ class MessageService:
             NotFoundError: unknown client.
         """
         await self._authorise(actor, actor.client_id)
-        async with self._store.transaction(actor.firm_id) as tx:
-            cur = await self._cursor(tx, actor.client_id, "client")
-            seen = int(cur.data.get("seq", 0)) if cur else 0
-            records = await tx.list(
-                MESSAGE_KIND,
-                parent=actor.client_id,
-                descending=True,
-                after_seq=before_seq,
-                limit=limit,
-            )
-        texts = await self._open(actor.firm_id, records)
+        seen, messages, texts = await self._page(actor, actor.client_id, limit, before_seq)
         out = [
             ClientMessage(
-                id=r.id,
-                from_firm=r.data["author"] == Author.STAFF.value,
+                id=m.id,
+                from_firm=m.author is Author.STAFF,
                 text=t,
-                sent_at=r.created_at,
-                attachments=tuple(
-                    AttachmentInfo.from_dict(a) for a in r.data.get("attachments", ())
-                ),
-                unread=r.status == UnreadFor.CLIENT.value and r.seq > seen,
-                seq=r.seq,
+                sent_at=m.sent_at,
+                attachments=tuple(a.info for a in m.attachments),
+                unread=m.unread_for is UnreadFor.CLIENT and m.meta.seq > seen,
+                seq=m.meta.seq,
             )
-            for r, t in zip(records, texts, strict=True)
+            for m, t in zip(messages, texts, strict=True)
         ]
-        if mark_read and records:
-            await self.mark_read(actor, actor.client_id, up_to_seq=records[0].seq)
+        if mark_read and messages:
+            await self.mark_read(actor, actor.client_id, up_to_seq=messages[0].meta.seq)
         return out
 
     async def list_for_staff(
@@ -376,33 +259,24 @@ class MessageService:
             NotFoundError: unknown client.
         """
         await self._authorise(actor, client_id)
-        reader = _reader(actor)
-        async with self._store.transaction(actor.firm_id) as tx:
-            cur = await self._cursor(tx, client_id, reader)
-            seen = int(cur.data.get("seq", 0)) if cur else 0
-            records = await tx.list(
-                MESSAGE_KIND, parent=client_id, descending=True, after_seq=before_seq, limit=limit
-            )
-        texts = await self._open(actor.firm_id, records)
+        seen, messages, texts = await self._page(actor, client_id, limit, before_seq)
         out = [
             ChatMessage(
-                id=r.id,
+                id=m.id,
                 client_id=client_id,
-                author=Author(r.data["author"]),
-                author_id=r.data["author_id"],
+                author=m.author,
+                author_id=m.author_id,
                 text=t,
-                sent_at=r.created_at,
-                attachments=tuple(
-                    AttachmentInfo.from_dict(a) for a in r.data.get("attachments", ())
-                ),
-                unread=r.status == UnreadFor.STAFF.value and r.seq > seen,
-                seq=r.seq,
-                mailing_id=r.data.get("mailing_id"),
+                sent_at=m.sent_at,
+                attachments=tuple(a.info for a in m.attachments),
+                unread=m.unread_for is UnreadFor.STAFF and m.meta.seq > seen,
+                seq=m.meta.seq,
+                mailing_id=m.mailing_id,
             )
-            for r, t in zip(records, texts, strict=True)
+            for m, t in zip(messages, texts, strict=True)
         ]
-        if mark_read and records:
-            await self.mark_read(actor, client_id, up_to_seq=records[0].seq)
+        if mark_read and messages:
+            await self.mark_read(actor, client_id, up_to_seq=messages[0].meta.seq)
         return out
 
     async def get_for_client(self, actor: ClientActor, message_id: str) -> ClientMessage:
@@ -411,19 +285,19 @@ class MessageService:
         Raises:
             NotFoundError: unknown id, or a message of another client.
         """
-        async with self._store.transaction(actor.firm_id) as tx:
-            r = await tx.find(MESSAGE_KIND, message_id)
-        if r is None or r.parent != actor.client_id:
+        async with self._records.transaction(actor.firm_id) as tx:
+            m = await tx.find(MessageRecord, message_id)
+        if m is None or m.client_id != actor.client_id:
             raise NotFoundError("message", message_id)
-        [text] = await self._open(actor.firm_id, [r])
+        [text] = await self._open(actor.firm_id, [m])
         return ClientMessage(
-            id=r.id,
-            from_firm=r.data["author"] == Author.STAFF.value,
+            id=m.id,
+            from_firm=m.author is Author.STAFF,
             text=text,
-            sent_at=r.created_at,
-            attachments=_infos(r),
+            sent_at=m.sent_at,
+            attachments=tuple(a.info for a in m.attachments),
             unread=False,
-            seq=r.seq,
+            seq=m.meta.seq,
         )
 
     async def mark_read(
@@ -431,8 +305,8 @@ class MessageService:
     ) -> None:
         """Mark the chat read for this reader up to ``up_to_seq``."""
         await self._authorise(actor, client_id)
-        async with self._store.transaction(actor.firm_id) as tx:
-            await self._advance_cursor(tx, client_id, _reader(actor), seq=up_to_seq)
+        async with self._records.transaction(actor.firm_id) as tx:
+            await self._advance_cursor(tx, client_id, _reader(actor), up_to_seq)
 
     async def open_attachment(
         self, actor: StaffActor | ClientActor, message_id: str, attachment_id: str
@@ -444,16 +318,14 @@ class MessageService:
             PermissionDeniedError: staff without access.
             IntegrityError: tampered data or a forgotten client key.
         """
-        async with self._store.transaction(actor.firm_id) as tx:
-            r = await tx.find(MESSAGE_KIND, message_id)
-        if r is None or (isinstance(actor, ClientActor) and r.parent != actor.client_id):
+        async with self._records.transaction(actor.firm_id) as tx:
+            m = await tx.find(MessageRecord, message_id)
+        if m is None or (isinstance(actor, ClientActor) and m.client_id != actor.client_id):
             raise NotFoundError("message", message_id)
-        client_id = r.parent or ""
-        await self._authorise(actor, client_id)
-        for a in r.data.get("attachments", ()):
-            stored = StoredAttachment.from_dict(a)
+        await self._authorise(actor, m.client_id, "attachment.open")
+        for stored in m.attachments:
             if stored.info.id == attachment_id:
-                return self._attachments.open(actor.firm_id, client_id, stored)
+                return self._attachments.open(actor.firm_id, m.client_id, stored)
         raise NotFoundError("attachment", attachment_id)
 
     async def delete(self, actor: StaffActor, message_id: str) -> None:
@@ -465,17 +337,15 @@ class MessageService:
             PermissionDeniedError: no access to the message's client.
         """
         staff = await self.staff_for(actor)
-        async with self._store.transaction(actor.firm_id) as tx:
-            r = await tx.get(MESSAGE_KIND, message_id)
-            require_client_access(self._access, staff, [r.parent or ""], action="message.delete")
-            stored = [StoredAttachment.from_dict(a) for a in r.data.get("attachments", ())]
-            await tx.delete(MESSAGE_KIND, [message_id])
-            orphaned = await self._attachments.release_refs(tx, stored, message_id)
-            mailing_id = r.data.get("mailing_id")
-            if orphaned and mailing_id:
-                mailing = await tx.find("mailing", mailing_id)
-                if mailing is not None and mailing.status in ("sending", "scheduled"):
-                    orphaned = []  # the mailing still fans out; it cleans up when done
-        await self._attachments.discard(actor.firm_id, stored)
+        async with self._records.transaction(actor.firm_id) as tx:
+            m = await tx.get(MessageRecord, message_id)
+            require_client_access(self._access, staff, [m.client_id], action="message.delete")
+            await tx.delete(MessageRecord, [message_id])
+            orphaned = await self._attachments.release_refs(tx, m.attachments, message_id)
+            for guard in self._keep_blobs:
+                if orphaned:
+                    keep = set(await guard(tx, m))
+                    orphaned = [b for b in orphaned if b not in keep]
+        await self._attachments.discard(actor.firm_id, m.attachments)
         for blob_id in orphaned:
             await self._attachments.blobs.delete(actor.firm_id, blob_id)

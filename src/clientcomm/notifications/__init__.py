@@ -7,6 +7,9 @@
 * :mod:`~clientcomm.notifications.compose` - fast, strict MIME construction.
 * :mod:`~clientcomm.notifications.outbox` - durable jobs, delivery step, worker loop.
 * :mod:`~clientcomm.notifications.inapp` - in-app notifications for staff.
+* :mod:`~clientcomm.notifications.fanout` - one batch per event, expanded into jobs.
+* :mod:`~clientcomm.notifications.records` - record kinds (``notify.job``, ``notify.inapp``).
+* :mod:`~clientcomm.notifications.steps` - ``notifications.expand`` and ``notifications.deliver``.
 The transports that carry the e-mails are the seam package :mod:`clientcomm.mail`.
 
 See ``docs/notifications.md``.
@@ -14,6 +17,14 @@ See ``docs/notifications.md``.
 
 from __future__ import annotations
 
+from clientcomm.notifications.fanout import (
+    FANOUT_KIND,
+    FanoutBatch,
+    FanoutItem,
+    FanoutStatus,
+    expand_due,
+    fanout_batch,
+)
 from clientcomm.notifications.inapp import (
     InAppNotification,
     list_inapp,
@@ -36,7 +47,6 @@ from clientcomm.notifications.outbox import (
     DeliveryFailure,
     DeliveryReport,
     DeliveryStatus,
-    JobStatus,
     MailSettings,
     NotificationBatch,
     NotificationComposer,
@@ -49,6 +59,16 @@ from clientcomm.notifications.outbox import (
     retry_failed,
     run_worker,
 )
+from clientcomm.notifications.records import (
+    INAPP_KIND,
+    JOB_KIND,
+    InAppRecord,
+    InAppStatus,
+    JobError,
+    JobRecipient,
+    JobStatus,
+    NotifyJob,
+)
 from clientcomm.notifications.rules import (
     admin_recipients,
     client_contact_recipients,
@@ -60,10 +80,20 @@ from clientcomm.notifications.rules import (
 from clientcomm.notifications.templates import RenderedNotification, TemplateSet
 
 __all__ = [
+    "FANOUT_KIND",
+    "INAPP_KIND",
+    "JOB_KIND",
     "DeliveryFailure",
     "DeliveryReport",
     "DeliveryStatus",
+    "FanoutBatch",
+    "FanoutItem",
+    "FanoutStatus",
     "InAppNotification",
+    "InAppRecord",
+    "InAppStatus",
+    "JobError",
+    "JobRecipient",
     "JobStatus",
     "LinkTemplates",
     "MailSettings",
@@ -72,6 +102,7 @@ __all__ = [
     "NotificationComposer",
     "NotificationEvent",
     "NotificationKind",
+    "NotifyJob",
     "Recipient",
     "RecipientPlan",
     "RecipientRole",
@@ -86,6 +117,8 @@ __all__ = [
     "deliver_due",
     "delivery_status",
     "enqueue",
+    "expand_due",
+    "fanout_batch",
     "letter_download_recipients",
     "list_inapp",
     "mark_all_read",

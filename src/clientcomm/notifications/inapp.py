@@ -1,30 +1,38 @@
 """In-app notifications for staff ("eine Benachrichtigung in seinem Profil", seed 002).
 
-Each one is a :class:`~clientcomm.storage.base.Record` of kind ``notify.inapp``
-with ``parent`` = the staff member's id and status ``unread``/``read``, written
-in the same transaction as the event that caused it (see
-:func:`clientcomm.notifications.outbox.enqueue`). Like everything else it holds no
-message or comment text: only the kind, the event, the client and when.
+Each one is stored as an :class:`~clientcomm.notifications.records.InAppRecord`
+(record kind ``notify.inapp``) with ``parent`` = the staff member's id and status
+``unread``/``read``, written in the same transaction as the event that caused it
+(see :func:`clientcomm.notifications.outbox.enqueue`). Like everything else it
+holds no message or comment text: only the kind, the event, the client and when.
+Readers get the public value :class:`InAppNotification`.
 
-The functions take a :class:`~clientcomm.storage.base.Transaction`; the caller
-(the service layer) checks that the actor is the staff member concerned.
+The functions take a :class:`~clientcomm.records.RecordTx`; the caller (the
+service layer) checks that the actor is the staff member concerned. A stored
+record that does not decode is left out of listings (and logged), and
+:func:`mark_all_read` marks it read, so it cannot keep a count up forever.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import attrs
 
-from clientcomm.errors import InvalidInputError, NotFoundError
+from clientcomm.errors import IntegrityError, InvalidInputError, NotFoundError
 from clientcomm.notifications.models import NotificationEvent, NotificationKind
-from clientcomm.storage.base import Record, Transaction
+from clientcomm.notifications.records import INAPP, INAPP_KIND, InAppRecord, InAppStatus
+from clientcomm.records import Meta, RecordTx
+from clientcomm.storage.base import Record
 
 __all__ = [
     "INAPP_KIND",
     "InAppNotification",
+    "InAppRecord",
+    "InAppStatus",
     "inapp_records",
     "list_inapp",
     "mark_all_read",
@@ -32,9 +40,10 @@ __all__ = [
     "unread_count",
 ]
 
-INAPP_KIND = "notify.inapp"
-_UNREAD = "unread"
-_READ = "read"
+log = logging.getLogger("clientcomm.notifications")
+
+_UNREAD = InAppStatus.UNREAD.value
+_READ = InAppStatus.READ.value
 
 
 @attrs.frozen
@@ -68,28 +77,38 @@ class InAppNotification:
         return self.read_at is None
 
     @classmethod
-    def from_record(cls, record: Record) -> InAppNotification:
-        """Decode a ``notify.inapp`` record.
-
-        Raises:
-            InvalidInputError: the record is of another kind.
-        """
-        if record.kind != INAPP_KIND or record.parent is None:
-            raise InvalidInputError("record", "not an in-app notification", value=record.id)
-        data = record.data
-        read_at = data.get("read_at")
+    def of(cls, record: InAppRecord) -> InAppNotification:
+        """The public value of a stored in-app record."""
         return cls(
             id=record.id,
-            staff_id=record.parent,
-            kind=NotificationKind(data["kind"]),
-            event_id=str(data["event_id"]),
-            cause_id=data.get("cause_id"),
-            client_id=data.get("client_id"),
-            client_name=data.get("client_name"),
+            staff_id=record.staff_id,
+            kind=record.kind,
+            event_id=record.event_id,
+            cause_id=record.cause_id,
+            client_id=record.client_id,
+            client_name=record.client_name,
             created_at=record.created_at,
-            read_at=datetime.fromisoformat(read_at) if read_at else None,
-            seq=record.seq,
+            read_at=record.read_at,
+            seq=record.meta.seq,
         )
+
+    @classmethod
+    def from_record(cls, record: Record | InAppRecord) -> InAppNotification:
+        """Decode a ``notify.inapp`` record (a stored Record or its typed value).
+
+        Raises:
+            InvalidInputError: the record is of another kind or does not decode.
+        """
+        if isinstance(record, InAppRecord):
+            return cls.of(record)
+        if record.kind != INAPP_KIND or record.parent is None:
+            raise InvalidInputError("record", "not an in-app notification", value=record.id)
+        try:
+            return cls.of(INAPP.decode(record))
+        except IntegrityError:
+            raise InvalidInputError(
+                "record", "in-app notification does not decode", value=record.id
+            ) from None
 
 
 def _inapp_id(event: NotificationEvent, staff_id: str) -> str:
@@ -99,44 +118,38 @@ def _inapp_id(event: NotificationEvent, staff_id: str) -> str:
 
 def inapp_records(
     event: NotificationEvent, staff_ids: Iterable[str], *, now: datetime
-) -> list[Record]:
+) -> list[InAppRecord]:
     """Build (not insert) one unread in-app record per staff member for ``event``.
     Ids are derived from the event and staff id, so building twice gives the same
-    ids.
+    ids. Each record's ``meta.firm_id`` is the event's firm.
 
     Raises:
         InvalidInputError: a naive ``now`` or an empty staff id.
     """
     if now.tzinfo is None:
         raise InvalidInputError("now", "must be timezone-aware")
-    out: list[Record] = []
+    out: list[InAppRecord] = []
     for staff_id in dict.fromkeys(staff_ids):
         if not isinstance(staff_id, str) or not staff_id:
             raise InvalidInputError("staff_id", "must be a non-empty string")
         out.append(
-            Record(
-                kind=INAPP_KIND,
+            InAppRecord(
                 id=_inapp_id(event, staff_id),
-                firm_id=event.firm_id,
-                parent=staff_id,
-                status=_UNREAD,
-                data={
-                    "v": 1,
-                    "kind": event.kind.value,
-                    "event_id": event.event_id,
-                    "cause_id": event.cause_id,
-                    "client_id": event.client_id,
-                    "client_name": event.client_name,
-                    "read_at": None,
-                },
+                staff_id=staff_id,
+                kind=event.kind,
+                event_id=event.event_id,
                 created_at=now,
+                cause_id=event.cause_id,
+                client_id=event.client_id,
+                client_name=event.client_name,
+                meta=Meta(firm_id=event.firm_id),
             )
         )
     return out
 
 
 async def list_inapp(
-    tx: Transaction,
+    tx: RecordTx,
     staff_id: str,
     *,
     unread_only: bool = False,
@@ -144,7 +157,7 @@ async def list_inapp(
     before_seq: int = 0,
 ) -> Sequence[InAppNotification]:
     """A staff member's in-app notifications, newest first; ``before_seq`` pages
-    back (0: from the newest).
+    back (0: from the newest). Records that do not decode are left out (logged).
 
     Raises:
         InvalidInputError: ``limit`` outside 1..1000.
@@ -152,57 +165,71 @@ async def list_inapp(
     if not 1 <= limit <= 1000:
         raise InvalidInputError("limit", "must be between 1 and 1000")
     records = await tx.list(
-        INAPP_KIND,
+        InAppRecord,
         parent=staff_id,
         status=_UNREAD if unread_only else None,
         after_seq=before_seq,
         limit=limit,
         descending=True,
+        decode_errors="skip",
     )
-    return [InAppNotification.from_record(r) for r in records]
+    return [InAppNotification.of(r) for r in records]
 
 
-async def unread_count(tx: Transaction, staff_id: str) -> int:
+async def unread_count(tx: RecordTx, staff_id: str) -> int:
     """How many unread in-app notifications ``staff_id`` has."""
-    return await tx.count(INAPP_KIND, parent=staff_id, status=_UNREAD)
+    return await tx.count(InAppRecord, parent=staff_id, status=_UNREAD)
 
 
-async def mark_read(tx: Transaction, staff_id: str, ids: Iterable[str], *, now: datetime) -> int:
+def _read(record: InAppRecord, now: datetime) -> InAppRecord:
+    return attrs.evolve(record, status=InAppStatus.READ, read_at=now)
+
+
+async def mark_read(tx: RecordTx, staff_id: str, ids: Iterable[str], *, now: datetime) -> int:
     """Mark ``ids`` read; returns how many changed (already-read ones are left alone).
 
     Raises:
         NotFoundError: an id does not exist or belongs to another staff member
             (nothing is changed then).
+        IntegrityError: a record does not decode.
         ConflictError: a record changed concurrently.
     """
     wanted = list(dict.fromkeys(ids))
-    found = await tx.get_many(INAPP_KIND, wanted)
+    found = await tx.get_many(InAppRecord, wanted)
     for id_ in wanted:
         record = found.get(id_)
-        if record is None or record.parent != staff_id:
+        if record is None or record.staff_id != staff_id:
             raise NotFoundError("in-app notification", id_)
     changed = [
-        record.evolve(status=_READ, data={**record.data, "read_at": now.isoformat()})
-        for id_ in wanted
-        if (record := found[id_]).status == _UNREAD
+        _read(record, now) for id_ in wanted if (record := found[id_]).status is InAppStatus.UNREAD
     ]
     if changed:
         await tx.update(changed)
     return len(changed)
 
 
-async def mark_all_read(tx: Transaction, staff_id: str, *, now: datetime) -> int:
+async def mark_all_read(tx: RecordTx, staff_id: str, *, now: datetime) -> int:
     """Mark every unread notification of ``staff_id`` read; returns how many.
+    A record that does not decode is marked read too (its status only).
 
     Raises:
         ConflictError: a record changed concurrently.
     """
     total = 0
     while True:
-        batch = await tx.list(INAPP_KIND, parent=staff_id, status=_UNREAD, limit=500)
+        batch = await tx.raw.list(INAPP_KIND, parent=staff_id, status=_UNREAD, limit=500)
         if not batch:
             return total
-        await tx.update(
-            [r.evolve(status=_READ, data={**r.data, "read_at": now.isoformat()}) for r in batch]
-        )
+        good: list[InAppRecord] = []
+        bad: list[Record] = []
+        for record in batch:
+            try:
+                good.append(_read(INAPP.decode(record), now))
+            except IntegrityError:
+                log.error("in-app notification %s does not decode; marked read", record.id)
+                bad.append(record.evolve(status=_READ))
+        if good:
+            await tx.update(good)
+        if bad:
+            await tx.raw.update(bad)
         total += len(batch)

@@ -11,11 +11,14 @@ Flow:
    concurrently through a :class:`~clientcomm.mail.base.MailTransport`,
    and records the outcome in one transaction per firm.
 
-Each job is a :class:`~clientcomm.storage.base.Record` of kind ``notify.job``:
-``parent`` is the event's id (the mailing, the conversation), ``status`` is
-``pending``, ``sent`` or ``failed``, ``due_at`` carries the retry backoff.
-``tx.count_by_status("notify.job", parent=mailing_id)`` answers "how many
-notifications failed", :func:`delivery_status` lists why.
+Each job is a :class:`~clientcomm.notifications.records.NotifyJob` (record kind
+``notify.job``): ``parent`` is the event's id (the mailing, the conversation),
+``status`` is ``pending``, ``sent`` or ``failed``, ``due_at`` carries the retry
+backoff. ``tx.count_by_status(NotifyJob, parent=mailing_id)`` (on a
+:class:`~clientcomm.records.RecordTx`) answers "how many notifications failed",
+:func:`delivery_status` lists why. A stored job that does not decode (damaged
+or edited ``data``) is marked ``failed`` with reason ``malformed`` when it is
+claimed, alone: it never blocks the queue and is never sent.
 
 Delivery is at least once: a worker that crashes after the server accepted a
 message but before recording it leaves the job leased; when the lease runs out
@@ -25,19 +28,16 @@ job id), so the duplicate is recognisable downstream.
 Temporary failures (connection errors, TLS/auth trouble, SMTP 4xx) are retried
 with exponential backoff and jitter up to ``RetryPolicy.max_attempts``;
 permanent ones (SMTP 5xx, an invalid address) stop at once. Both are recorded
-on the job (``data["error"]``: ``reason``, ``code``, ``detail``).
+on the job (``job.error``, a :class:`~clientcomm.notifications.records.JobError`:
+``reason``, ``code``, ``detail``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import hashlib
 import logging
-import os
 import random
-import socket
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -51,10 +51,12 @@ from clientcomm.errors import (
     ConfigurationError,
     ConflictError,
     DeliveryError,
+    IntegrityError,
     InvalidInputError,
     NotFoundError,
     PermanentDeliveryError,
 )
+from clientcomm.ids import worker_id
 from clientcomm.mail.addresses import check_header_text
 from clientcomm.mail.base import MailTransport, OutgoingMail
 from clientcomm.notifications.compose import Mailbox, _message_id, build_message, validate_domain
@@ -66,19 +68,34 @@ from clientcomm.notifications.models import (
     RecipientPlan,
     SkippedRecipient,
 )
+from clientcomm.notifications.records import (
+    INAPP_KIND,
+    JOB_KIND,
+    NOTIFY_JOB,
+    InAppRecord,
+    JobError,
+    JobRecipient,
+    JobStatus,
+    NotifyJob,
+)
 from clientcomm.notifications.templates import TemplateSet
-from clientcomm.storage.base import Record, Store, Transaction
+from clientcomm.records import Meta, Records, RecordTx
+from clientcomm.storage.base import Record, Store
 
 __all__ = [
     "JOB_KIND",
     "DeliveryFailure",
     "DeliveryReport",
     "DeliveryStatus",
+    "JobError",
+    "JobRecipient",
     "JobStatus",
     "MailSettings",
     "NotificationBatch",
     "NotificationComposer",
+    "NotifyJob",
     "RetryPolicy",
+    "default_owner",
     "deliver_due",
     "delivery_status",
     "enqueue",
@@ -90,16 +107,7 @@ __all__ = [
 
 log = logging.getLogger("clientcomm.notifications")
 
-JOB_KIND = "notify.job"
 _DETAIL_MAX = 300
-
-
-class JobStatus(enum.StrEnum):
-    """States of a notification job."""
-
-    PENDING = "pending"
-    SENT = "sent"
-    FAILED = "failed"
 
 
 # -- building jobs ------------------------------------------------------------
@@ -138,109 +146,112 @@ def _job_id(event: NotificationEvent, who: str) -> str:
     return "nj-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
-def _event_data(event: NotificationEvent) -> dict[str, Any]:
-    return {
-        "v": 1,
-        "kind": event.kind.value,
-        "event_id": event.event_id,
-        "cause_id": event.cause_id,
-        "firm_name": event.firm_name,
-        "client_id": event.client_id,
-        "client_name": event.client_name,
-        "count": event.count,
-        "attempts": 0,
-    }
+def _event_job(
+    event: NotificationEvent, job_id: str, to: JobRecipient, now: datetime, **extra: Any
+) -> NotifyJob:
+    return NotifyJob(
+        id=job_id,
+        event_id=event.event_id,
+        kind=event.kind,
+        firm_name=event.firm_name,
+        to=to,
+        created_at=now,
+        cause_id=event.cause_id,
+        client_id=event.client_id,
+        client_name=event.client_name,
+        count=event.count,
+        meta=Meta(firm_id=event.firm_id),
+        **extra,
+    )
+
+
+def _split(
+    batch: NotificationBatch | Iterable[Notification],
+) -> tuple[list[Notification], list[tuple[NotificationEvent, SkippedRecipient]]]:
+    if isinstance(batch, NotificationBatch):
+        return list(batch.notifications), [(batch.event, s) for s in batch.skipped]
+    return list(batch), []
 
 
 def notification_jobs(
     batch: NotificationBatch | Iterable[Notification], *, now: datetime
-) -> list[Record]:
-    """Build (not insert) the outbox records for ``batch``: one ``pending`` job per
-    notification, due at ``now``, and one ``failed`` record per skipped
-    recipient (reason ``no_address``/``invalid_address``) so the event's status
-    reports them. Ids are derived from (kind, event, cause, recipient), so
-    building twice gives the same ids.
+) -> list[NotifyJob]:
+    """Build (not insert) the outbox jobs for ``batch``: one ``pending`` job per
+    notification, due at ``now``, and one ``failed`` job per skipped recipient
+    (reason ``no_address``/``invalid_address``) so the event's status reports
+    them. Ids are derived from (kind, event, cause, recipient), so building
+    twice gives the same ids. Each job's ``meta.firm_id`` is its event's firm
+    (inserting it into another firm's transaction is refused).
 
     Raises:
         InvalidInputError: a naive ``now``.
     """
     if now.tzinfo is None:
         raise InvalidInputError("now", "must be timezone-aware")
-    if isinstance(batch, NotificationBatch):
-        notifications: Iterable[Notification] = batch.notifications
-        skipped = [(batch.event, s) for s in batch.skipped]
-    else:
-        notifications, skipped = batch, []
-    records: list[Record] = []
+    notifications, skipped = _split(batch)
+    jobs: list[NotifyJob] = []
     for n in notifications:
-        data = _event_data(n.event)
-        data["link"] = n.link
-        data["to"] = {
-            "ref": n.recipient.ref,
-            "role": n.recipient.role.value,
-            "name": n.recipient.name,
-            "email": n.recipient.email,
-            "language": n.recipient.language,
-        }
-        records.append(
-            Record(
-                kind=JOB_KIND,
-                id=_job_id(n.event, n.recipient.email.casefold()),
-                firm_id=n.event.firm_id,
-                parent=n.event.event_id,
-                status=JobStatus.PENDING.value,
+        r = n.recipient
+        jobs.append(
+            _event_job(
+                n.event,
+                _job_id(n.event, r.email.casefold()),
+                JobRecipient(r.ref, r.role, r.name, r.email, r.language),
+                now,
                 due_at=now,
-                data=data,
-                created_at=now,
+                link=n.link,
             )
         )
     for event, skip in skipped:
-        data = _event_data(event)
-        data["to"] = {"ref": skip.ref, "role": skip.role.value}
-        data["error"] = {"reason": skip.reason.value, "code": None, "detail": skip.detail}
-        records.append(
-            Record(
-                kind=JOB_KIND,
-                id=_job_id(event, "skip:" + skip.ref),
-                firm_id=event.firm_id,
-                parent=event.event_id,
-                status=JobStatus.FAILED.value,
-                data=data,
-                created_at=now,
+        jobs.append(
+            _event_job(
+                event,
+                _job_id(event, "skip:" + skip.ref),
+                JobRecipient(skip.ref, skip.role),
+                now,
+                status=JobStatus.FAILED,
+                error=JobError(skip.reason.value, None, skip.detail),
             )
         )
-    return records
+    return jobs
 
 
 async def enqueue(
-    tx: Transaction, batch: NotificationBatch | Iterable[Notification], *, now: datetime
-) -> list[Record]:
+    tx: RecordTx, batch: NotificationBatch | Iterable[Notification], *, now: datetime
+) -> list[NotifyJob]:
     """Write ``batch``'s jobs (and in-app records) in the caller's transaction.
 
-    Idempotent: records whose id already exists are left alone, so a fan-out
-    step that runs twice does not notify twice. Returns the records inserted.
+    Idempotent: jobs and in-app records whose id already exists are left alone,
+    so a fan-out step that runs twice does not notify twice. Returns the jobs
+    inserted (the in-app records are written, not returned).
 
     Raises:
         InvalidInputError: a notification of another firm than ``tx``'s, a naive ``now``.
         ConflictError: a concurrent writer inserted the same job (at commit).
     """
-    records = notification_jobs(batch, now=now)
-    extra: list[Record] = []
+    if not isinstance(batch, NotificationBatch):
+        batch = list(batch)  # an iterable is read once
+    events = (
+        [batch.event, *(n.event for n in batch.notifications)]
+        if isinstance(batch, NotificationBatch)
+        else [n.event for n in batch]
+    )
+    for event in events:
+        if event.firm_id != tx.firm_id:
+            raise InvalidInputError(
+                "firm_id", "notification belongs to another firm", value=event.firm_id
+            )
+    jobs = notification_jobs(batch, now=now)
+    inapp: list[InAppRecord] = []
     if isinstance(batch, NotificationBatch) and batch.inapp_staff_ids:
-        extra = inapp_records(batch.event, batch.inapp_staff_ids, now=now)
-    inserted: list[Record] = []
-    for kind, group in ((JOB_KIND, records), ("notify.inapp", extra)):
-        if not group:
-            continue
-        for record in group:
-            if record.firm_id != tx.firm_id:
-                raise InvalidInputError(
-                    "firm_id", "notification belongs to another firm", value=record.firm_id
-                )
-        existing = await tx.get_many(kind, [r.id for r in group])
-        new = [r for r in group if r.id not in existing]
-        if new:
-            inserted.extend(await tx.insert(new))
+        inapp = inapp_records(batch.event, batch.inapp_staff_ids, now=now)
+    inserted: list[NotifyJob] = []
+    if jobs:
+        existing = await tx.raw.get_many(JOB_KIND, [j.id for j in jobs])
+        inserted = await tx.insert([j for j in jobs if j.id not in existing])
+    if inapp:
+        existing = await tx.raw.get_many(INAPP_KIND, [r.id for r in inapp])
+        await tx.insert([r for r in inapp if r.id not in existing])
     return inserted
 
 
@@ -295,35 +306,34 @@ class NotificationComposer:
     def __repr__(self) -> str:
         return f"NotificationComposer({self.settings!r}, {self.templates!r})"
 
-    def message_id(self, job: Record) -> str:
-        """The stable Message-ID of ``job``."""
-        return _message_id(job.firm_id, job.id, self._domain)
+    def message_id(self, job: NotifyJob) -> str:
+        """The stable Message-ID of ``job`` (from its firm, ``job.meta.firm_id``,
+        and its id)."""
+        return _message_id(job.meta.firm_id, job.id, self._domain)
 
-    def compose(self, job: Record) -> OutgoingMail:
+    def compose(self, job: NotifyJob) -> OutgoingMail:
         """Render and build the message for one job.
 
         Raises:
-            InvalidInputError: the job's data is malformed or unsafe (an invalid
-                address, control characters in a name): the job can never be sent.
+            InvalidInputError: the job is unsafe or cannot be sent (an invalid
+                address, control characters in a name, no address or link):
+                the job can never be sent.
             ConfigurationError: a template failed to render.
         """
-        data: Mapping[str, Any] = job.data
-        try:
-            to = data["to"]
-            firm_name = str(data["firm_name"])
-            recipient = Mailbox.parse(str(to["email"]), str(to.get("name") or ""), field="to")
-            rendered = self.templates.render(
-                data["kind"],
-                to.get("language"),
-                firm_name=firm_name,
-                recipient_name=recipient.name or "",
-                link=str(data["link"]),
-                client_name=data.get("client_name"),
-                count=data.get("count"),
-            )
-        except (KeyError, TypeError, AttributeError):
-            raise InvalidInputError("job", "malformed notification job", value=job.id) from None
-        sender_name = self.settings.sender_name or firm_name
+        to = job.to
+        if to.email is None or job.link is None:
+            raise InvalidInputError("job", "notification job has no address or link", value=job.id)
+        recipient = Mailbox.parse(to.email, to.name or "", field="to")
+        rendered = self.templates.render(
+            job.kind,
+            to.language,
+            firm_name=job.firm_name,
+            recipient_name=recipient.name or "",
+            link=job.link,
+            client_name=job.client_name,
+            count=job.count,
+        )
+        sender_name = self.settings.sender_name or job.firm_name
         check_header_text(sender_name, "sender.name", max_length=300)
         return build_message(
             sender=Mailbox(sender_name, self._sender_address),
@@ -387,7 +397,8 @@ class DeliveryReport:
         claimed: jobs leased.
         sent: delivered and recorded as sent.
         retried: temporary failures rescheduled.
-        failed: permanent failures (or attempts exhausted) recorded.
+        failed: permanent failures (or attempts exhausted) recorded, and claimed
+            jobs that do not decode (marked failed, reason ``malformed``).
         lost: outcomes not recorded because the lease was lost meanwhile (another
             worker now owns the job; it may be sent again, same Message-ID).
     """
@@ -409,57 +420,59 @@ class DeliveryReport:
 
 @attrs.frozen
 class _Outcome:
-    job: Record
+    job: NotifyJob
     status: JobStatus
-    error: dict[str, Any] | None = None
+    error: JobError | None = None
     response: str | None = None
     message_id: str | None = None
 
 
-def _error_dict(exc: ClientCommError, reason: str) -> dict[str, Any]:
+def _job_error(exc: ClientCommError, reason: str) -> JobError:
     ctx = exc.context
-    return {
-        "reason": str(ctx.get("reason") or reason),
-        "code": ctx.get("code") if isinstance(ctx.get("code"), int) else None,
-        "detail": str(ctx.get("detail") or exc.message)[:_DETAIL_MAX],
-    }
+    code = ctx.get("code")
+    return JobError(
+        reason=str(ctx.get("reason") or reason),
+        code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+        detail=str(ctx.get("detail") or exc.message)[:_DETAIL_MAX],
+    )
 
 
 def default_owner() -> str:
-    """A worker id unique to this process: ``host:pid:random``."""
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A worker id unique to this process and call: ``host:pid:random``
+    (:func:`clientcomm.ids.worker_id`)."""
+    return worker_id()
 
 
 async def _attempt(
-    job: Record, composer: NotificationComposer, transport: MailTransport
+    job: NotifyJob, composer: NotificationComposer, transport: MailTransport
 ) -> _Outcome:
     try:
         mail = composer.compose(job)
     except InvalidInputError as exc:
-        return _Outcome(job, JobStatus.FAILED, _error_dict(exc, "invalid"))
+        return _Outcome(job, JobStatus.FAILED, _job_error(exc, "invalid"))
     except ConfigurationError as exc:
         log.error("notification job %s: template failed: %s", job.id, exc)
-        return _Outcome(job, JobStatus.PENDING, _error_dict(exc, "template"))
+        return _Outcome(job, JobStatus.PENDING, _job_error(exc, "template"))
     try:
         result = await transport.send(mail)
     except PermanentDeliveryError as exc:
         return _Outcome(
-            job, JobStatus.FAILED, _error_dict(exc, "permanent"), message_id=mail.message_id
+            job, JobStatus.FAILED, _job_error(exc, "permanent"), message_id=mail.message_id
         )
     except DeliveryError as exc:
         return _Outcome(
-            job, JobStatus.PENDING, _error_dict(exc, "temporary"), message_id=mail.message_id
+            job, JobStatus.PENDING, _job_error(exc, "temporary"), message_id=mail.message_id
         )
     except InvalidInputError as exc:
         return _Outcome(
-            job, JobStatus.FAILED, _error_dict(exc, "invalid"), message_id=mail.message_id
+            job, JobStatus.FAILED, _job_error(exc, "invalid"), message_id=mail.message_id
         )
     except Exception as exc:  # a transport bug must not kill the batch
         log.exception("notification job %s: transport raised unexpectedly", job.id)
         return _Outcome(
             job,
             JobStatus.PENDING,
-            {"reason": "error", "code": None, "detail": type(exc).__name__},
+            JobError("error", None, type(exc).__name__),
             message_id=mail.message_id,
         )
     return _Outcome(
@@ -469,36 +482,92 @@ async def _attempt(
 
 def _record_outcome(
     outcome: _Outcome, *, now: datetime, retry: RetryPolicy, rng: random.Random | None
-) -> tuple[Record, str]:
+) -> tuple[NotifyJob, str]:
     job = outcome.job
-    data = dict(job.data)
-    attempts = int(data.get("attempts", 0)) + 1
-    data["attempts"] = attempts
-    if outcome.message_id is not None:
-        data["message_id"] = outcome.message_id
-    common: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+    attempts = job.attempts + 1
+    common: dict[str, Any] = {
+        "attempts": attempts,
+        "message_id": outcome.message_id if outcome.message_id is not None else job.message_id,
+        "meta": attrs.evolve(job.meta, lease_owner=None, lease_until=None),
+    }
     if outcome.status is JobStatus.SENT:
-        data["sent_at"] = now.isoformat()
-        data["response"] = outcome.response
-        data.pop("last_error", None)
-        return job.evolve(status="sent", due_at=None, data=data, **common), "sent"
+        updated = attrs.evolve(
+            job,
+            status=JobStatus.SENT,
+            due_at=None,
+            sent_at=now,
+            response=outcome.response,
+            last_error=None,
+            **common,
+        )
+        return updated, "sent"
     if outcome.status is JobStatus.FAILED:
-        data["error"] = outcome.error
-        data["failed_at"] = now.isoformat()
-        return job.evolve(status="failed", due_at=None, data=data, **common), "failed"
-    data["last_error"] = outcome.error
+        updated = attrs.evolve(
+            job,
+            status=JobStatus.FAILED,
+            due_at=None,
+            error=outcome.error,
+            failed_at=now,
+            **common,
+        )
+        return updated, "failed"
+    last = outcome.error
     if attempts >= retry.max_attempts:
-        error = dict(outcome.error or {})
-        error["reason"] = "max_attempts"
-        error["detail"] = (
-            f"gave up after {attempts} attempts; last: "
-            f"{(outcome.error or {}).get('reason')}: {(outcome.error or {}).get('detail')}"
-        )[:_DETAIL_MAX]
-        data["error"] = error
-        data["failed_at"] = now.isoformat()
-        return job.evolve(status="failed", due_at=None, data=data, **common), "failed"
+        error = JobError(
+            reason="max_attempts",
+            code=last.code if last else None,
+            detail=(
+                f"gave up after {attempts} attempts; last: "
+                f"{last.reason if last else None}: {last.detail if last else None}"
+            )[:_DETAIL_MAX],
+        )
+        updated = attrs.evolve(
+            job,
+            status=JobStatus.FAILED,
+            due_at=None,
+            last_error=last,
+            error=error,
+            failed_at=now,
+            **common,
+        )
+        return updated, "failed"
     due = now + retry.delay(attempts, rng)
-    return job.evolve(status="pending", due_at=due, data=data, **common), "retried"
+    updated = attrs.evolve(job, status=JobStatus.PENDING, due_at=due, last_error=last, **common)
+    return updated, "retried"
+
+
+def _malformed(record: Record, now: datetime) -> Record:
+    """A claimed job that does not decode, marked failed (raw: its data is
+    kept, with the reason added) and released."""
+    data = dict(record.data)
+    data["error"] = {
+        "reason": "malformed",
+        "code": None,
+        "detail": "the stored job does not decode",
+    }
+    data["failed_at"] = now.isoformat()
+    return record.evolve(
+        status=JobStatus.FAILED.value,
+        due_at=None,
+        data=data,
+        lease_owner=None,
+        lease_until=None,
+    )
+
+
+async def _fail_malformed(store: Store, records: Sequence[Record], now: datetime) -> dict[str, int]:
+    counts = {"failed": 0, "lost": 0}
+    for record in records:  # one transaction each: every one fails alone
+        try:
+            async with store.transaction(record.firm_id) as tx:
+                await tx.update([_malformed(record, now)])
+        except (ConflictError, NotFoundError, InvalidInputError):
+            counts["lost"] += 1
+            log.warning("notification job %s: malformed, not recorded", record.id)
+        else:
+            counts["failed"] += 1
+            log.error("notification job %s (%s): malformed, failed", record.id, record.parent)
+    return counts
 
 
 async def deliver_due(
@@ -527,8 +596,9 @@ async def deliver_due(
     """
     retry = retry or RetryPolicy()
     owner = owner or default_owner()
-    jobs = await store.claim(
-        JOB_KIND,
+    records = Records(store)
+    jobs, damaged = await records.claim(
+        NotifyJob,
         status=JobStatus.PENDING.value,
         owner=owner,
         now=now,
@@ -536,41 +606,46 @@ async def deliver_due(
         limit=limit,
         firm_id=firm_id,
     )
-    if not jobs:
+    if not jobs and not damaged:
         return DeliveryReport()
+    counts = {"sent": 0, "retried": 0, "failed": 0, "lost": 0}
+    if damaged:
+        for key, value in (await _fail_malformed(store, damaged, now)).items():
+            counts[key] += value
     outcomes = await asyncio.gather(*(_attempt(job, composer, transport) for job in jobs))
-    by_firm: dict[str, list[tuple[Record, str]]] = defaultdict(list)
+    by_firm: dict[str, list[tuple[NotifyJob, str]]] = defaultdict(list)
     for outcome in outcomes:
         if outcome.status is not JobStatus.SENT and outcome.error is not None:
             log.warning(
                 "notification job %s (%s) %s: %s %s",
                 outcome.job.id,
-                outcome.job.parent,
+                outcome.job.event_id,
                 "failed" if outcome.status is JobStatus.FAILED else "will retry",
-                outcome.error.get("reason"),
-                outcome.error.get("code"),
+                outcome.error.reason,
+                outcome.error.code,
             )
-        by_firm[outcome.job.firm_id].append(_record_outcome(outcome, now=now, retry=retry, rng=rng))
-    counts = {"sent": 0, "retried": 0, "failed": 0, "lost": 0}
+        by_firm[outcome.job.meta.firm_id].append(
+            _record_outcome(outcome, now=now, retry=retry, rng=rng)
+        )
     for firm, updates in by_firm.items():
         try:
-            async with store.transaction(firm) as tx:
-                await tx.update([record for record, _ in updates])
+            async with records.transaction(firm) as tx:
+                await tx.update([job for job, _ in updates])
         except (ConflictError, NotFoundError):
             # Some lease was lost: record the others one by one.
-            for record, result in updates:
+            for job, result in updates:
                 try:
-                    async with store.transaction(firm) as tx:
-                        await tx.update([record])
+                    async with records.transaction(firm) as tx:
+                        await tx.update([job])
                 except (ConflictError, NotFoundError):
                     counts["lost"] += 1
-                    log.warning("notification job %s: lease lost, outcome not recorded", record.id)
+                    log.warning("notification job %s: lease lost, outcome not recorded", job.id)
                 else:
                     counts[result] += 1
         else:
             for _, result in updates:
                 counts[result] += 1
-    return DeliveryReport(claimed=len(jobs), **counts)
+    return DeliveryReport(claimed=len(jobs) + len(damaged), **counts)
 
 
 async def run_worker(
@@ -592,6 +667,9 @@ async def run_worker(
     ``stop_when_idle`` it returns the summed report as soon as nothing is due
     (jobs waiting for a later retry stay pending). A storage error is logged and
     retried after ``idle_interval``.
+
+    Deprecated: run the ``notifications.deliver`` step instead, through
+    :class:`clientcomm.Worker` or ``ClientComm.run_step("notifications.deliver")``.
 
     Raises:
         asyncio.CancelledError: when cancelled (the usual way to stop it).
@@ -662,57 +740,88 @@ class DeliveryStatus:
         return dict(out)
 
 
+def _failure(job: NotifyJob) -> DeliveryFailure:
+    error = job.error
+    return DeliveryFailure(
+        job_id=job.id,
+        recipient_ref=job.to.ref,
+        reason=error.reason if error else "unknown",
+        code=error.code if error else None,
+        detail=error.detail if error else "",
+        attempts=job.attempts,
+        recipient_email=job.to.email,
+    )
+
+
+def _raw_failure(record: Record) -> DeliveryFailure:
+    """A failed job that does not decode, read as far as it goes."""
+    data = record.data
+    error = data.get("error")
+    error = error if isinstance(error, Mapping) else {}
+    to = data.get("to")
+    to = to if isinstance(to, Mapping) else {}
+    code = error.get("code")
+    attempts = data.get("attempts")
+    email = to.get("email")
+    return DeliveryFailure(
+        job_id=record.id,
+        recipient_ref=str(to.get("ref", "")),
+        reason=str(error.get("reason") or "malformed"),
+        code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+        detail=str(error.get("detail", ""))[:_DETAIL_MAX],
+        attempts=attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0,
+        recipient_email=email if isinstance(email, str) else None,
+    )
+
+
 async def delivery_status(
-    tx: Transaction, event_id: str, *, failures_limit: int = 1000
+    tx: RecordTx, event_id: str, *, failures_limit: int = 1000
 ) -> DeliveryStatus:
     """Counts per status for ``event_id``'s notifications, and the first
-    ``failures_limit`` failures with their reasons."""
-    counts = await tx.count_by_status(JOB_KIND, parent=event_id)
+    ``failures_limit`` failures with their reasons (a job that does not decode
+    is listed with the reason stored on it, ``malformed``)."""
+    counts = await tx.count_by_status(NotifyJob, parent=event_id)
     failed_records: Sequence[Record] = ()
-    if counts.get("failed"):
-        failed_records = await tx.list(
-            JOB_KIND, parent=event_id, status="failed", limit=failures_limit
+    if counts.get(JobStatus.FAILED.value):
+        failed_records = await tx.raw.list(
+            JOB_KIND, parent=event_id, status=JobStatus.FAILED.value, limit=failures_limit
         )
     failures = []
     for record in failed_records:
-        error = record.data.get("error") or {}
-        to = record.data.get("to") or {}
-        failures.append(
-            DeliveryFailure(
-                job_id=record.id,
-                recipient_ref=str(to.get("ref", "")),
-                reason=str(error.get("reason", "unknown")),
-                code=error.get("code"),
-                detail=str(error.get("detail", "")),
-                attempts=int(record.data.get("attempts", 0)),
-                recipient_email=to.get("email"),
-            )
-        )
+        try:
+            failures.append(_failure(NOTIFY_JOB.decode(record)))
+        except IntegrityError:
+            failures.append(_raw_failure(record))
     return DeliveryStatus(
-        pending=counts.get("pending", 0),
-        sent=counts.get("sent", 0),
-        failed=counts.get("failed", 0),
+        pending=counts.get(JobStatus.PENDING.value, 0),
+        sent=counts.get(JobStatus.SENT.value, 0),
+        failed=counts.get(JobStatus.FAILED.value, 0),
         failures=tuple(failures),
     )
 
 
-async def retry_failed(tx: Transaction, job_ids: Iterable[str], *, now: datetime) -> int:
+async def retry_failed(tx: RecordTx, job_ids: Iterable[str], *, now: datetime) -> int:
     """Put failed jobs back to ``pending`` (e.g. after fixing the mail relay);
-    attempts start over. Jobs that are not failed, or were skipped for lack of
-    an address, are left alone. Returns how many were requeued.
+    attempts start over and the error is kept as ``previous_error``. Jobs that
+    are not failed, were skipped for lack of an address, or do not decode are
+    left alone. Returns how many were requeued.
 
     Raises:
         ConflictError: a job changed concurrently.
     """
-    found = await tx.get_many(JOB_KIND, list(job_ids))
-    requeue = []
-    for record in found.values():
-        if record.status != "failed" or "email" not in (record.data.get("to") or {}):
-            continue
-        data = dict(record.data)
-        data["attempts"] = 0
-        data["previous_error"] = data.pop("error", None)
-        requeue.append(record.evolve(status="pending", due_at=now, data=data))
+    found = await tx.get_many(NotifyJob, list(job_ids), decode_errors="skip")
+    requeue = [
+        attrs.evolve(
+            job,
+            status=JobStatus.PENDING,
+            due_at=now,
+            attempts=0,
+            previous_error=job.error,
+            error=None,
+        )
+        for job in found.values()
+        if job.status is JobStatus.FAILED and job.to.email is not None
+    ]
     if requeue:
         await tx.update(requeue)
     return len(requeue)

@@ -1,58 +1,150 @@
-"""Who may do what: the seeds' role rules as pure, pluggable functions.
+"""Who may do what, asked by action: "may staff member S do action A (on client C)?".
 
-The default :class:`RoleAccessPolicy` implements seed 000 (mass mailing):
+One question for every capability: the policy answers :meth:`AccessPolicy.allows`
+for an action name (``"mailing.send"``, ``"chat.read"``, ...). A capability adds
+its actions to the default rules (:data:`DEFAULT_RULES`, documented as a table
+in ``docs/architecture.md``); it never adds a method to the Protocol, so a host's
+own policy keeps working when clientcomm grows.
 
-* administrators and managers may send mailings to all clients of the firm;
-* clerks with unrestricted access may send to all clients they have access to;
-* clerks with restricted access, assistants and inactive staff may not use
-  mailing at all.
+The default :class:`RoleAccessPolicy` holds the seeds' rules:
 
-A host with other rules passes its own :class:`AccessPolicy`.
+* inactive staff may do nothing;
+* administrators and managers may do every known action on every client of the
+  firm (seed 000: "Vollzugriff auf alle Mandanten"); this bypass lives inside
+  the policy, so a host that replaces the policy replaces it too;
+* ``mailing.*``: clerks with unrestricted access too; restricted clerks and
+  assistants not at all (seed 000);
+* ``chat.*`` and ``message.*``: staff with access to the client.
+
+An unknown action is refused (fail closed). A host adapts the rules with
+``RoleAccessPolicy(overrides={...})`` or passes its own :class:`AccessPolicy`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Role, Staff
 from clientcomm.errors import NotFoundError, PermissionDeniedError
 
 __all__ = [
+    "DEFAULT_RULES",
     "AccessPolicy",
     "RoleAccessPolicy",
+    "Rule",
+    "client_access",
+    "full_access",
+    "require",
     "require_client_access",
     "require_mailing",
     "resolve_staff",
 ]
+
+Rule = Callable[[Staff, "str | None"], bool]
+"""A default rule: ``rule(staff, client_id)`` (``client_id`` None: the action as
+such, e.g. "may use mass mailing at all")."""
 
 
 @runtime_checkable
 class AccessPolicy(Protocol):
     """Pure decisions about a staff member (no I/O)."""
 
-    def may_access_client(self, staff: Staff, client_id: str) -> bool:
-        """May ``staff`` see and write to this client's chat?"""
+    def allows(self, staff: Staff, action: str, client_id: str | None = None) -> bool:
+        """May ``staff`` do ``action`` (on ``client_id``, if given)?"""
         ...
 
-    def may_send_mailing(self, staff: Staff) -> bool:
-        """May ``staff`` use mass mailing at all?"""
-        ...
+
+def full_access(staff: Staff) -> bool:
+    """Administrators and managers reach every client of the firm (seed 000)."""
+    return staff.active and staff.role in (Role.ADMIN, Role.MANAGER)
+
+
+def client_access(staff: Staff, client_id: str | None) -> bool:
+    """The staff member's own client access (``client_id`` None: any client)."""
+    return staff.active and (client_id is None or staff.can_access(client_id))
+
+
+def _mailing(staff: Staff, client_id: str | None) -> bool:
+    # Seed 000: unrestricted clerks may mail "all their clients"; restricted
+    # clerks and assistants may not use mailing at all.
+    if not (staff.active and staff.role is Role.CLERK and staff.unrestricted):
+        return False
+    return client_id is None or staff.can_access(client_id)
+
+
+DEFAULT_RULES: Mapping[str, Rule] = {
+    "mailing.send": _mailing,
+    "mailing.view": _mailing,
+    "mailing.cancel": _mailing,
+    "chat.read": client_access,
+    "chat.write": client_access,
+    "message.delete": client_access,
+    "attachment.open": client_access,
+}
+"""The seeds' rules per action, for staff below administrator and manager."""
 
 
 class RoleAccessPolicy:
-    """The seeds' rules (see module docs)."""
+    """The seeds' rules (see module docs).
 
-    def may_access_client(self, staff: Staff, client_id: str) -> bool:
-        return staff.can_access(client_id)
+    Args:
+        overrides: action -> rule replacing (or adding to) :data:`DEFAULT_RULES`.
+        full_access_roles: roles that may do every known action on every client
+            (default: administrators and managers).
+    """
 
-    def may_send_mailing(self, staff: Staff) -> bool:
-        if not staff.active:
-            return False
-        if staff.role in (Role.ADMIN, Role.MANAGER):
+    def __init__(
+        self,
+        overrides: Mapping[str, Rule] | None = None,
+        *,
+        full_access_roles: Iterable[Role] = (Role.ADMIN, Role.MANAGER),
+    ) -> None:
+        self.rules: dict[str, Rule] = {**DEFAULT_RULES, **(overrides or {})}
+        self.full_access_roles = frozenset(full_access_roles)
+
+    def allows(self, staff: Staff, action: str, client_id: str | None = None) -> bool:
+        rule = self.rules.get(action)
+        if rule is None or not staff.active:
+            return False  # unknown actions are refused: fail closed
+        if staff.role in self.full_access_roles:
             return True
-        return staff.role is Role.CLERK and staff.unrestricted
+        return rule(staff, client_id)
+
+
+class _LegacyPolicy:
+    """Adapts a policy written for clientcomm 0.1 (``may_access_client`` and
+    ``may_send_mailing``) to :class:`AccessPolicy`; deprecated."""
+
+    def __init__(self, legacy: Any) -> None:
+        self.legacy = legacy
+        self.default = RoleAccessPolicy()
+
+    def allows(self, staff: Staff, action: str, client_id: str | None = None) -> bool:
+        if action.startswith("mailing.") and hasattr(self.legacy, "may_send_mailing"):
+            if not self.legacy.may_send_mailing(staff):
+                return False
+            return (
+                client_id is None
+                or full_access(staff)
+                or bool(self.legacy.may_access_client(staff, client_id))
+            )
+        if client_id is not None and hasattr(self.legacy, "may_access_client"):
+            return full_access(staff) or bool(self.legacy.may_access_client(staff, client_id))
+        return self.default.allows(staff, action, client_id)
+
+
+def as_policy(policy: object | None) -> AccessPolicy:
+    """``policy`` as an :class:`AccessPolicy` (None: the default rules; a 0.1
+    policy with ``may_*`` methods is adapted)."""
+    if policy is None:
+        return RoleAccessPolicy()
+    if hasattr(policy, "allows"):
+        return policy
+    if hasattr(policy, "may_access_client"):
+        return _LegacyPolicy(policy)
+    raise TypeError("an access policy needs an allows(staff, action, client_id) method")
 
 
 async def resolve_staff(directory: Directory, firm_id: str, staff_id: str, *, action: str) -> Staff:
@@ -71,27 +163,28 @@ async def resolve_staff(directory: Directory, firm_id: str, staff_id: str, *, ac
     return staff
 
 
-def require_mailing(policy: AccessPolicy, staff: Staff) -> None:
-    """Raises PermissionDeniedError if ``staff`` may not send mailings."""
-    if not policy.may_send_mailing(staff):
+def require(policy: AccessPolicy, staff: Staff, action: str) -> None:
+    """Raises PermissionDeniedError unless ``staff`` may do ``action`` at all."""
+    if not policy.allows(staff, action):
         raise PermissionDeniedError(
-            f"{staff.role.value} {staff.id!r} may not send mailings"
+            f"{staff.role.value} {staff.id!r} may not do {action}"
             + ("" if staff.unrestricted else " (restricted client access)"),
             actor=staff.id,
-            action="mailing.send",
+            action=action,
         )
+
+
+def require_mailing(policy: AccessPolicy, staff: Staff) -> None:
+    """Raises PermissionDeniedError if ``staff`` may not send mailings."""
+    require(policy, staff, "mailing.send")
 
 
 def require_client_access(
     policy: AccessPolicy, staff: Staff, client_ids: Iterable[str], *, action: str
 ) -> None:
-    """Raises PermissionDeniedError naming every client outside ``staff``'s access.
-
-    Admins and managers reach every client of the firm (seed 000), whatever
-    their individual client list says.
-    """
-    full = staff.active and staff.role in (Role.ADMIN, Role.MANAGER)
-    offending = [] if full else [c for c in client_ids if not policy.may_access_client(staff, c)]
+    """Raises PermissionDeniedError naming every client on which ``staff`` may
+    not do ``action``."""
+    offending = [c for c in client_ids if not policy.allows(staff, action, c)]
     if offending:
         raise PermissionDeniedError(
             f"{len(offending)} client(s) are outside the access of {staff.id!r}",

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from clientcomm.directory.models import Client, ClientGroup, Role, Staff
+from clientcomm.directory.models import Client, ClientGroup, Staff
 from clientcomm.errors import InvalidInputError, NotFoundError
 from clientcomm.rules.access import AccessPolicy, require_client_access
 
@@ -129,7 +129,6 @@ def resolve_audience(
         raise NotFoundError("client", ", ".join(missing))
     require_client_access(policy, sender, sorted(audience.client_ids), action="mailing.send")
 
-    full = sender.role in (Role.ADMIN, Role.MANAGER)
     chosen: set[str] = set(audience.client_ids)
     for c in clients:
         if (audience.all_active and c.active) or not audience.group_ids.isdisjoint(c.group_ids):
@@ -142,7 +141,7 @@ def resolve_audience(
             if cid in audience.client_ids:
                 skipped.append(SkippedClient(cid, "inactive"))
             continue
-        if not full and not policy.may_access_client(sender, cid):
+        if not policy.allows(sender, "mailing.send", cid):
             continue  # "all clients they have access to"
         recipients.append(cid)
     if not recipients:

@@ -1,0 +1,119 @@
+"""Public values of attachments: what a host passes in, what a reader sees, and
+the stored descriptor of one copy's attachment (blob, mode, wrapped stream key)."""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from clientcomm.crypto.envelope import decode_sealed, encode_sealed
+from clientcomm.records import converter
+
+__all__ = [
+    "AttachmentInfo",
+    "AttachmentInput",
+    "AttachmentMode",
+    "StagedAttachment",
+    "StoredAttachment",
+]
+
+
+class AttachmentMode(enum.StrEnum):
+    PER_COPY = "per_copy"
+    SHARED = "shared"
+
+
+@attrs.frozen
+class AttachmentInput:
+    """A file to attach: ``content`` is the bytes, or a path to read (streamed).
+
+    Build with :meth:`from_bytes` or :meth:`from_path`.
+    """
+
+    filename: str
+    content: bytes | Path = attrs.field(repr=False)
+    content_type: str = "application/octet-stream"
+
+    @classmethod
+    def from_bytes(
+        cls, filename: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> AttachmentInput:
+        return cls(filename, bytes(data), content_type)
+
+    @classmethod
+    def from_path(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        filename: str | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> AttachmentInput:
+        p = Path(path)
+        return cls(filename or p.name, p, content_type)
+
+
+@attrs.frozen
+class AttachmentInfo:
+    """What a reader sees of an attachment."""
+
+    id: str
+    filename: str
+    size: int
+    content_type: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "filename": self.filename,
+            "size": self.size,
+            "content_type": self.content_type,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> AttachmentInfo:
+        return cls(d["id"], d["filename"], int(d["size"]), d["content_type"])
+
+
+@attrs.frozen
+class StoredAttachment:
+    """An attachment of one message copy: the blob and the stream key wrapped
+    for the message's client (or, staged, for a mailing's staging key)."""
+
+    info: AttachmentInfo
+    blob_id: str
+    mode: AttachmentMode
+    stream_key: bytes = attrs.field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.info.to_dict(),
+            "blob_id": self.blob_id,
+            "mode": self.mode.value,
+            "stream_key": encode_sealed(self.stream_key),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> StoredAttachment:
+        return cls(
+            AttachmentInfo.from_dict(d),
+            d["blob_id"],
+            AttachmentMode(d["mode"]),
+            decode_sealed(d["stream_key"]),
+        )
+
+
+StagedAttachment = StoredAttachment
+"""A mailing's attachment, sealed (per copy) or wrapped (shared) for the
+mailing's staging key: the same shape as a copy's attachment."""
+
+
+# Stored flat, as {id, filename, size, content_type, blob_id, mode, stream_key}
+# (the layout rows have had since 0.1), inside whichever record holds them.
+converter.register_unstructure_hook(StoredAttachment, StoredAttachment.to_dict)
+converter.register_structure_hook(StoredAttachment, lambda d, _: StoredAttachment.from_dict(d))
+converter.register_unstructure_hook(AttachmentInfo, AttachmentInfo.to_dict)
+converter.register_structure_hook(AttachmentInfo, lambda d, _: AttachmentInfo.from_dict(d))

@@ -1,0 +1,58 @@
+"""Mass mailing (seed 000): one message to many clients, each getting its own
+encrypted copy in its own chat, sent in the background.
+
+* :mod:`~clientcomm.mailing.models` - public values (states, progress, ledger rows);
+* :mod:`~clientcomm.mailing.records` - record kinds (``mailing``, ``mailing.page``);
+* :mod:`~clientcomm.mailing.rules` - copy ids, paging and cursor rules (pure);
+* :mod:`~clientcomm.mailing.service` - :class:`MailingService`, the host API;
+* :mod:`~clientcomm.mailing.ledger` - the per-recipient ledger and its exports;
+* :mod:`~clientcomm.mailing.steps` - the ``mailing.fanout`` background step.
+
+Who may mail is the access policy's ``mailing.*`` actions
+(:mod:`clientcomm.rules.access`); who receives is
+:func:`clientcomm.rules.audience.resolve_audience`.
+"""
+
+from __future__ import annotations
+
+from clientcomm.mailing.models import (
+    DeliveryEvent,
+    DeliveryHook,
+    LedgerEntry,
+    MailingPreview,
+    MailingProgress,
+    MailingReceipt,
+    MailingState,
+    RecipientState,
+)
+from clientcomm.mailing.records import (
+    MAILING_KIND,
+    PAGE_KIND,
+    MailingRecord,
+    PageSegment,
+    PageState,
+    RecipientPage,
+    staging_owner,
+)
+from clientcomm.mailing.rules import copy_message_id
+from clientcomm.mailing.service import MailingService
+
+__all__ = [
+    "MAILING_KIND",
+    "PAGE_KIND",
+    "DeliveryEvent",
+    "DeliveryHook",
+    "LedgerEntry",
+    "MailingPreview",
+    "MailingProgress",
+    "MailingReceipt",
+    "MailingRecord",
+    "MailingService",
+    "MailingState",
+    "PageSegment",
+    "PageState",
+    "RecipientPage",
+    "RecipientState",
+    "copy_message_id",
+    "staging_owner",
+]

@@ -1,0 +1,129 @@
+"""Pure rules of mass mailing: copy ids, how recipients are paged, how a page's
+cursor moves, and what the ledger says of each recipient."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+import attrs
+
+from clientcomm.mailing.models import RecipientState
+from clientcomm.mailing.records import PageSegment, PageState, RecipientPage
+
+__all__ = [
+    "advance_page",
+    "cancel_page",
+    "copy_message_id",
+    "new_pages",
+    "recipient_states",
+]
+
+
+def copy_message_id(mailing_id: str, client_id: str) -> str:
+    """The id of ``client_id``'s copy of a mailing.
+
+    Derived from the mailing and the client, so the store's unique id is the
+    last guard of exactly-once delivery (a second copy cannot be inserted) and
+    the ledger needs not store it. It is opaque: 32 hex digits like any message
+    id, revealing neither the mailing nor the other recipients.
+    """
+    digest = hashlib.sha256(f"clientcomm.mailing-copy\x00{mailing_id}\x00{client_id}".encode())
+    return digest.hexdigest()[:32]
+
+
+def new_pages(
+    mailing_id: str,
+    client_ids: Sequence[str],
+    *,
+    size: int,
+    due_at: datetime | None,
+    now: datetime,
+    first_index: int = 0,
+) -> Iterator[RecipientPage]:
+    """The frozen recipient list as pages of up to ``size`` clients."""
+    for start in range(0, len(client_ids), size):
+        yield RecipientPage(
+            id=RecipientPage.id_for(mailing_id, first_index + start // size),
+            mailing_id=mailing_id,
+            status=PageState.QUEUED,
+            clients=tuple(client_ids[start : start + size]),
+            created_at=now,
+            due_at=due_at,
+        )
+
+
+def cancel_page(page: RecipientPage) -> RecipientPage:
+    """The page with every recipient not yet reached cancelled (lease released)."""
+    return attrs.evolve(
+        page,
+        status=PageState.CANCELLED,
+        cancelled=page.cancelled + page.remaining,
+        meta=attrs.evolve(page.meta, lease_owner=None, lease_until=None),
+    )
+
+
+def advance_page(
+    page: RecipientPage,
+    *,
+    taken: int,
+    failed: dict[int, str],
+    at: datetime,
+    batch: str | None,
+) -> RecipientPage:
+    """The page after delivering its next ``taken`` recipients, of which the
+    positions in ``failed`` failed (with their reasons). The lease is released
+    (another worker may go on with the page); the update is still checked
+    against the claimed version, which is what makes the step exactly-once."""
+    new_pos = page.pos + taken
+    reasons = {**page.reasons, **{str(i): r for i, r in failed.items()}}
+    return attrs.evolve(
+        page,
+        status=PageState.DONE if new_pos >= len(page.clients) else PageState.QUEUED,
+        pos=new_pos,
+        delivered=page.delivered + taken - len(failed),
+        failed=page.failed + len(failed),
+        reasons=reasons,
+        segments=(*page.segments, PageSegment(new_pos, at, batch)),
+        meta=attrs.evolve(page.meta, lease_owner=None, lease_until=None),
+    )
+
+
+@attrs.frozen
+class RecipientFact:
+    """What a page says of one recipient (for the ledger)."""
+
+    client_id: str
+    state: RecipientState
+    reason: str | None
+    delivered_at: datetime | None
+    batch: str | None
+
+
+def recipient_states(page: RecipientPage) -> Iterator[RecipientFact]:
+    """Each recipient of ``page`` in order, with its state, reason, delivery
+    time and notification batch."""
+    seg = 0
+    segments = page.segments
+    cancelled = page.status is PageState.CANCELLED
+    for i, cid in enumerate(page.clients):
+        while seg < len(segments) and i >= segments[seg].end:
+            seg += 1
+        reached = i < page.pos
+        reason = page.reasons.get(str(i)) if reached else None
+        segment = segments[seg] if reached and seg < len(segments) else None
+        if reason is not None:
+            yield RecipientFact(cid, RecipientState.FAILED, reason, None, None)
+        elif reached:
+            yield RecipientFact(
+                cid,
+                RecipientState.DELIVERED,
+                None,
+                segment.at if segment else None,
+                segment.batch if segment else None,
+            )
+        elif cancelled:
+            yield RecipientFact(cid, RecipientState.CANCELLED, "cancelled", None, None)
+        else:
+            yield RecipientFact(cid, RecipientState.QUEUED, None, None, None)

@@ -1,0 +1,96 @@
+"""Record kinds of client chats: one record per message copy, one read cursor
+per reader and chat."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+from clientcomm.attachments.models import StoredAttachment
+from clientcomm.records import REGISTRY, Kind, Meta, SealedField, meta_field
+from clientcomm.rules.readstate import Author, UnreadFor
+
+__all__ = ["MESSAGE_KIND", "READ_KIND", "MessageRecord", "ReadCursor"]
+
+MESSAGE_KIND = "message"
+READ_KIND = "chat.read"
+
+
+@attrs.frozen
+class MessageRecord:
+    """One stored message of a client's chat (a single message or a mailing copy).
+
+    ``sealed_text`` is the text sealed for the client; ``unread_for`` says for
+    which side it starts unread (see :mod:`clientcomm.rules.readstate`).
+    """
+
+    id: str
+    client_id: str
+    unread_for: UnreadFor
+    sealed_text: bytes = attrs.field(repr=False)
+    sent_at: datetime
+    author: Author
+    author_id: str
+    attachments: tuple[StoredAttachment, ...] = ()
+    mailing_id: str | None = None
+    meta: Meta = meta_field()
+
+
+@attrs.frozen
+class ReadCursor:
+    """How far one reader (``"client"`` or ``"staff:<id>"``) has read a chat:
+    the ``seq`` of the newest message seen. Written only when it reads."""
+
+    id: str
+    client_id: str
+    seq: int = 0
+    created_at: datetime | None = None
+    meta: Meta = meta_field()
+
+    @staticmethod
+    def id_for(client_id: str, reader: str) -> str:
+        return f"{client_id}|{reader}"
+
+
+MESSAGE = REGISTRY.register(
+    Kind(
+        MESSAGE_KIND,
+        MessageRecord,
+        "one message of a client's chat (single message or mailing copy)",
+        columns={
+            "id": "id",
+            "parent": "client_id",
+            "status": "unread_for",
+            "body": "sealed_text",
+            "created_at": "sent_at",
+        },
+        meanings={
+            "parent": "the client (its chat)",
+            "status": "side it starts unread for (to_client / to_staff)",
+            "body": "the text, sealed for the client",
+        },
+        status=UnreadFor,
+        sealed=(
+            SealedField("sealed_text"),
+            SealedField("attachments[].stream_key", "stream_key", blob="blob_id"),
+        ),
+        owner=lambda m: m.client_id,
+        client=lambda m: m.client_id,
+        client_column="parent",
+        capability="messages",
+    )
+)
+
+READ_CURSOR = REGISTRY.register(
+    Kind(
+        READ_KIND,
+        ReadCursor,
+        "how far one reader has read one client's chat",
+        columns={"id": "id", "parent": "client_id", "created_at": "created_at"},
+        meanings={"id": "client id | reader", "parent": "the client (its chat)"},
+        client=lambda c: c.client_id,
+        client_column="parent",
+        capability="messages",
+    )
+)

@@ -1,0 +1,193 @@
+"""Notification fan-out: "notify the contacts of these clients about event E".
+
+A capability that notifies many clients at once (a mailing's fan-out step, a
+share, a serial letter's release, an announcement) writes **one**
+:class:`FanoutBatch` in the transaction of its own change, naming the clients
+and what each is notified about (the cause, e.g. the copy's message id). The
+``notifications.expand`` step later expands each batch into per-contact outbox
+jobs (the client's contacts with portal access and an address, seeds 000/001)
+exactly once: the jobs and the batch's ``done`` mark are written in one
+transaction, and the batch was claimed with a lease, so a worker that dies
+half-way leaves the batch to the next one.
+
+A batch that cannot be expanded (its firm is gone, a link template is missing,
+a Directory value that can never be rendered) is marked ``failed`` with a
+reason, alone; the other batches claimed with it proceed.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+import attrs
+
+from clientcomm.directory.base import Directory
+from clientcomm.errors import ClientCommError, ConflictError
+from clientcomm.ids import new_id
+from clientcomm.notifications.links import LinkTemplates
+from clientcomm.notifications.models import NotificationEvent, NotificationKind
+from clientcomm.notifications.outbox import notification_jobs, prepare
+from clientcomm.notifications.rules import client_contact_recipients
+from clientcomm.records import REGISTRY, Kind, Meta, Records, meta_field
+from clientcomm.storage.base import Store
+
+__all__ = [
+    "FANOUT_KIND",
+    "FanoutBatch",
+    "FanoutItem",
+    "FanoutStatus",
+    "expand_due",
+    "fanout_batch",
+]
+
+log = logging.getLogger("clientcomm.notifications")
+
+FANOUT_KIND = "notify.fanout"
+
+
+class FanoutStatus(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@attrs.frozen
+class FanoutItem:
+    """One client to notify and the cause (e.g. its copy's message id)."""
+
+    client_id: str
+    cause_id: str
+
+
+@attrs.frozen
+class FanoutBatch:
+    """Clients to notify about one event (see module docs).
+
+    ``jobs`` maps each cause to the outbox job ids it expanded to (filled in
+    when expanded), so reports find a recipient's notices without a scan.
+    """
+
+    id: str
+    event_id: str
+    kind: NotificationKind
+    items: tuple[FanoutItem, ...]
+    created_at: datetime
+    status: FanoutStatus = FanoutStatus.PENDING
+    jobs: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    reason: str | None = None
+    meta: Meta = meta_field()
+
+    @property
+    def pending_count(self) -> int:
+        """Notices not yet expanded (0 once done or failed)."""
+        return len(self.items) if self.status is FanoutStatus.PENDING else 0
+
+
+FANOUT = REGISTRY.register(
+    Kind(
+        FANOUT_KIND,
+        FanoutBatch,
+        "clients to notify about one event, expanded into outbox jobs once",
+        columns={"id": "id", "parent": "event_id", "status": "status", "created_at": "created_at"},
+        meanings={"parent": "the event (mailing, share, ...)", "status": "pending/done/failed"},
+        status=FanoutStatus,
+        capability="notifications",
+    )
+)
+
+
+def fanout_batch(
+    event_id: str,
+    kind: NotificationKind,
+    items: Sequence[tuple[str, str]],
+    *,
+    now: datetime,
+) -> FanoutBatch:
+    """A new batch for ``(client_id, cause_id)`` pairs; insert it in the
+    transaction of the change that causes the notices."""
+    return FanoutBatch(
+        id=new_id(),
+        event_id=event_id,
+        kind=kind,
+        items=tuple(FanoutItem(c, m) for c, m in items),
+        created_at=now,
+    )
+
+
+async def _expand(
+    directory: Directory, links: LinkTemplates, batch: FanoutBatch, now: datetime
+) -> tuple[list[object], Mapping[str, tuple[str, ...]]]:
+    firm_id = batch.meta.firm_id
+    firm = await directory.get_firm(firm_id)
+    client_ids = [item.client_id for item in batch.items]
+    contacts = await directory.list_contacts(firm_id, client_ids)
+    jobs: list[object] = []
+    by_cause: dict[str, tuple[str, ...]] = {}
+    for item in batch.items:
+        event = NotificationEvent(
+            kind=batch.kind,
+            firm_id=firm_id,
+            firm_name=firm.name,
+            event_id=batch.event_id,
+            cause_id=item.cause_id,
+            client_id=item.client_id,
+        )
+        plan = client_contact_recipients(contacts.get(item.client_id, ()))
+        made = notification_jobs(prepare(event, plan, links), now=now)
+        jobs.extend(made)
+        by_cause[item.cause_id] = tuple(j.id for j in made)
+    return jobs, by_cause
+
+
+async def expand_due(
+    store: Store,
+    directory: Directory,
+    links: LinkTemplates,
+    *,
+    owner: str,
+    now: datetime,
+    lease: timedelta = timedelta(seconds=60),
+    limit: int = 20,
+) -> int:
+    """Expand up to ``limit`` pending batches (any firm) into outbox jobs.
+    Returns how many notices were handled (expanded or failed)."""
+    records = Records(store)
+    batches, damaged = await records.claim(
+        FanoutBatch, status=FanoutStatus.PENDING, owner=owner, now=now, lease=lease, limit=limit
+    )
+    done = 0
+    for raw in damaged:  # does not decode: fail it alone, visibly
+        async with store.transaction(raw.firm_id) as rtx:
+            await rtx.update(
+                [raw.evolve(status=FanoutStatus.FAILED.value, lease_owner=None, lease_until=None)]
+            )
+    for batch in batches:
+        settled = attrs.evolve(batch.meta, lease_owner=None, lease_until=None)
+        try:
+            jobs, by_cause = await _expand(directory, links, batch, now)
+        except (ClientCommError, UnicodeError, ValueError) as exc:
+            log.error("notification batch %s of %s failed: %s", batch.id, batch.event_id, exc)
+            failed = attrs.evolve(
+                batch, status=FanoutStatus.FAILED, reason=type(exc).__name__, meta=settled
+            )
+            async with records.transaction(batch.meta.firm_id) as tx:
+                await tx.update([failed])
+            done += len(batch.items)
+            continue
+        try:
+            async with records.transaction(batch.meta.firm_id) as tx:
+                await tx.insert(jobs)
+                await tx.update(
+                    [
+                        attrs.evolve(
+                            batch, status=FanoutStatus.DONE, jobs=dict(by_cause), meta=settled
+                        )
+                    ]
+                )
+        except ConflictError:
+            continue  # another worker took it over
+        done += len(batch.items)
+    return done
