@@ -878,7 +878,8 @@ async def test_jobs_round_trip_through_the_store(store: Store) -> None:
         due_at=clock.now() + timedelta(seconds=1),
     )
     async with Records(store).transaction("f1") as tx:
-        inserted: list[NotifyJob] = await tx.insert([*built, full])
+        inserted = [*built, full]
+        await tx.insert(inserted)
     async with Records(store).transaction("f1") as tx:
         read = await tx.get_many(NotifyJob, [j.id for j in inserted])
     assert [read[j.id] for j in inserted] == [*built, full]

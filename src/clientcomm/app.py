@@ -175,7 +175,7 @@ class ClientComm:
         own rotation. Returns the job; its counts fill in as it runs."""
         records = Records(self.store)
         async with records.transaction(firm_id) as tx:
-            [job] = await tx.insert([rewrap_job(client_id, now=self.clock.now())])
+            job = await tx.insert_one(rewrap_job(client_id, now=self.clock.now()))
         return job
 
     async def rewrap_status(self, firm_id: str, job_id: str) -> RewrapJob:

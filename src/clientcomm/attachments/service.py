@@ -156,7 +156,7 @@ class AttachmentStore:
         now = self.clock.now()
         intent = BlobIntent(new_id(), tuple(blob_ids), now + self.reservation_ttl, now)
         async with self._records.transaction(firm_id) as tx:
-            [intent] = await tx.insert([intent])
+            intent = await tx.insert_one(intent)
         return BlobReservation(intent)
 
     async def settle(self, tx: RecordTx, reservation: BlobReservation | None) -> None:

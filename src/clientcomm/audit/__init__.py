@@ -23,5 +23,6 @@ async def append(
     **details: Any,
 ) -> AuditEntry:
     """Append one audit record in ``tx`` (the transaction of the change itself)."""
-    [entry] = await tx.insert([AuditEntry(new_id(), subject, operation, actor, at, details)])
+    entry = AuditEntry(new_id(), subject, operation, actor, at, details)
+    await tx.insert([entry])
     return entry

@@ -284,7 +284,7 @@ class MailingFanout:
         svc = self._svc
         try:
             async with svc.records.transaction(page.meta.firm_id) as tx:
-                [closed] = await tx.update([cancel_page(page)])
+                closed = await tx.update_one(cancel_page(page))
         except ConflictError:
             return 0
         if svc.has_hooks:

@@ -248,7 +248,8 @@ async def enqueue(
     inserted: list[NotifyJob] = []
     if jobs:
         existing = await tx.raw.get_many(JOB_KIND, [j.id for j in jobs])
-        inserted = await tx.insert([j for j in jobs if j.id not in existing])
+        inserted = [j for j in jobs if j.id not in existing]
+        await tx.insert(inserted)
     if inapp:
         existing = await tx.raw.get_many(INAPP_KIND, [r.id for r in inapp])
         await tx.insert([r for r in inapp if r.id not in existing])

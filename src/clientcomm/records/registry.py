@@ -232,7 +232,9 @@ class Kind(Generic[T]):
         object.__setattr__(
             self,
             "_decode_data",
-            make_dict_structure_fn(self.cls, converter, meta=override(omit=True)),
+            make_dict_structure_fn(
+                self.cls, converter, meta=override(struct_hook=lambda meta, _: meta)
+            ),
         )
         object.__setattr__(self, "_column_attrs", tuple(self.columns.items()))
         object.__setattr__(self, "_encoder", self._make_encoder())
@@ -323,9 +325,8 @@ class Kind(Generic[T]):
             record.firm_id, record.seq, record.version, record.lease_owner, record.lease_until
         )
         try:
-            merged = {**data, **values}
-            value = self._decode_data(merged, self.cls)
-            return cast(T, attrs.evolve(cast(Any, value), meta=meta))
+            values["meta"] = meta
+            return self._decode_data({**data, **values}, self.cls)
         except Exception as exc:  # cattrs raises many exception types
             raise IntegrityError(
                 f"{self.name} record {record.id!r} does not decode",

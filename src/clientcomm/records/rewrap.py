@@ -183,7 +183,7 @@ async def _batch(
             rewrapped=job.rewrapped + rewrapped,
             conflicts=job.conflicts + conflicts,
         )
-        [advanced] = await tx.update([advanced])
+        advanced = await tx.update_one(advanced)
     return advanced, len(items)
 
 

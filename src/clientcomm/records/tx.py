@@ -103,8 +103,10 @@ class RecordTx:
     ) -> Mapping[str, int]:
         return await self.raw.count_by_status(self.registry.of(cls).name, parent=parent)
 
-    async def insert(self, values: Iterable[T]) -> builtins.list[T]:
-        """Insert new values (their firm is this transaction's).
+    async def insert(self, values: Iterable[T]) -> None:
+        """Insert new values (their firm is this transaction's). Nothing is
+        decoded back (the fan-out inserts thousands): use :meth:`insert_one`
+        for the stored value with its ``seq`` and ``version``.
 
         Raises:
             InvalidInputError: an unregistered class, or a value the store refuses.
@@ -113,15 +115,18 @@ class RecordTx:
         firm = self.raw.firm_id
         encode = self.registry.encode
         records = [encode(v, firm) for v in values]
-        if not records:
-            return []
-        stored = await self.raw.insert(records)
-        decode = self.registry.decode
-        return [decode(r) for r in stored]
+        if records:
+            await self.raw.insert(records)
 
-    async def update(self, values: Iterable[T]) -> builtins.list[T]:
+    async def insert_one(self, value: T) -> T:
+        """Insert one value; returns it as stored (``meta`` filled in)."""
+        [stored] = await self.raw.insert([self.registry.encode(value, self.raw.firm_id)])
+        decoded: T = self.registry.decode(stored)
+        return decoded
+
+    async def update(self, values: Iterable[T]) -> None:
         """Replace values read (or claimed) earlier; checked against the version
-        in their ``meta``.
+        in their ``meta``. Use :meth:`update_one` for the new stored value.
 
         Raises:
             ConflictError: changed or claimed since it was read.
@@ -130,11 +135,14 @@ class RecordTx:
         firm = self.raw.firm_id
         encode = self.registry.encode
         records = [encode(v, firm) for v in values]
-        if not records:
-            return []
-        stored = await self.raw.update(records)
-        decode = self.registry.decode
-        return [decode(r) for r in stored]
+        if records:
+            await self.raw.update(records)
+
+    async def update_one(self, value: T) -> T:
+        """Replace one value; returns it as stored (its new ``version``)."""
+        [stored] = await self.raw.update([self.registry.encode(value, self.raw.firm_id)])
+        decoded: T = self.registry.decode(stored)
+        return decoded
 
     async def delete(self, cls: type[Any], ids: Iterable[str]) -> int:
         return await self.raw.delete(self.registry.of(cls).name, ids)
