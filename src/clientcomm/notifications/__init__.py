@@ -58,6 +58,7 @@ from clientcomm.notifications.outbox import (
     prepare,
     retry_failed,
     run_worker,
+    write_jobs,
 )
 from clientcomm.notifications.records import (
     INAPP_KIND,
@@ -130,4 +131,5 @@ __all__ = [
     "run_worker",
     "staff_recipient",
     "unread_count",
+    "write_jobs",
 ]

@@ -29,7 +29,8 @@ from clientcomm.errors import ClientCommError, ConflictError
 from clientcomm.ids import new_id
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.models import NotificationEvent, NotificationKind
-from clientcomm.notifications.outbox import notification_jobs, prepare
+from clientcomm.notifications.outbox import notification_jobs, prepare, write_jobs
+from clientcomm.notifications.records import NotifyJob
 from clientcomm.notifications.rules import client_contact_recipients
 from clientcomm.records import REGISTRY, Kind, Meta, Records, meta_field
 from clientcomm.storage.base import Store
@@ -119,12 +120,12 @@ def fanout_batch(
 
 async def _expand(
     directory: Directory, links: LinkTemplates, batch: FanoutBatch, now: datetime
-) -> tuple[list[object], Mapping[str, tuple[str, ...]]]:
+) -> tuple[list[NotifyJob], Mapping[str, tuple[str, ...]]]:
     firm_id = batch.meta.firm_id
     firm = await directory.get_firm(firm_id)
     client_ids = [item.client_id for item in batch.items]
     contacts = await directory.list_contacts(firm_id, client_ids)
-    jobs: list[object] = []
+    jobs: list[NotifyJob] = []
     by_cause: dict[str, tuple[str, ...]] = {}
     for item in batch.items:
         event = NotificationEvent(
@@ -179,7 +180,7 @@ async def expand_due(
             continue
         try:
             async with records.transaction(batch.meta.firm_id) as tx:
-                await tx.insert(jobs)
+                await write_jobs(tx, jobs)
                 await tx.update(
                     [
                         attrs.evolve(

@@ -103,6 +103,7 @@ __all__ = [
     "prepare",
     "retry_failed",
     "run_worker",
+    "write_jobs",
 ]
 
 log = logging.getLogger("clientcomm.notifications")
@@ -245,6 +246,24 @@ async def enqueue(
     inapp: list[InAppRecord] = []
     if isinstance(batch, NotificationBatch) and batch.inapp_staff_ids:
         inapp = inapp_records(batch.event, batch.inapp_staff_ids, now=now)
+    return await write_jobs(tx, jobs, inapp)
+
+
+async def write_jobs(
+    tx: RecordTx, jobs: Sequence[NotifyJob], inapp: Sequence[InAppRecord] = ()
+) -> list[NotifyJob]:
+    """The one write path into the outbox (used by :func:`enqueue` and by the
+    fan-out expansion): insert the jobs and in-app records whose ids do not
+    exist yet, in the caller's transaction. Returns the jobs inserted.
+
+    Raises:
+        InvalidInputError: a job of another firm than ``tx``'s.
+    """
+    for job in jobs:
+        if job.meta.firm_id and job.meta.firm_id != tx.firm_id:
+            raise InvalidInputError(
+                "firm_id", "notification belongs to another firm", value=job.meta.firm_id
+            )
     inserted: list[NotifyJob] = []
     if jobs:
         existing = await tx.raw.get_many(JOB_KIND, [j.id for j in jobs])
