@@ -90,11 +90,15 @@ async def main(tmp: Path) -> None:
     )
     worker = Worker(app, batch=20)
     running = asyncio.create_task(worker.run())
+    # follow() ends when the copies *and* the e-mail notices are finished
+    # (progress.all_done); until="copies" would end with the copies (progress.done).
     async for progress in app.mailings.follow(admin, receipt.id, interval=0.05):
-        sys.stdout.write("\r" + bar(progress.fraction) + f"  {progress.delivered}/{progress.total}")
+        counts = (
+            f"  {progress.delivered}/{progress.total}, e-mails sent {progress.notifications_sent}"
+        )
+        sys.stdout.write("\r" + bar(progress.fraction) + counts)
         sys.stdout.flush()
     print()
-    await asyncio.sleep(0.2)  # let the worker send the notification e-mails
     worker.stop()
     await running
 

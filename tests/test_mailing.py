@@ -344,10 +344,78 @@ async def test_follow_yields_progress_until_done(app: ClientComm) -> None:
             await asyncio.sleep(0)
 
     task = asyncio.create_task(worker())
-    async for progress in app.mailings.follow(ADMIN, receipt.id, interval=0.01):
+    async for progress in app.mailings.follow(ADMIN, receipt.id, interval=0.01, until="copies"):
         seen.append(progress.fraction)
     await task
     assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) >= 2
+    assert progress.done and not progress.notifications_done  # c1's notice is still due
+
+
+async def test_progress_reports_notices_apart_from_copies(app: ClientComm) -> None:
+    receipt = await app.mailings.submit(ADMIN, Audience.clients("c1", "c2", "c3"), TEXT)
+    status = await app.mailings.status(ADMIN, receipt.id)
+    assert not status.done and status.notifications_done and not status.all_done
+    while await app.run_step("mailing.fanout"):
+        pass
+    status = await app.mailings.status(ADMIN, receipt.id)
+    # the copies are finished; the notices wait in fan-out batches, not expanded
+    assert status.done and status.delivered == 3
+    assert status.notification_batches_pending >= 1 and status.notifications_pending == 3
+    assert not status.notifications_done and not status.all_done
+    await app.run_step("notifications.expand")
+    status = await app.mailings.status(ADMIN, receipt.id)
+    # c1's registered contact waits in the outbox; k2 (no address) failed at once;
+    # k3 is not registered
+    assert status.notification_batches_pending == 0
+    assert (status.notifications_pending, status.notifications_failed) == (1, 1)
+    assert not status.notifications_done and not status.all_done
+    await app.run_step("notifications.deliver")
+    status = await app.mailings.status(ADMIN, receipt.id)
+    assert (status.notifications_sent, status.notifications_pending) == (1, 0)
+    assert status.done and status.notifications_done and status.all_done
+
+
+async def test_progress_of_a_mailing_without_notices(app: ClientComm) -> None:
+    receipt = await app.mailings.submit(ADMIN, Audience.everyone(), TEXT, notify=False)
+    while await app.run_step("mailing.fanout"):
+        pass
+    status = await app.mailings.status(ADMIN, receipt.id)
+    assert status.done and status.notifications_done and status.all_done
+    assert (status.notifications_sent, status.notifications_pending) == (0, 0)
+    [progress] = [p async for p in app.mailings.follow(ADMIN, receipt.id, interval=0.01)]
+    assert progress.all_done
+
+
+async def test_follow_waits_for_the_notices_by_default(app: ClientComm) -> None:
+    receipt = await app.mailings.submit(ADMIN, Audience.clients("c1", "c2"), TEXT)
+    copies_seen = asyncio.Event()
+
+    async def worker() -> None:
+        while await app.mailings.step(limit=1):
+            await asyncio.sleep(0)
+        await copies_seen.wait()  # the notices go out only after follow saw the copies
+        await app.run_step("notifications.expand")
+        await app.run_step("notifications.deliver")
+
+    task = asyncio.create_task(worker())
+    seen = []
+    try:
+        async for progress in app.mailings.follow(ADMIN, receipt.id, interval=0.01):
+            seen.append(progress)
+            if progress.done:
+                copies_seen.set()
+    finally:
+        copies_seen.set()
+        await task
+    assert any(p.done and not p.notifications_done for p in seen)
+    assert seen[-1].all_done and seen[-1].notifications_sent == 1
+
+
+async def test_follow_refuses_an_unknown_until(app: ClientComm) -> None:
+    receipt = await app.mailings.submit(ADMIN, Audience.clients("c1"), TEXT)
+    with pytest.raises(InvalidInputError):
+        async for _ in app.mailings.follow(ADMIN, receipt.id, until="notices"):  # type: ignore[arg-type]
+            pass
 
 
 async def test_ledger_notifications_hooks_and_audit(app: ClientComm) -> None:

@@ -36,6 +36,7 @@ from clientcomm.messages import MessageService
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.outbox import MailSettings, NotificationComposer, RetryPolicy
 from clientcomm.notifications.steps import STEPS as NOTIFICATION_STEPS
+from clientcomm.notifications.templates import TemplateSet
 from clientcomm.records import Records
 from clientcomm.records.rewrap import STEPS as KEY_STEPS
 from clientcomm.records.rewrap import RewrapJob, rewrap_job
@@ -45,7 +46,15 @@ from clientcomm.steps import Step, StepRegistry
 from clientcomm.storage.base import Store
 from clientcomm.storage.memory import MemoryStore
 
-__all__ = ["ClientComm"]
+__all__ = ["BUILTIN_STEPS", "ClientComm"]
+
+#: clientcomm's own background steps, in the order :meth:`ClientComm.run_once` runs them.
+BUILTIN_STEPS: tuple[Step, ...] = (
+    *MAILING_STEPS,
+    *ATTACHMENT_STEPS,
+    *NOTIFICATION_STEPS,
+    *KEY_STEPS,
+)
 
 
 class ClientComm:
@@ -59,6 +68,8 @@ class ClientComm:
         transport: how notification e-mails leave (``SMTPTransport``).
         links: link templates for notification e-mails.
         mail: sender address and Message-ID domain for notifications.
+        templates: the notification templates (a :class:`TemplateSet` over the
+            host's directory); default: the bundled German and English ones.
         clock: time source (``ManualClock`` in tests).
         access, read_policy, retention: pluggable rules.
         max_attachment_size: largest accepted attachment in bytes.
@@ -89,6 +100,7 @@ class ClientComm:
         mailing_batch: int = 500,
         lease: timedelta = timedelta(seconds=60),
         steps: Iterable[Step] = (),
+        templates: TemplateSet | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -103,7 +115,7 @@ class ClientComm:
         self.attachments = AttachmentStore(
             blobs, self.sealer, max_size=max_attachment_size, store=store, clock=self.clock
         )
-        self.composer = NotificationComposer(mail)
+        self.composer = NotificationComposer(mail, templates)
         self.retry = retry or RetryPolicy()
         self.messages = MessageService(
             store=store,
@@ -127,9 +139,7 @@ class ClientComm:
             batch_size=mailing_batch,
         )
         self.messages.keep_blobs_while(self.mailings.shared_blobs_in_use)
-        self.steps = StepRegistry(
-            (*MAILING_STEPS, *ATTACHMENT_STEPS, *NOTIFICATION_STEPS, *KEY_STEPS, *steps)
-        )
+        self.steps = StepRegistry((*BUILTIN_STEPS, *steps))
 
     @classmethod
     def in_memory(

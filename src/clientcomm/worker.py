@@ -57,17 +57,25 @@ class Worker:
         self._stop = asyncio.Event()
 
     async def run_round(self) -> int:
-        """Every step (or the chosen ones) once; returns the items processed."""
-        if self.steps is None:
-            return await self.app.run_once(limit=self.batch)
+        """Every step (or the chosen ones) once, in order; returns the items
+        processed. After :meth:`stop` no further step of the round starts."""
         done = 0
-        for name in self.steps:
+        for name in self.steps if self.steps is not None else self.app.steps.names:
+            if self._stop.is_set():
+                break
             done += await self.app.run_step(name, limit=self.batch)
         return done
 
     def stop(self) -> None:
-        """Ask the loop to finish after the current step."""
+        """Ask the loop to finish: the step running now completes (its
+        transactions commit), no further step starts, and an idle sleep ends at
+        once. Safe to call from a signal handler (``loop.add_signal_handler``)."""
         self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """:meth:`stop` was called."""
+        return self._stop.is_set()
 
     async def run(self, *, stop_when_idle: bool = False) -> int:
         """Work until :meth:`stop` (or, with ``stop_when_idle``, until nothing is
@@ -84,9 +92,21 @@ class Worker:
                 log.exception("worker step failed; retrying")
                 done = 0
             total += done
-            if done:
+            if done or self._stop.is_set():
                 continue
             if stop_when_idle:
                 break
-            await self.app.clock.sleep(self.idle_interval)
+            await self._idle()
         return total
+
+    async def _idle(self) -> None:
+        """Sleep ``idle_interval`` through the Clock, or until :meth:`stop`."""
+        sleeper = asyncio.ensure_future(self.app.clock.sleep(self.idle_interval))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, stopper):
+                task.cancel()
+        if sleeper.done() and not sleeper.cancelled():
+            sleeper.result()  # a failing clock is not swallowed

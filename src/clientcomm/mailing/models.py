@@ -57,7 +57,15 @@ class MailingReceipt:
 
 @attrs.frozen
 class MailingProgress:
-    """Progress of a mailing at one moment."""
+    """Progress of a mailing at one moment: the copies and, separately, the
+    clients' e-mail notices.
+
+    ``notifications_pending`` counts the notices not yet sent or failed: outbox
+    jobs still pending (also those waiting for a retry) plus the clients of
+    fan-out batches not yet expanded into jobs; ``notification_batches_pending``
+    counts those batches. :attr:`done` is about the copies only,
+    :attr:`notifications_done` about the notices only, :attr:`all_done` both.
+    """
 
     mailing_id: str
     state: MailingState
@@ -70,10 +78,26 @@ class MailingProgress:
     notifications_sent: int = 0
     notifications_pending: int = 0
     notifications_failed: int = 0
+    notification_batches_pending: int = 0
 
     @property
     def done(self) -> bool:
+        """Every recipient reached or cancelled: the mailing is completed or
+        cancelled and no copy is pending. E-mail notices may still be pending."""
         return self.state in (MailingState.COMPLETED, MailingState.CANCELLED) and not self.pending
+
+    @property
+    def notifications_done(self) -> bool:
+        """No e-mail notice is pending now: none waits in the outbox (sent or
+        failed) and no fan-out batch waits to be expanded. While copies are
+        still pending (not :attr:`done`), more notices may follow."""
+        return not self.notifications_pending and not self.notification_batches_pending
+
+    @property
+    def all_done(self) -> bool:
+        """:attr:`done` and :attr:`notifications_done`: nothing of the mailing is
+        left to do."""
+        return self.done and self.notifications_done
 
     @property
     def fraction(self) -> float:

@@ -21,6 +21,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Literal
 
 import attrs
 
@@ -389,12 +390,10 @@ class MailingService:
                     break
                 after = pages[-1].meta.seq
             notes = await tx.count_by_status(NotifyJob, parent=mailing_id)
-            unexpanded = sum(
-                b.pending_count
-                for b in await tx.list(
-                    FanoutBatch, parent=mailing_id, status=FanoutStatus.PENDING.value
-                )
+            batches = await tx.list(
+                FanoutBatch, parent=mailing_id, status=FanoutStatus.PENDING.value
             )
+            unexpanded = sum(b.pending_count for b in batches)
         return MailingProgress(
             mailing_id=mailing_id,
             state=cur.status,
@@ -407,16 +406,35 @@ class MailingService:
             notifications_sent=notes.get("sent", 0),
             notifications_pending=notes.get("pending", 0) + unexpanded,
             notifications_failed=notes.get("failed", 0),
+            notification_batches_pending=len(batches),
         )
 
     async def follow(
-        self, actor: StaffActor, mailing_id: str, *, interval: float = 0.5
+        self,
+        actor: StaffActor,
+        mailing_id: str,
+        *,
+        interval: float = 0.5,
+        until: Literal["all", "copies"] = "all",
     ) -> AsyncIterator[MailingProgress]:
-        """Yield progress whenever it changes, until the mailing is done.
+        """Yield progress whenever it changes, until the mailing is finished.
+
+        With ``until="all"`` (the default) it ends when
+        :attr:`~MailingProgress.all_done`: every copy delivered or cancelled *and*
+        every e-mail notice sent or failed (a notice waiting for a retry keeps
+        it going; a mailing with ``notify=False`` has none). With
+        ``until="copies"`` it ends when :attr:`~MailingProgress.done`, while
+        notices may still be pending.
 
         Draw a progress bar from ``progress.fraction``. Polls every ``interval``
         seconds (through the Clock), and wakes early on local deliveries.
+
+        Raises:
+            InvalidInputError: ``until`` is neither ``"all"`` nor ``"copies"``.
+            PermissionDeniedError / NotFoundError: as :meth:`status`.
         """
+        if until not in ("all", "copies"):
+            raise InvalidInputError("until", 'must be "all" or "copies"', value=until)
         await self.sender(actor, "mailing.view")
         wake = asyncio.Event()
 
@@ -432,7 +450,7 @@ class MailingService:
                 if progress != last:
                     yield progress
                     last = progress
-                if progress.done:
+                if progress.all_done if until == "all" else progress.done:
                     return
                 wake.clear()
                 sleeper = asyncio.ensure_future(self.clock.sleep(interval))
