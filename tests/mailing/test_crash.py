@@ -17,7 +17,7 @@ from clientcomm.messages import MESSAGE_KIND
 from clientcomm.rules.audience import Audience
 from tests.mailing_support import make_app, recipient_states
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LEASE = 0.5
 
 

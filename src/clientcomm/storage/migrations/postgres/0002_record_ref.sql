@@ -11,7 +11,7 @@
 -- index (in either column order) the planner tied it with records_firm_kind_id for
 -- `UPDATE ... WHERE firm_id AND kind AND id` on a freshly filled table without statistics and
 -- scanned the whole kind (measured: 100 get+update 530 ms instead of 120 ms at 10k rows);
--- tests/test_postgres_store.py checks that plan.
+-- tests/storage/test_postgres.py checks that plan.
 CREATE INDEX IF NOT EXISTS records_created ON records (firm_id, kind, created_at)
     WHERE created_at IS NOT NULL;
 -- A nullable column without default: a catalog change only, no table rewrite.
