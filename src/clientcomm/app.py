@@ -206,7 +206,7 @@ class ClientComm:
             StorageError: the backend failed (the step's transaction rolled back;
                 run it again).
         """
-        if not isinstance(limit, int) or limit <= 0:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
             raise InvalidInputError("limit", "must be a positive integer", value=limit)
         return await self.steps.get(name).run(self, limit)
 

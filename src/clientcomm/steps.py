@@ -46,7 +46,7 @@ class Step:
     doc: str = ""
 
     def __attrs_post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ConfigurationError(f"step name {self.name!r} must look like 'capability.step'")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Sequence
 
 from clientcomm.app import ClientComm
@@ -48,12 +49,19 @@ class Worker:
     ) -> None:
         if not isinstance(batch, int) or isinstance(batch, bool) or batch <= 0:
             raise InvalidInputError("batch", "must be a positive integer", value=batch)
-        if not isinstance(idle_interval, int | float) or idle_interval < 0:
+        if (
+            not isinstance(idle_interval, int | float)
+            or isinstance(idle_interval, bool)
+            or not math.isfinite(idle_interval)
+            or idle_interval < 0
+        ):
             raise InvalidInputError("idle_interval", "must be zero or more seconds")
         self.app = app
         self.batch = batch
         self.idle_interval = idle_interval
-        self.steps = tuple(app.steps.get(n).name for n in steps) if steps else None
+        if steps is not None and not steps:
+            raise InvalidInputError("steps", "name at least one step, or None for all")
+        self.steps = None if steps is None else tuple(app.steps.get(n).name for n in steps)
         self._stop = asyncio.Event()
 
     async def run_round(self) -> int:

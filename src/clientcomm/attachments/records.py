@@ -8,6 +8,7 @@ from datetime import datetime
 import attrs
 
 from clientcomm.records import REGISTRY, Kind, Meta, meta_field
+from clientcomm.storage.base import EPOCH
 
 __all__ = ["BLOB_INTENT_KIND", "BLOB_REF_KIND", "BlobIntent", "BlobRef", "IntentStatus"]
 
@@ -24,7 +25,7 @@ class BlobRef:
     blob_id: str
     client_id: str
     message_id: str
-    created_at: datetime | None = None
+    created_at: datetime = EPOCH
     meta: Meta = meta_field()
 
     @staticmethod

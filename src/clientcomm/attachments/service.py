@@ -343,6 +343,7 @@ class AttachmentStore:
                 (the mailing was cancelled).
             StorageError: the BlobStore failed (blobs written so far are removed).
         """
+        now = self.clock.now()
         stored: dict[str, list[StoredAttachment]] = {cid: [] for cid, _ in recipients}
         refs: list[BlobRef] = []
         if not staged:
@@ -363,7 +364,9 @@ class AttachmentStore:
                     )
                     for (cid, mid), ref in zip(recipients, wrapped, strict=True):
                         stored[cid].append(StoredAttachment(s.info, s.blob_id, s.mode, ref))
-                        refs.append(BlobRef(BlobRef.id_for(s.blob_id, mid), s.blob_id, cid, mid))
+                        refs.append(
+                            BlobRef(BlobRef.id_for(s.blob_id, mid), s.blob_id, cid, mid, now)
+                        )
                     continue
                 cached: list[bytes] | None = None
                 if s.info.size <= _CACHE_LIMIT:

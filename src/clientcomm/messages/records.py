@@ -10,6 +10,7 @@ import attrs
 from clientcomm.attachments.models import StoredAttachment
 from clientcomm.records import REGISTRY, Kind, Meta, SealedField, meta_field
 from clientcomm.rules.readstate import Author, UnreadFor
+from clientcomm.storage.base import EPOCH
 
 __all__ = ["MESSAGE_KIND", "READ_KIND", "MessageRecord", "ReadCursor"]
 
@@ -45,7 +46,7 @@ class ReadCursor:
     id: str
     client_id: str
     seq: int = 0
-    created_at: datetime | None = None
+    created_at: datetime = EPOCH
     meta: Meta = meta_field()
 
     @staticmethod

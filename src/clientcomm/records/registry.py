@@ -116,6 +116,12 @@ def _status_value(status: Any) -> Any:
     return status.value if isinstance(status, enum.Enum) else status
 
 
+def _flat_text(data: dict[str, Any]) -> bool:
+    """Only ``data`` of text values is shared between consecutive records:
+    ``==`` would take ``1``, ``1.0`` and ``True`` for the same value."""
+    return all(isinstance(v, str) or v is None for v in data.values())
+
+
 def _created_value(created: datetime | None) -> datetime:
     return EPOCH if created is None else created
 
@@ -242,8 +248,8 @@ class Kind(Generic[T]):
     def _make_encoder(self) -> Callable[[T, str | None], Record]:
         """Generate the encoder (the fan-out's hot path): one function call per
         value, no reflection. Consecutive values with equal ``data`` share one
-        dict object, so a store serialises it once per batch (``data`` is never
-        mutated)."""
+        dict object when it holds only text, so a store serialises it once per
+        batch (``data`` is never mutated)."""
         args = [f"kind={self.name!r}"]
         for column, attr in self.columns.items():
             if column == "status":
@@ -260,10 +266,11 @@ class Kind(Generic[T]):
             "    meta = value.meta\n"
             "    data = _data(value)\n"
             f"{version}"
-            "    if data == last[0]:\n"
-            "        data = last[0]\n"
-            "    else:\n"
-            "        last[0] = data\n"
+            "    if _flat(data):\n"
+            "        if data == last[0]:\n"
+            "            data = last[0]\n"
+            "        else:\n"
+            "            last[0] = data\n"
             "    if meta.version or meta.seq or meta.lease_owner is not None:\n"
             "        return _Record(firm_id=meta.firm_id or firm_id or '', data=data,"
             " seq=meta.seq, version=meta.version, lease_owner=meta.lease_owner,"
@@ -276,6 +283,7 @@ class Kind(Generic[T]):
             "_data": self._encode_data,
             "_status": _status_value,
             "_created": _created_value,
+            "_flat": _flat_text,
             "_body": self.body_codec[0] if self.body_codec else None,
             "last": [None],
         }

@@ -120,9 +120,10 @@ class RecordTx:
 
     async def insert_one(self, value: T) -> T:
         """Insert one value; returns it as stored (``meta`` filled in)."""
-        [stored] = await self.raw.insert([self.registry.encode(value, self.raw.firm_id)])
-        decoded: T = self.registry.decode(stored)
-        return decoded
+        kind = self.registry.of(type(value))
+        await self.raw.insert([kind.encode(value, self.raw.firm_id)])
+        # buffering backends assign seq at flush: read it back (flushes)
+        return kind.decode(await self.raw.get(kind.name, kind.id_of(value)))
 
     async def update(self, values: Iterable[T]) -> None:
         """Replace values read (or claimed) earlier; checked against the version

@@ -122,7 +122,11 @@ class _LegacyPolicy:
         self.default = RoleAccessPolicy()
 
     def allows(self, staff: Staff, action: str, client_id: str | None = None) -> bool:
-        if action.startswith("mailing.") and hasattr(self.legacy, "may_send_mailing"):
+        if action not in DEFAULT_RULES or not staff.active:
+            return False  # unknown actions are refused: fail closed
+        if action.startswith("mailing.") and not hasattr(self.legacy, "may_send_mailing"):
+            return self.default.allows(staff, action, client_id)
+        if action.startswith("mailing."):
             if not self.legacy.may_send_mailing(staff):
                 return False
             return (
