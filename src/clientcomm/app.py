@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from clientcomm.attachments import DEFAULT_MAX_SIZE, AttachmentStore
+from clientcomm.attachments import DEFAULT_MAX_SIZE, AttachmentScanner, AttachmentStore
 from clientcomm.attachments.steps import STEPS as ATTACHMENT_STEPS
 from clientcomm.blobs.base import BlobStore
 from clientcomm.blobs.memory import MemoryBlobStore
@@ -62,6 +62,9 @@ class ClientComm:
         clock: time source (``ManualClock`` in tests).
         access, read_policy, retention: pluggable rules.
         max_attachment_size: largest accepted attachment in bytes.
+        scanner: the host's check of every attachment before it is stored (a
+            virus scanner: ``async (filename, content_type, chunks) -> None``,
+            raising to refuse; see :class:`~clientcomm.attachments.AttachmentScanner`).
 
         steps: extra background steps of the host's own (run after ours).
 
@@ -86,6 +89,7 @@ class ClientComm:
         retention: RetentionRule | None = None,
         retry: RetryPolicy | None = None,
         max_attachment_size: int = DEFAULT_MAX_SIZE,
+        scanner: AttachmentScanner | None = None,
         mailing_batch: int = 500,
         lease: timedelta = timedelta(seconds=60),
         steps: Iterable[Step] = (),
@@ -101,7 +105,12 @@ class ClientComm:
         self.clock: Clock = clock or SystemClock()
         self.sealer = Sealer(keys, clock=self.clock, retention=retention)
         self.attachments = AttachmentStore(
-            blobs, self.sealer, max_size=max_attachment_size, store=store, clock=self.clock
+            blobs,
+            self.sealer,
+            max_size=max_attachment_size,
+            store=store,
+            clock=self.clock,
+            scanner=scanner,
         )
         self.composer = NotificationComposer(mail)
         self.retry = retry or RetryPolicy()

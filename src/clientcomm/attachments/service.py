@@ -22,12 +22,22 @@ after ``reservation_ttl`` belongs to a writer that died: :meth:`AttachmentStore.
 commit fail, and deletes its blobs. One case is left: a writer stalled for
 longer than the TTL that writes a blob *after* the sweep and then crashes
 before its own clean-up leaves that blob behind.
+
+Intake (:meth:`AttachmentStore.intake`), before anything is written: the file
+name, media type and count rules (:mod:`~clientcomm.attachments.rules`); then
+every file is read once, and refused as soon as the bytes read exceed
+``max_size`` (not only by its size on disk: a file that grows meanwhile is
+refused too) or do not match the declared media type, and handed to the host's
+scanner (:class:`~clientcomm.attachments.models.AttachmentScanner`). What is
+sealed afterwards is read again and must be the very bytes that were checked
+(size and SHA-256), else the write is abandoned and the file refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,11 +48,12 @@ from clientcomm.attachments.models import (
     AttachmentInfo,
     AttachmentInput,
     AttachmentMode,
+    AttachmentScanner,
     StagedAttachment,
     StoredAttachment,
 )
 from clientcomm.attachments.records import BlobIntent, BlobRef
-from clientcomm.attachments.rules import check_content_type, check_filename
+from clientcomm.attachments.rules import ContentCheck, check_content_type, check_filename
 from clientcomm.blobs.base import BlobStore
 from clientcomm.clock import Clock, SystemClock
 from clientcomm.crypto.context import SealContext
@@ -57,12 +68,19 @@ __all__ = ["DEFAULT_MAX_SIZE", "AttachmentStore", "BlobReservation", "Copies"]
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 _READ = 1024 * 1024
 _CACHE_LIMIT = 8 * 1024 * 1024
+_SCANNER_DETAIL = 200
 
 
 @attrs.frozen
 class _Prepared:
+    """A validated attachment: ``digest`` (SHA-256) is set once its content was
+    read and checked (:meth:`AttachmentStore.intake`); ``info.size`` is then
+    the size read."""
+
     info: AttachmentInfo
     content: bytes | Path = attrs.field(repr=False)
+    field: str = "attachments"
+    digest: bytes | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen
@@ -93,10 +111,87 @@ class Copies:
         return [a for v in self.stored.values() for a in v]
 
 
-def _read_path(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        while chunk := fh.read(_READ):
+def _unreadable(field: str, path: Path, exc: OSError) -> InvalidInputError:
+    return InvalidInputError(field, f"unreadable: {exc.strerror or exc}", value=str(path))
+
+
+def _changed(p: _Prepared) -> InvalidInputError:
+    return InvalidInputError(
+        p.field,
+        "changed while being stored (it must not change until submitted)",
+        value=p.info.filename,
+    )
+
+
+class _Intake:
+    """One file's check pass: reads it (at most ``max_size + 1`` bytes), applies
+    the size and content rules and hashes it. ``chunks()`` yields the checked
+    pieces; ``failure`` is the refusal, once there is one (it is also raised)."""
+
+    def __init__(self, p: _Prepared, max_size: int) -> None:
+        self.p = p
+        self.max_size = max_size
+        self.size = 0
+        self.digest = hashlib.sha256()
+        self.failure: InvalidInputError | None = None
+        self.done = False
+        self._check = ContentCheck(p.info.content_type)
+        self._pieces = self._read()
+
+    def _read(self) -> Iterator[bytes]:
+        content = self.p.content
+        if isinstance(content, bytes):
+            view = memoryview(content)
+            for start in range(0, len(view), _READ):
+                yield bytes(view[start : start + _READ])
+            return
+        try:
+            with content.open("rb") as fh:
+                while chunk := fh.read(min(_READ, self.max_size + 1 - self.size)):
+                    yield chunk
+        except OSError as exc:
+            raise _unreadable(self.p.field, content, exc) from None
+
+    def _refuse(self, message: str) -> InvalidInputError:
+        self.failure = InvalidInputError(self.p.field, message, value=self.p.info.filename)
+        return self.failure
+
+    def chunks(self) -> Iterator[bytes]:
+        if self.failure is not None:
+            raise self.failure
+        try:
+            for chunk in self._pieces:
+                self.size += len(chunk)
+                if self.size > self.max_size:
+                    raise self._refuse(
+                        f"has more bytes than allowed; the limit is {self.max_size} bytes"
+                    )
+                reason = self._check.feed(chunk)
+                if reason is not None:
+                    raise self._refuse(reason)
+                self.digest.update(chunk)
+                yield chunk
+        except InvalidInputError as exc:
+            self.failure = exc
+            raise
+        if self.done:
+            return
+        if self.size == 0:
+            raise self._refuse("is empty")
+        reason = self._check.finish()
+        if reason is not None:
+            raise self._refuse(reason)
+        self.done = True
+
+    async def view(self) -> AsyncGenerator[bytes, None]:
+        """The chunks, for the scanner (closing it early stops nothing here)."""
+        for chunk in self.chunks():
             yield chunk
+
+    def drain(self) -> None:
+        """Read and check whatever has not been read yet."""
+        for _ in self.chunks():
+            pass
 
 
 def _content_ctx(firm_id: str, owner: str | None, blob_id: str) -> SealContext:
@@ -109,13 +204,16 @@ class AttachmentStore:
     Args:
         blobs: where sealed bytes go.
         sealer: the envelope service.
-        max_size: largest accepted file in bytes (default 25 MiB).
+        max_size: largest accepted file in bytes (default 25 MiB), counted on
+            the bytes read.
         max_count: most files per message (default 20).
         store: where blob reservations are recorded (crash safety, see the
             module docs). Without it no reservation is written.
         clock: for reservation expiry (default: the system clock).
         reservation_ttl: how long a writer may take between reserving blob ids
             and committing the records that reference them (default 1 hour).
+        scanner: the host's check of every file before anything is stored
+            (:class:`~clientcomm.attachments.models.AttachmentScanner`).
     """
 
     def __init__(
@@ -128,6 +226,7 @@ class AttachmentStore:
         store: Store | None = None,
         clock: Clock | None = None,
         reservation_ttl: timedelta = timedelta(hours=1),
+        scanner: AttachmentScanner | None = None,
     ) -> None:
         if max_size <= 0 or max_count <= 0:
             raise InvalidInputError("max_size", "limits must be positive")
@@ -141,6 +240,7 @@ class AttachmentStore:
         self._records = Records(store) if store is not None else None
         self.clock: Clock = clock or SystemClock()
         self.reservation_ttl = reservation_ttl
+        self.scanner = scanner
         self._owner = worker_id("attachments")
 
     # -- crash safety: reservations ---------------------------------------------------
@@ -211,12 +311,13 @@ class AttachmentStore:
 
     # -- validation --------------------------------------------------------------
     def prepare(self, inputs: Sequence[AttachmentInput]) -> list[_Prepared]:
-        """Validate attachments before anything is written.
+        """Validate attachments before anything is written, without reading
+        their content (:meth:`intake` reads and checks it too).
 
         Raises:
             InvalidInputError: too many files; a bad file name (empty, path
-                separators, control characters), an empty, unreadable or
-                oversized file (``field`` names ``attachments[i]``).
+                parts, control or bidi characters), a bad media type, an empty,
+                unreadable or oversized file (``field`` names ``attachments[i]``).
         """
         if len(inputs) > self.max_count:
             raise InvalidInputError("attachments", f"at most {self.max_count} files")
@@ -239,9 +340,7 @@ class AttachmentStore:
                     with a.content.open("rb"):
                         pass
                 except OSError as exc:
-                    raise InvalidInputError(
-                        field, f"unreadable: {exc.strerror}", value=str(a.content)
-                    ) from None
+                    raise _unreadable(field, a.content, exc) from None
             if size == 0:
                 raise InvalidInputError(field, "is empty", value=name)
             if size > self.max_size:
@@ -249,12 +348,75 @@ class AttachmentStore:
                     field, f"is {size} bytes; the limit is {self.max_size} bytes", value=name
                 )
             out.append(
-                _Prepared(AttachmentInfo(uuid.uuid4().hex, name, size, a.content_type), a.content)
+                _Prepared(
+                    AttachmentInfo(uuid.uuid4().hex, name, size, a.content_type),
+                    a.content,
+                    field,
+                )
             )
         return out
 
+    async def intake(self, inputs: Sequence[AttachmentInput]) -> list[_Prepared]:
+        """:meth:`prepare`, then read each file once: refuse it when the bytes
+        read exceed ``max_size``, when it is empty, when its content does not
+        match its declared media type (:class:`~clientcomm.attachments.rules.ContentCheck`)
+        or when the scanner refuses it. Nothing is written.
+
+        Raises:
+            InvalidInputError: as :meth:`prepare`, and for each refusal above
+                (``field`` names ``attachments[i]``; a scanner's exception is
+                the ``__cause__``).
+        """
+        return await self.check(self.prepare(inputs))
+
+    async def check(self, prepared: Sequence[_Prepared]) -> list[_Prepared]:
+        """The reading half of :meth:`intake`, for files :meth:`prepare` gave
+        (already checked ones are returned as they are)."""
+        return [p if p.digest is not None else await self._check_one(p) for p in prepared]
+
+    async def _check_one(self, p: _Prepared) -> _Prepared:
+        intake = _Intake(p, self.max_size)
+        if self.scanner is not None:
+            view = intake.view()
+            try:
+                await self.scanner(p.info.filename, p.info.content_type, view)
+            except Exception as exc:
+                if intake.failure is not None:
+                    raise intake.failure from None
+                detail = f"{type(exc).__name__}: {exc}"[:_SCANNER_DETAIL]
+                raise InvalidInputError(
+                    p.field, f"refused by the scanner ({detail})", value=p.info.filename
+                ) from exc
+            finally:
+                await view.aclose()
+        intake.drain()
+        return attrs.evolve(
+            p, info=attrs.evolve(p.info, size=intake.size), digest=intake.digest.digest()
+        )
+
     def _source(self, p: _Prepared) -> bytes | Iterator[bytes]:
-        return p.content if isinstance(p.content, bytes) else _read_path(p.content)
+        """What is sealed: the checked bytes, or the checked file read again
+        (refused, mid-write, if it is not the same any more)."""
+        if p.digest is None:
+            raise AssertionError("attachment was not checked")  # pragma: no cover
+        return p.content if isinstance(p.content, bytes) else self._reread(p, p.content)
+
+    def _reread(self, p: _Prepared, path: Path) -> Iterator[bytes]:
+        size = p.info.size
+        total = 0
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as fh:
+                while chunk := fh.read(min(_READ, size + 1 - total)):
+                    total += len(chunk)
+                    if total > size:
+                        raise _changed(p)
+                    digest.update(chunk)
+                    yield chunk
+        except OSError as exc:
+            raise _unreadable(p.field, path, exc) from None
+        if total != size or digest.digest() != p.digest:
+            raise _changed(p)
 
     # -- single message (one client) ----------------------------------------------
     async def store_copies(
@@ -264,10 +426,16 @@ class AttachmentStore:
         first). Commit the message with :meth:`settle` of ``copies.reservation``
         in its transaction; if that fails, :meth:`discard` the copies.
 
+        Files not checked yet (:meth:`prepare` without :meth:`intake`) are
+        checked first, before anything is written.
+
         Raises:
+            InvalidInputError: a file was refused, or changed after its check
+                (nothing is left behind).
             KeyDestroyedError: the client was forgotten.
             StorageError: the BlobStore failed (blobs written so far are removed).
         """
+        prepared = await self.check(prepared)
         blob_ids = [f"att-{uuid.uuid4().hex}" for _ in prepared]
         reservation = await self.reserve(firm_id, blob_ids)
         out: list[StoredAttachment] = []
@@ -298,8 +466,11 @@ class AttachmentStore:
         mailing's transaction).
 
         Raises:
+            InvalidInputError: a file was refused, or changed after its check
+                (nothing is left behind).
             StorageError: the BlobStore failed (nothing is left behind).
         """
+        prepared = await self.check(prepared)
         out: list[StagedAttachment] = []
         reservation = await self.reserve(
             firm_id, [f"mail-{mailing_id}-{p.info.id}" for p in prepared]

@@ -195,7 +195,7 @@ class MailingService:
             NotFoundError: picked clients that do not exist.
         """
         validate_text(text)
-        prepared = self.attachments.prepare(attachments)
+        prepared = await self.attachments.intake(attachments)  # read, checked, scanned
         now = self.clock.now()
         if schedule_at is not None:
             schedule_at = utc(schedule_at)
