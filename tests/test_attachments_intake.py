@@ -1,6 +1,6 @@
 """Attachment intake on every Store: the size limit on the bytes read, the content
 matching its declared type, the host's scanner; a refusal names the field and
-leaves nothing behind (no blob, no reservation, no mailing)."""
+leaves nothing behind (no blob, no reservation, no mailing, no live key)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from clientcomm.actors import ClientActor, StaffActor
 from clientcomm.app import ClientComm
 from clientcomm.attachments import BLOB_INTENT_KIND, AttachmentInput, AttachmentScanner
 from clientcomm.blobs.memory import MemoryBlobStore
+from clientcomm.crypto.local import KEY_RECORD_KIND
 from clientcomm.mailing import MAILING_KIND
 from clientcomm.messages import MESSAGE_KIND
 from clientcomm.rules.audience import Audience
@@ -81,13 +82,15 @@ def use(app: ClientComm, scanner: AttachmentScanner | None) -> None:
 
 
 async def nothing_stored(app: ClientComm) -> None:
-    """No blob, no reservation, no mailing or message."""
+    """No blob, no reservation, no mailing or message, no live staging key."""
     assert isinstance(app.blobs, MemoryBlobStore)
     assert app.blobs.blob_ids("f1") == []
     async with app.store.transaction("f1") as tx:
         assert await tx.count(BLOB_INTENT_KIND) == 0
         assert await tx.count(MAILING_KIND) == 0
         assert await tx.count(MESSAGE_KIND) == 0
+        keys = await tx.list(KEY_RECORD_KIND, limit=1000)
+    assert [k.id for k in keys if k.id.startswith("mailing:") and k.data.get("keys")] == []
 
 
 async def refused(app: ClientComm, attachments: list[AttachmentInput]) -> InvalidInputError:

@@ -23,6 +23,14 @@ commit fail, and deletes its blobs. One case is left: a writer stalled for
 longer than the TTL that writes a blob *after* the sweep and then crashes
 before its own clean-up leaves that blob behind.
 
+A reservation may also name a **key owner** (a mailing's staging key,
+``mailing:<id>``, created by the submit that reserved it) and the record
+(``holder``) whose commit settles it: the sweep forgets that key too unless the
+holder exists, so a submit killed after its staging key was made leaves no live
+key behind. The sweep also removes the ``.partial-*`` files of puts killed
+mid-write (:meth:`~clientcomm.blobs.filesystem.FileBlobStore.sweep_partial`,
+for blob stores that have it), at most every ``partial_sweep_interval``.
+
 Intake (:meth:`AttachmentStore.intake`), before anything is written: the file
 name, media type and count rules (:mod:`~clientcomm.attachments.rules`); then
 every file is read once, and refused as soon as the bytes read exceed
@@ -36,9 +44,10 @@ sealed afterwards is read again and must be the very bytes that were checked
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +73,8 @@ from clientcomm.records import Records, RecordTx
 from clientcomm.storage.base import Store
 
 __all__ = ["DEFAULT_MAX_SIZE", "AttachmentStore", "BlobReservation", "Copies"]
+
+log = logging.getLogger("clientcomm.attachments")
 
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 _READ = 1024 * 1024
@@ -211,9 +222,13 @@ class AttachmentStore:
             module docs). Without it no reservation is written.
         clock: for reservation expiry (default: the system clock).
         reservation_ttl: how long a writer may take between reserving blob ids
-            and committing the records that reference them (default 1 hour).
+            and committing the records that reference them (default 1 hour);
+            also how long a ``.partial-*`` file must lie untouched before the
+            sweep removes it.
         scanner: the host's check of every file before anything is stored
             (:class:`~clientcomm.attachments.models.AttachmentScanner`).
+        partial_sweep_interval: how often :meth:`sweep` looks for
+            ``.partial-*`` files (default every 15 minutes).
     """
 
     def __init__(
@@ -227,11 +242,14 @@ class AttachmentStore:
         clock: Clock | None = None,
         reservation_ttl: timedelta = timedelta(hours=1),
         scanner: AttachmentScanner | None = None,
+        partial_sweep_interval: timedelta = timedelta(minutes=15),
     ) -> None:
         if max_size <= 0 or max_count <= 0:
             raise InvalidInputError("max_size", "limits must be positive")
         if reservation_ttl <= timedelta(0):
             raise InvalidInputError("reservation_ttl", "must be positive")
+        if partial_sweep_interval < timedelta(0):
+            raise InvalidInputError("partial_sweep_interval", "must not be negative")
         self.blobs = blobs
         self.sealer = sealer
         self.max_size = max_size
@@ -241,20 +259,39 @@ class AttachmentStore:
         self.clock: Clock = clock or SystemClock()
         self.reservation_ttl = reservation_ttl
         self.scanner = scanner
+        self.partial_sweep_interval = partial_sweep_interval
+        self._next_partial_sweep: datetime | None = None
         self._owner = worker_id("attachments")
 
     # -- crash safety: reservations ---------------------------------------------------
-    async def reserve(self, firm_id: str, blob_ids: Sequence[str]) -> BlobReservation | None:
-        """Record ``blob_ids`` (in a transaction of its own) before writing them.
-        Returns None when there is nothing to reserve or no store.
+    async def reserve(
+        self,
+        firm_id: str,
+        blob_ids: Sequence[str],
+        *,
+        key_owner: str | None = None,
+        holder: tuple[str, str] | None = None,
+    ) -> BlobReservation | None:
+        """Record ``blob_ids`` (in a transaction of its own) before writing them;
+        with ``key_owner``, also the key-provider owner the writer is about to
+        create keys for (forgotten by the sweep unless the ``holder`` record,
+        ``(kind, id)``, exists by then). Returns None when there is nothing to
+        reserve or no store.
 
         Raises:
             StorageError: the store failed (nothing was written).
         """
-        if self._records is None or not blob_ids:
+        if self._records is None or not (blob_ids or key_owner):
             return None
         now = self.clock.now()
-        intent = BlobIntent(new_id(), tuple(blob_ids), now + self.reservation_ttl, now)
+        intent = BlobIntent(
+            new_id(),
+            tuple(blob_ids),
+            now + self.reservation_ttl,
+            now,
+            key_owner=key_owner,
+            holder=holder,
+        )
         async with self._records.transaction(firm_id) as tx:
             intent = await tx.insert_one(intent)
         return BlobReservation(intent)
@@ -272,25 +309,44 @@ class AttachmentStore:
         await tx.update([reservation.intent])  # version check: a sweep's claim bumped it
         await tx.delete(BlobIntent, [reservation.intent.id])
 
-    async def _release(self, firm_id: str, reservation: BlobReservation | None) -> None:
+    async def release(self, firm_id: str, reservation: BlobReservation | None) -> None:
+        """Give up a reservation whose records were not committed: delete its
+        blobs, forget its key owner's keys, then the reservation itself.
+
+        Nothing is undone when the reservation's ``holder`` record exists (the
+        commit took, only its reply was lost).
+
+        Raises:
+            StorageError: the store, BlobStore or key provider failed (the
+                reservation stays, for the sweep).
+        """
         if reservation is None or self._records is None:
             return
+        if await self._held(reservation.intent):
+            return  # the commit took after all (its reply was lost): nothing to undo
         for blob_id in reservation.blob_ids:
             await self.blobs.delete(firm_id, blob_id)
+        if reservation.intent.key_owner is not None:
+            await self.sealer.provider.forget(firm_id, reservation.intent.key_owner)
         async with self._records.transaction(firm_id) as tx:
             await tx.delete(BlobIntent, [reservation.intent.id])
 
     async def sweep(self, *, limit: int = 100) -> int:
-        """Delete the blobs of reservations whose writer died (open longer than
-        ``reservation_ttl``), any firm. Claiming a reservation makes its late
-        writer's commit fail, so no committed record ever points at a deleted
-        blob. Returns how many reservations were swept.
+        """Clean up after writers that died: delete the blobs of reservations
+        open longer than ``reservation_ttl`` (any firm) and forget the staging
+        keys they name whose holder record does not exist; and, at most every
+        ``partial_sweep_interval``, remove the ``.partial-*`` files of killed
+        puts (blob stores with ``sweep_partial``). Claiming a reservation makes
+        its late writer's commit fail, so no committed record ever points at a
+        deleted blob or a forgotten key. Returns how many reservations and
+        partial files were removed.
 
         Raises:
-            StorageError: the store or the BlobStore failed (run it again).
+            StorageError: the store, the BlobStore or the key provider failed
+                (run it again).
         """
         if self._records is None:
-            return 0
+            return await self._sweep_partial()
         expired, _damaged = await self._records.claim(
             BlobIntent,
             status="open",
@@ -303,11 +359,36 @@ class AttachmentStore:
             firm_id = intent.meta.firm_id
             for blob_id in intent.blobs:
                 await self.blobs.delete(firm_id, blob_id)
+            if intent.key_owner is not None and not await self._held(intent):
+                await self.sealer.provider.forget(firm_id, intent.key_owner)
+                log.info("forgot staging key %s of a writer that died", intent.key_owner)
             async with self._records.transaction(firm_id) as tx:
                 await tx.delete(BlobIntent, [intent.id])
         # A reservation that does not decode names no blob we could trust: it
         # stays claimed (leased again after each lease) and is logged, alone.
-        return len(expired)
+        return len(expired) + await self._sweep_partial()
+
+    async def _held(self, intent: BlobIntent) -> bool:
+        """Whether the record whose commit settles ``intent`` exists (it should
+        not: that commit deletes the reservation)."""
+        if intent.holder is None or self._records is None:
+            return False
+        kind, record_id = intent.holder
+        async with self._records.transaction(intent.meta.firm_id) as tx:
+            return await tx.raw.find(kind, record_id) is not None
+
+    async def _sweep_partial(self) -> int:
+        sweep_partial = getattr(self.blobs, "sweep_partial", None)
+        if sweep_partial is None:
+            return 0
+        now = self.clock.now()
+        if self._next_partial_sweep is not None and now < self._next_partial_sweep:
+            return 0
+        self._next_partial_sweep = now + self.partial_sweep_interval
+        removed: int = await sweep_partial(older_than=self.reservation_ttl)
+        if removed:
+            log.info("removed %d partial blob files of writers that died", removed)
+        return removed
 
     # -- validation --------------------------------------------------------------
     def prepare(self, inputs: Sequence[AttachmentInput]) -> list[_Prepared]:
@@ -452,6 +533,11 @@ class AttachmentStore:
         return Copies({client_id: tuple(out)} if out else {}, [], reservation)
 
     # -- mailings ----------------------------------------------------------------
+    @staticmethod
+    def staged_blob_ids(mailing_id: str, prepared: Sequence[_Prepared]) -> list[str]:
+        """The blob ids :meth:`stage` writes for ``prepared`` (to reserve first)."""
+        return [f"mail-{mailing_id}-{p.info.id}" for p in prepared]
+
     async def stage(
         self,
         firm_id: str,
@@ -459,25 +545,32 @@ class AttachmentStore:
         mailing_id: str,
         prepared: Sequence[_Prepared],
         mode: AttachmentMode,
+        *,
+        reservation: BlobReservation | None = None,
     ) -> tuple[list[StagedAttachment], BlobReservation | None]:
         """Seal a mailing's files once, for the staging key ``owner``. In shared
         mode the staged blob *is* the shared blob (sealed without a client).
         Returns the staged files and their reservation (settle it in the
-        mailing's transaction).
+        mailing's transaction): ``reservation`` if given (made by the caller
+        with :meth:`reserve` of :meth:`staged_blob_ids`, and released by the
+        caller on failure), else a new one.
 
         Raises:
             InvalidInputError: a file was refused, or changed after its check
-                (nothing is left behind).
-            StorageError: the BlobStore failed (nothing is left behind).
+                (the blobs written are removed).
+            StorageError: the BlobStore failed (the blobs written are removed;
+                a reservation made here is released).
         """
         prepared = await self.check(prepared)
+        blob_ids = self.staged_blob_ids(mailing_id, prepared)
+        own = reservation is None
+        if own:
+            reservation = await self.reserve(firm_id, blob_ids)
+        elif reservation is not None and not set(blob_ids) <= set(reservation.blob_ids):
+            raise InvalidInputError("reservation", "does not reserve the staged blobs")
         out: list[StagedAttachment] = []
-        reservation = await self.reserve(
-            firm_id, [f"mail-{mailing_id}-{p.info.id}" for p in prepared]
-        )
         try:
-            for p in prepared:
-                blob_id = f"mail-{mailing_id}-{p.info.id}"
+            for p, blob_id in zip(prepared, blob_ids, strict=True):
                 key = self.sealer.new_stream_key()
                 ctx_owner = owner if mode is AttachmentMode.PER_COPY else None
                 [ref] = await self.sealer.wrap_stream_keys(firm_id, [(owner, key)])
@@ -487,7 +580,9 @@ class AttachmentStore:
                 await self.blobs.put(firm_id, blob_id, frames)
                 out.append(StagedAttachment(p.info, blob_id, mode, ref))
         except BaseException:
-            await self.discard_staged(firm_id, out, force=True, reservation=reservation)
+            await self.discard_staged(
+                firm_id, out, force=True, reservation=reservation if own else None
+            )
             raise
         return out, reservation
 
@@ -586,7 +681,7 @@ class AttachmentStore:
         for a in attachments:
             if a.mode is AttachmentMode.PER_COPY:
                 await self.blobs.delete(firm_id, a.blob_id)
-        await self._release(firm_id, reservation)
+        await self.release(firm_id, reservation)
 
     async def discard_staged(
         self,
@@ -602,7 +697,7 @@ class AttachmentStore:
         for s in staged:
             if s.mode is AttachmentMode.PER_COPY or force:
                 await self.blobs.delete(firm_id, s.blob_id)
-        await self._release(firm_id, reservation)
+        await self.release(firm_id, reservation)
 
     async def release_refs(
         self, tx: RecordTx, stored: Sequence[StoredAttachment], message_id: str
