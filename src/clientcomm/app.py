@@ -34,7 +34,12 @@ from clientcomm.mailing import MailingService
 from clientcomm.mailing.steps import STEPS as MAILING_STEPS
 from clientcomm.messages import MessageService
 from clientcomm.notifications.links import LinkTemplates
-from clientcomm.notifications.outbox import MailSettings, NotificationComposer, RetryPolicy
+from clientcomm.notifications.outbox import (
+    MailSettings,
+    NotificationComposer,
+    RetryPolicy,
+    retry_failed,
+)
 from clientcomm.notifications.steps import STEPS as NOTIFICATION_STEPS
 from clientcomm.records import Records
 from clientcomm.records.rewrap import STEPS as KEY_STEPS
@@ -194,6 +199,24 @@ class ClientComm:
             NotFoundError: unknown job.
         """
         return await Records(self.store).get(RewrapJob, firm_id, job_id)
+
+    # -- notifications -------------------------------------------------------------
+    async def retry_notifications(self, firm_id: str, job_ids: Iterable[str]) -> int:
+        """Send failed notification jobs again, each rebuilt from the Directory
+        as it is now (:func:`~clientcomm.notifications.outbox.retry_failed` with
+        this app's Directory and links): a contact skipped for lack of an
+        address that has one now is mailed at it; one that still has none stays
+        failed. Returns how many jobs were requeued (the
+        ``notifications.deliver`` step sends them).
+
+        Raises:
+            ConflictError: a job changed concurrently (nothing was requeued).
+            StorageError: the backend failed.
+        """
+        async with Records(self.store).transaction(firm_id) as tx:
+            return await retry_failed(
+                tx, job_ids, now=self.clock.now(), directory=self.directory, links=self.links
+            )
 
     async def run_step(self, name: str, *, limit: int = 500) -> int:
         """Run one registered background step once (what a host's task queue
