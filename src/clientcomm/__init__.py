@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from clientcomm.actors import Actor, ClientActor, StaffActor
 from clientcomm.app import ClientComm
-from clientcomm.attachments import AttachmentInfo, AttachmentInput, AttachmentMode
+from clientcomm.attachments import (
+    AttachmentInfo,
+    AttachmentInput,
+    AttachmentMode,
+    AttachmentScanner,
+)
 from clientcomm.blobs import BlobStore, FileBlobStore, MemoryBlobStore
 from clientcomm.clock import Clock, ManualClock, SystemClock
 from clientcomm.crypto import (
@@ -101,6 +106,7 @@ __all__ = [
     "AttachmentInfo",
     "AttachmentInput",
     "AttachmentMode",
+    "AttachmentScanner",
     "Audience",
     "Author",
     "BlobStore",

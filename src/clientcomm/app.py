@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from clientcomm.attachments import DEFAULT_MAX_SIZE, AttachmentStore
+from clientcomm.attachments import DEFAULT_MAX_SIZE, AttachmentScanner, AttachmentStore
 from clientcomm.attachments.steps import STEPS as ATTACHMENT_STEPS
 from clientcomm.blobs.base import BlobStore
 from clientcomm.blobs.memory import MemoryBlobStore
@@ -34,7 +34,12 @@ from clientcomm.mailing import MailingService
 from clientcomm.mailing.steps import STEPS as MAILING_STEPS
 from clientcomm.messages import MessageService
 from clientcomm.notifications.links import LinkTemplates
-from clientcomm.notifications.outbox import MailSettings, NotificationComposer, RetryPolicy
+from clientcomm.notifications.outbox import (
+    MailSettings,
+    NotificationComposer,
+    RetryPolicy,
+    retry_failed,
+)
 from clientcomm.notifications.steps import STEPS as NOTIFICATION_STEPS
 from clientcomm.notifications.templates import TemplateSet
 from clientcomm.records import Records
@@ -73,6 +78,9 @@ class ClientComm:
         clock: time source (``ManualClock`` in tests).
         access, read_policy, retention: pluggable rules.
         max_attachment_size: largest accepted attachment in bytes.
+        scanner: the host's check of every attachment before it is stored (a
+            virus scanner: ``async (filename, content_type, chunks) -> None``,
+            raising to refuse; see :class:`~clientcomm.attachments.AttachmentScanner`).
 
         steps: extra background steps of the host's own (run after ours).
 
@@ -97,6 +105,7 @@ class ClientComm:
         retention: RetentionRule | None = None,
         retry: RetryPolicy | None = None,
         max_attachment_size: int = DEFAULT_MAX_SIZE,
+        scanner: AttachmentScanner | None = None,
         mailing_batch: int = 500,
         lease: timedelta = timedelta(seconds=60),
         steps: Iterable[Step] = (),
@@ -113,7 +122,12 @@ class ClientComm:
         self.clock: Clock = clock or SystemClock()
         self.sealer = Sealer(keys, clock=self.clock, retention=retention)
         self.attachments = AttachmentStore(
-            blobs, self.sealer, max_size=max_attachment_size, store=store, clock=self.clock
+            blobs,
+            self.sealer,
+            max_size=max_attachment_size,
+            store=store,
+            clock=self.clock,
+            scanner=scanner,
         )
         self.composer = NotificationComposer(mail, templates)
         self.retry = retry or RetryPolicy()
@@ -195,6 +209,24 @@ class ClientComm:
             NotFoundError: unknown job.
         """
         return await Records(self.store).get(RewrapJob, firm_id, job_id)
+
+    # -- notifications -------------------------------------------------------------
+    async def retry_notifications(self, firm_id: str, job_ids: Iterable[str]) -> int:
+        """Send failed notification jobs again, each rebuilt from the Directory
+        as it is now (:func:`~clientcomm.notifications.outbox.retry_failed` with
+        this app's Directory and links): a contact skipped for lack of an
+        address that has one now is mailed at it; one that still has none stays
+        failed. Returns how many jobs were requeued (the
+        ``notifications.deliver`` step sends them).
+
+        Raises:
+            ConflictError: a job changed concurrently (nothing was requeued).
+            StorageError: the backend failed.
+        """
+        async with Records(self.store).transaction(firm_id) as tx:
+            return await retry_failed(
+                tx, job_ids, now=self.clock.now(), directory=self.directory, links=self.links
+            )
 
     async def run_step(self, name: str, *, limit: int = 500) -> int:
         """Run one registered background step once (what a host's task queue

@@ -3,7 +3,7 @@ shared), crash-safe blob reservations and their sweep.
 
 * :mod:`~clientcomm.attachments.models` - public values;
 * :mod:`~clientcomm.attachments.records` - record kinds (``blob.ref``, ``blob.intent``);
-* :mod:`~clientcomm.attachments.rules` - file name and media type rules (pure);
+* :mod:`~clientcomm.attachments.rules` - file name, media type and content rules (pure);
 * :mod:`~clientcomm.attachments.service` - :class:`AttachmentStore`;
 * :mod:`~clientcomm.attachments.steps` - the ``attachments.sweep`` background step.
 """
@@ -14,6 +14,7 @@ from clientcomm.attachments.models import (
     AttachmentInfo,
     AttachmentInput,
     AttachmentMode,
+    AttachmentScanner,
     StagedAttachment,
     StoredAttachment,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "AttachmentInfo",
     "AttachmentInput",
     "AttachmentMode",
+    "AttachmentScanner",
     "AttachmentStore",
     "BlobIntent",
     "BlobRef",

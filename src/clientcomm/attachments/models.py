@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -17,6 +18,7 @@ __all__ = [
     "AttachmentInfo",
     "AttachmentInput",
     "AttachmentMode",
+    "AttachmentScanner",
     "StagedAttachment",
     "StoredAttachment",
 ]
@@ -54,6 +56,23 @@ class AttachmentInput:
     ) -> AttachmentInput:
         p = Path(path)
         return cls(filename or p.name, p, content_type)
+
+
+class AttachmentScanner(Protocol):
+    """A host's check of every attachment before anything is stored (a virus
+    scanner, a policy on types): ``await scanner(filename, content_type,
+    chunks)``, where ``chunks`` yields the file's bytes (already within the size
+    limit and matching the declared type). Return to accept; **raise to
+    refuse**: any exception (an outage too, so the check fails closed) becomes
+    an :class:`~clientcomm.errors.InvalidInputError` naming the attachment's
+    field, with the scanner's exception as ``__cause__``. Reading ``chunks`` is
+    optional; what the scanner leaves unread is still checked. A plain
+    ``async def scan(filename, content_type, chunks) -> None`` will do.
+    """
+
+    async def __call__(
+        self, filename: str, content_type: str, chunks: AsyncIterator[bytes], /
+    ) -> None: ...
 
 
 @attrs.frozen

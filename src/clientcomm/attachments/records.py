@@ -41,13 +41,21 @@ class IntentStatus(enum.StrEnum):
 class BlobIntent:
     """Blob ids reserved (committed) before their bytes are written; settled
     (deleted) by the transaction that commits the records referencing them,
-    swept with the blobs when the writer died."""
+    swept with the blobs when the writer died.
+
+    ``key_owner`` names a key-provider owner the writer created for what it
+    writes (a mailing's staging key, ``mailing:<id>``) and ``holder`` the
+    record (``(kind, id)``) whose commit settles the reservation: a swept
+    reservation's key is forgotten unless that record exists.
+    """
 
     id: str
     blobs: tuple[str, ...]
     due_at: datetime
     created_at: datetime
     status: IntentStatus = IntentStatus.OPEN
+    key_owner: str | None = None
+    holder: tuple[str, str] | None = None
     meta: Meta = meta_field()
 
 

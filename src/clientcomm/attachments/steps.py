@@ -1,4 +1,4 @@
-"""Background steps of attachments: sweeping the blobs of writers that died."""
+"""Background steps of attachments: sweeping what writers that died left behind."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ __all__ = ["STEPS"]
 
 
 async def sweep(app: ClientComm, limit: int) -> int:
-    """Delete the blobs of reservations whose writer died (see
+    """Clean up after writers that died: the blobs and staging keys of their
+    reservations, the partial files of their puts (see
     :meth:`~clientcomm.attachments.service.AttachmentStore.sweep`)."""
     return await app.attachments.sweep(limit=max(1, limit // 5))
 
@@ -22,6 +23,6 @@ STEPS = (
     Step(
         "attachments.sweep",
         sweep,
-        "delete blobs reserved by writers that died before committing",
+        "delete blobs, staging keys and partial files of writers that died before committing",
     ),
 )

@@ -26,9 +26,9 @@ from typing import Literal
 import attrs
 
 from clientcomm.actors import StaffActor
-from clientcomm.attachments.models import AttachmentInput, AttachmentMode
+from clientcomm.attachments.models import AttachmentInput, AttachmentMode, StagedAttachment
 from clientcomm.attachments.records import BlobRef
-from clientcomm.attachments.service import AttachmentStore
+from clientcomm.attachments.service import AttachmentStore, BlobReservation
 from clientcomm.audit import append as audit
 from clientcomm.clock import Clock, SystemClock, utc
 from clientcomm.crypto.context import SealContext
@@ -196,7 +196,7 @@ class MailingService:
             NotFoundError: picked clients that do not exist.
         """
         validate_text(text)
-        prepared = self.attachments.prepare(attachments)
+        prepared = await self.attachments.intake(attachments)  # read, checked, scanned
         now = self.clock.now()
         if schedule_at is not None:
             schedule_at = utc(schedule_at)
@@ -206,17 +206,28 @@ class MailingService:
         firm_id = actor.firm_id
         mailing_id = new_id()
         owner = staging_owner(mailing_id)
-        [sealed_text] = await self.sealer.seal_many(
-            [
-                SealRequest(
-                    SealContext(firm_id, owner, MAILING_KIND, mailing_id, "text"), text.encode()
-                )
-            ]
+        # Reserved before the staging key exists (sealing the text makes it):
+        # a submit killed from here on leaves a reservation, and the sweep
+        # deletes its blobs and forgets the key (the mailing never committed).
+        reservation = await self.attachments.reserve(
+            firm_id,
+            self.attachments.staged_blob_ids(mailing_id, prepared),
+            key_owner=owner,
+            holder=(MAILING_KIND, mailing_id),
         )
-        staged, reservation = await self.attachments.stage(
-            firm_id, owner, mailing_id, prepared, attachment_mode
-        )
+        staged: list[StagedAttachment] = []
         try:
+            [sealed_text] = await self.sealer.seal_many(
+                [
+                    SealRequest(
+                        SealContext(firm_id, owner, MAILING_KIND, mailing_id, "text"),
+                        text.encode(),
+                    )
+                ]
+            )
+            staged, reservation = await self.attachments.stage(
+                firm_id, owner, mailing_id, prepared, attachment_mode, reservation=reservation
+            )
             mailing = MailingRecord(
                 id=mailing_id,
                 status=MailingState.SCHEDULED if schedule_at else MailingState.SENDING,
@@ -260,9 +271,7 @@ class MailingService:
                         )
                     )
         except BaseException:
-            await self.attachments.discard_staged(
-                firm_id, staged, force=True, reservation=reservation
-            )
+            await self._abandon(firm_id, owner, staged, reservation)
             raise
         return MailingReceipt(
             id=mailing_id,
@@ -270,6 +279,25 @@ class MailingService:
             scheduled_at=schedule_at,
             skipped=mailing.skipped,
         )
+
+    async def _abandon(
+        self,
+        firm_id: str,
+        owner: str,
+        staged: Sequence[StagedAttachment],
+        reservation: BlobReservation | None,
+    ) -> None:
+        """Undo a submit that did not commit: its staged blobs and its staging
+        key. Best effort: what fails here is left to the sweep (the reservation
+        names both), and never hides the submit's own error."""
+        try:
+            if reservation is not None:
+                await self.attachments.release(firm_id, reservation)
+            else:  # an AttachmentStore without a store: no reservation to lean on
+                await self.attachments.discard_staged(firm_id, staged, force=True)
+                await self.sealer.provider.forget(firm_id, owner)
+        except Exception:
+            log.warning("clean-up of mailing %s failed; the sweep will do it", owner, exc_info=True)
 
     # -- background work (see clientcomm.mailing.steps) ---------------------------
     async def step(self, *, limit: int | None = None) -> int:

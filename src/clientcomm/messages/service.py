@@ -119,7 +119,7 @@ class MessageService:
         )
         message_id = new_id()
         firm_id = actor.firm_id
-        inputs = self._attachments.prepare(attachments)
+        inputs = await self._attachments.intake(attachments)
         copies = await self._attachments.store_copies(firm_id, client.id, message_id, inputs)
         try:
             [sealed] = await self._sealer.seal_many(

@@ -46,6 +46,7 @@ from typing import Any
 import attrs
 
 from clientcomm.clock import Clock
+from clientcomm.directory.base import Directory
 from clientcomm.errors import (
     ClientCommError,
     ConfigurationError,
@@ -65,6 +66,7 @@ from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.models import (
     Notification,
     NotificationEvent,
+    Recipient,
     RecipientPlan,
     SkippedRecipient,
 )
@@ -77,6 +79,11 @@ from clientcomm.notifications.records import (
     JobRecipient,
     JobStatus,
     NotifyJob,
+)
+from clientcomm.notifications.rules import (
+    client_contact_recipients,
+    office_recipient,
+    staff_recipient,
 )
 from clientcomm.notifications.templates import TemplateSet
 from clientcomm.records import Meta, Records, RecordTx
@@ -820,28 +827,109 @@ async def delivery_status(
     )
 
 
-async def retry_failed(tx: RecordTx, job_ids: Iterable[str], *, now: datetime) -> int:
-    """Put failed jobs back to ``pending`` (e.g. after fixing the mail relay);
-    attempts start over and the error is kept as ``previous_error``. Jobs that
-    are not failed, were skipped for lack of an address, or do not decode are
-    left alone. Returns how many were requeued.
+def _requeued(job: NotifyJob, now: datetime) -> NotifyJob:
+    return attrs.evolve(
+        job,
+        status=JobStatus.PENDING,
+        due_at=now,
+        attempts=0,
+        previous_error=job.error,
+        error=None,
+    )
+
+
+async def _current_recipient(directory: Directory, job: NotifyJob) -> Recipient | None:
+    """The job's recipient as the Directory has it now (by ``job.to.ref``),
+    through the same rules that chose it; ``None`` if it gets no e-mail now
+    (gone, no portal access any more, inactive, still no usable address)."""
+    firm_id = job.meta.firm_id
+    ref = job.to.ref
+    try:
+        if ref.startswith("contact:") and job.client_id is not None:
+            contact_id = ref.removeprefix("contact:")
+            contacts = await directory.list_contacts(firm_id, [job.client_id])
+            plan = client_contact_recipients(
+                [c for c in contacts.get(job.client_id, ()) if c.id == contact_id]
+            )
+        elif ref.startswith("staff:"):
+            staff = await directory.get_staff(firm_id, ref.removeprefix("staff:"))
+            if job.client_id is not None and not staff.can_access(job.client_id):
+                return None
+            plan = staff_recipient(staff)
+        elif ref == "office":
+            plan = office_recipient(await directory.get_firm(firm_id))
+        else:
+            return None
+    except NotFoundError:
+        return None
+    return plan.recipients[0] if plan.recipients else None
+
+
+async def retry_failed(
+    tx: RecordTx,
+    job_ids: Iterable[str],
+    *,
+    now: datetime,
+    directory: Directory | None = None,
+    links: LinkTemplates | None = None,
+) -> int:
+    """Put failed jobs back to ``pending`` (e.g. after fixing the mail relay or
+    an address); attempts start over and the error is kept as
+    ``previous_error``. Returns how many were requeued.
+
+    Without ``directory``, each job is sent again as it was built: jobs skipped
+    for lack of a (valid) address (``no_address``, ``invalid_address``) are
+    left alone. With ``directory`` and ``links``, each job's recipient
+    (``job.to.ref``: a contact, a staff member, the office) is resolved again
+    from the Directory through the same rules (a contact with portal access, an
+    active staff member who may see the client, the firm's office address), and
+    the job is rebuilt with the current name, address, language and, for a
+    skipped recipient, its link: so a fixed address is used. A recipient that
+    still gets no e-mail (no address, gone, no longer registered) stays failed,
+    as does one whose current address already has its own job for the event
+    (each address gets one mail per event). Jobs that are not failed or do not
+    decode are left alone.
 
     Raises:
+        InvalidInputError: ``directory`` without ``links`` or the reverse.
         ConflictError: a job changed concurrently.
     """
+    if (directory is None) != (links is None):
+        raise InvalidInputError("directory", "pass directory and links together")
     found = await tx.get_many(NotifyJob, list(job_ids), decode_errors="skip")
-    requeue = [
-        attrs.evolve(
-            job,
-            status=JobStatus.PENDING,
-            due_at=now,
-            attempts=0,
-            previous_error=job.error,
-            error=None,
-        )
-        for job in found.values()
-        if job.status is JobStatus.FAILED and job.to.email is not None
-    ]
+    failed = [job for job in found.values() if job.status is JobStatus.FAILED]
+    if directory is None or links is None:
+        requeue = [_requeued(job, now) for job in failed if job.to.email is not None]
+    else:
+        rebuilt: list[tuple[NotifyJob, str]] = []
+        for job in failed:
+            recipient = await _current_recipient(directory, job)
+            if recipient is None:
+                continue
+            event = NotificationEvent(
+                kind=job.kind,
+                firm_id=job.meta.firm_id,
+                firm_name=job.firm_name,
+                event_id=job.event_id,
+                cause_id=job.cause_id,
+                client_id=job.client_id,
+                client_name=job.client_name,
+                count=job.count,
+            )
+            to = JobRecipient(
+                recipient.ref, recipient.role, recipient.name, recipient.email, recipient.language
+            )
+            link = job.link if job.link is not None else links.link(event)
+            job = attrs.evolve(_requeued(job, now), to=to, link=link)
+            rebuilt.append((job, _job_id(event, recipient.email.casefold())))
+        own_ids = {own for _, own in rebuilt}
+        existing = await tx.raw.get_many(JOB_KIND, list(own_ids)) if own_ids else {}
+        requeue, taken = [], set()
+        for job, own in rebuilt:
+            if (own != job.id and own in existing) or own in taken:
+                continue  # that address has its own job for the event already
+            taken.add(own)
+            requeue.append(job)
     if requeue:
         await tx.update(requeue)
     return len(requeue)
