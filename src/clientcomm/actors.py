@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["Actor", "ClientActor", "StaffActor"]
+__all__ = ["Actor", "ClientActor", "StaffActor", "require_actor"]
 
 
 @attrs.frozen
@@ -25,3 +25,21 @@ class ClientActor:
 
 
 Actor = StaffActor | ClientActor
+
+
+def require_actor(actor: object, *kinds: type[StaffActor] | type[ClientActor], action: str) -> None:
+    """Refuse an actor of the wrong type (a client's actor passed to a staff
+    method, or anything that is no actor) as a permission problem, before
+    anything is read.
+
+    Raises:
+        PermissionDeniedError: ``actor`` is none of ``kinds``.
+    """
+    if not isinstance(actor, kinds):
+        from clientcomm.errors import PermissionDeniedError
+
+        raise PermissionDeniedError(
+            "this call is not available to this kind of actor",
+            actor=type(actor).__name__,
+            action=action,
+        )

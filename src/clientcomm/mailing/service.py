@@ -25,7 +25,7 @@ from typing import Literal
 
 import attrs
 
-from clientcomm.actors import StaffActor
+from clientcomm.actors import StaffActor, require_actor
 from clientcomm.attachments.models import AttachmentInput, AttachmentMode, StagedAttachment
 from clientcomm.attachments.records import BlobRef
 from clientcomm.attachments.service import AttachmentStore, BlobReservation
@@ -142,8 +142,10 @@ class MailingService:
         """The acting staff member, if it may do ``action``.
 
         Raises:
-            PermissionDeniedError: unknown, inactive or not allowed.
+            PermissionDeniedError: unknown, inactive or not allowed, or not a
+                staff actor.
         """
+        require_actor(actor, StaffActor, action=action)
         staff = await resolve_staff(self.directory, actor.firm_id, actor.staff_id, action=action)
         require(self.access, staff, action)
         return staff

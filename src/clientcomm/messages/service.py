@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
-from clientcomm.actors import ClientActor, StaffActor
+from clientcomm.actors import ClientActor, StaffActor, require_actor
 from clientcomm.attachments.service import AttachmentStore
 from clientcomm.clock import Clock, SystemClock
 from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
@@ -77,12 +77,15 @@ class MessageService:
 
     # -- authorisation ---------------------------------------------------------
     async def staff_for(self, actor: StaffActor) -> Staff:
-        """The actor's Staff entry. Raises PermissionDeniedError if unknown/inactive."""
+        """The actor's Staff entry. Raises PermissionDeniedError if unknown/inactive
+        or not a staff actor."""
+        require_actor(actor, StaffActor, action="chat")
         return await resolve_staff(self._directory, actor.firm_id, actor.staff_id, action="chat")
 
     async def _authorise(
         self, actor: StaffActor | ClientActor, client_id: str, action: str = "chat.read"
     ) -> Client:
+        require_actor(actor, StaffActor, ClientActor, action=action)
         if isinstance(actor, ClientActor):
             if actor.client_id != client_id:
                 raise NotFoundError("chat", client_id)  # never leak another client's chat
@@ -224,7 +227,9 @@ class MessageService:
 
         Raises:
             NotFoundError: unknown client.
+            PermissionDeniedError: not a client's actor.
         """
+        require_actor(actor, ClientActor, action="chat.read")
         await self._authorise(actor, actor.client_id)
         seen, messages, texts = await self._page(actor, actor.client_id, limit, before_seq)
         out = [
@@ -258,6 +263,7 @@ class MessageService:
             PermissionDeniedError: no access to the client.
             NotFoundError: unknown client.
         """
+        require_actor(actor, StaffActor, action="chat.read")
         await self._authorise(actor, client_id)
         seen, messages, texts = await self._page(actor, client_id, limit, before_seq)
         out = [
@@ -284,7 +290,9 @@ class MessageService:
 
         Raises:
             NotFoundError: unknown id, or a message of another client.
+            PermissionDeniedError: not a client's actor.
         """
+        require_actor(actor, ClientActor, action="chat.read")
         async with self._records.transaction(actor.firm_id) as tx:
             m = await tx.find(MessageRecord, message_id)
         if m is None or m.client_id != actor.client_id:
@@ -318,6 +326,7 @@ class MessageService:
             PermissionDeniedError: staff without access.
             IntegrityError: tampered data or a forgotten client key.
         """
+        require_actor(actor, StaffActor, ClientActor, action="attachment.open")
         async with self._records.transaction(actor.firm_id) as tx:
             m = await tx.find(MessageRecord, message_id)
         if m is None or (isinstance(actor, ClientActor) and m.client_id != actor.client_id):
