@@ -581,21 +581,25 @@ async def test_a_forgotten_client_fails_alone_inside_a_page(paged: ClientComm) -
 
 
 async def test_copy_ids_are_opaque_and_a_second_copy_is_refused(app: ClientComm) -> None:
-    from clientcomm.mailing import copy_message_id
+    from clientcomm.mailing import MailingRecord, copy_message_id
     from clientcomm.messages import MessageRecord
-    from clientcomm.records import REGISTRY
+    from clientcomm.records import REGISTRY, Records
     from clientcomm.rules.readstate import Author, UnreadFor
 
     receipt = await app.mailings.submit(ADMIN, Audience.clients("c1", "c2"), TEXT)
     await app.drain()
-    ids = {copy_message_id(receipt.id, c) for c in ("c1", "c2")}
+    secret = (await Records(app.store).get(MailingRecord, "f1", receipt.id)).copy_secret
+    assert len(secret) == 32
+    ids = {copy_message_id(receipt.id, c, secret) for c in ("c1", "c2")}
+    # knowing the mailing id and a client id is not enough to name the copy
+    assert not ids & {copy_message_id(receipt.id, c) for c in ("c1", "c2")}
     async with app.store.transaction("f1") as tx:
         stored = {m.id for m in await tx.list(MESSAGE_KIND)}
     assert stored == ids
     assert all(len(i) == 32 and receipt.id not in i for i in ids)
     again = REGISTRY.encode(
         MessageRecord(
-            id=copy_message_id(receipt.id, "c1"),
+            id=copy_message_id(receipt.id, "c1", secret),
             client_id="c1",
             unread_for=UnreadFor.CLIENT,
             sealed_text=b"x",

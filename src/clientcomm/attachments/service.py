@@ -629,7 +629,8 @@ class AttachmentStore:
                         firm_id, [(cid, key) for cid, _ in recipients]
                     )
                     for (cid, mid), ref in zip(recipients, wrapped, strict=True):
-                        stored[cid].append(StoredAttachment(s.info, s.blob_id, s.mode, ref))
+                        info = attrs.evolve(s.info, id=new_id())  # per copy: unlinkable
+                        stored[cid].append(StoredAttachment(info, s.blob_id, s.mode, ref))
                         refs.append(
                             BlobRef(BlobRef.id_for(s.blob_id, mid), s.blob_id, cid, mid, now)
                         )
@@ -648,7 +649,8 @@ class AttachmentStore:
                         _content_ctx(firm_id, cid, blob_id), key, source
                     )
                     await self.blobs.put(firm_id, blob_id, frames)
-                    stored[cid].append(StoredAttachment(s.info, blob_id, s.mode, ref))
+                    info = attrs.evolve(s.info, id=new_id())  # per copy: unlinkable
+                    stored[cid].append(StoredAttachment(info, blob_id, s.mode, ref))
         except BaseException:
             await self.discard(firm_id, Copies({}, [], reservation))
             raise

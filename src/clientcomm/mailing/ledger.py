@@ -49,10 +49,12 @@ class Ledger:
                 notification_errors=(),
             )
         async for page in svc.records.iterate(RecipientPage, firm_id, parent=mailing_id, batch=20):
-            for entry in await self._page(firm_id, mailing_id, page):
+            for entry in await self._page(firm_id, mailing_id, page, mailing.copy_secret):
                 yield entry
 
-    async def _page(self, firm_id: str, mailing_id: str, page: RecipientPage) -> list[LedgerEntry]:
+    async def _page(
+        self, firm_id: str, mailing_id: str, page: RecipientPage, secret: bytes
+    ) -> list[LedgerEntry]:
         batch_ids = [s.batch for s in page.segments if s.batch]
         async with self._svc.records.transaction(firm_id) as tx:
             batches = await tx.get_many(FanoutBatch, batch_ids, decode_errors="skip")
@@ -65,7 +67,7 @@ class Ledger:
         out: list[LedgerEntry] = []
         for fact in recipient_states(page):
             delivered = fact.state is RecipientState.DELIVERED
-            mid = copy_message_id(mailing_id, fact.client_id) if delivered else None
+            mid = copy_message_id(mailing_id, fact.client_id, secret) if delivered else None
             jobs = [found[j] for j in job_ids.get(mid or "", ()) if j in found]
             out.append(
                 LedgerEntry(

@@ -52,6 +52,7 @@ class MailingRecord:
     completed_at: datetime | None = None
     cancelled_at: datetime | None = None
     cancelled_by: str | None = None
+    copy_secret: bytes = attrs.field(default=b"", repr=False)
     meta: Meta = meta_field()
 
 

@@ -4,6 +4,7 @@ cursor moves, and what the ledger says of each recipient."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
@@ -21,16 +22,23 @@ __all__ = [
 ]
 
 
-def copy_message_id(mailing_id: str, client_id: str) -> str:
+def copy_message_id(mailing_id: str, client_id: str, secret: bytes = b"") -> str:
     """The id of ``client_id``'s copy of a mailing.
 
     Derived from the mailing and the client, so the store's unique id is the
     last guard of exactly-once delivery (a second copy cannot be inserted) and
     the ledger needs not store it. It is opaque: 32 hex digits like any message
     id, revealing neither the mailing nor the other recipients.
+
+    ``secret`` is the mailing's random copy secret (``MailingRecord.copy_secret``):
+    the id is an HMAC-SHA256 under it, so knowing a mailing id and a client id
+    is not enough to test whether that client received the mailing. Mailings
+    submitted before 0.2 have no secret and keep their SHA-256 ids.
     """
-    digest = hashlib.sha256(f"clientcomm.mailing-copy\x00{mailing_id}\x00{client_id}".encode())
-    return digest.hexdigest()[:32]
+    message = f"clientcomm.mailing-copy\x00{mailing_id}\x00{client_id}".encode()
+    if secret:
+        return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
+    return hashlib.sha256(message).hexdigest()[:32]
 
 
 def new_pages(

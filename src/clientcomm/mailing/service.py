@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
@@ -243,6 +244,7 @@ class MailingService:
                 notify=notify,
                 scheduled_at=schedule_at,
                 skipped=tuple((s.client_id, s.reason) for s in resolved.skipped),
+                copy_secret=os.urandom(32),
             )
             ids = resolved.recipient_ids
             size = self.batch_size

@@ -170,7 +170,8 @@ class MailingFanout:
         gone: set[str] = set()
         while True:
             live = [c for c in take if c not in gone] if gone else list(take)
-            pairs = [(c, copy_message_id(mailing_id, c)) for c in live]
+            secret = loaded.mailing.copy_secret
+            pairs = [(c, copy_message_id(mailing_id, c, secret)) for c in live]
             try:
                 text = loaded.text
                 sealed = await svc.sealer.seal_many(
@@ -263,6 +264,7 @@ class MailingFanout:
             )
             return 0
         if svc.has_hooks:
+            copy_ids = dict(live)
             await svc.publish(
                 [
                     DeliveryEvent(
@@ -270,7 +272,7 @@ class MailingFanout:
                         mailing_id,
                         cid,
                         RecipientState.FAILED if cid in gone else RecipientState.DELIVERED,
-                        None if cid in gone else copy_message_id(mailing_id, cid),
+                        copy_ids.get(cid),
                         now,
                     )
                     for cid in take
