@@ -37,7 +37,7 @@ def copy_message_id(mailing_id: str, client_id: str, secret: bytes = b"") -> str
     """
     message = f"clientcomm.mailing-copy\x00{mailing_id}\x00{client_id}".encode()
     if secret:
-        return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(secret, message, "sha256").hex()[:32]
     return hashlib.sha256(message).hexdigest()[:32]
 
 
