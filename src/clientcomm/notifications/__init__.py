@@ -20,7 +20,6 @@ from __future__ import annotations
 from clientcomm.notifications.fanout import (
     FANOUT_KIND,
     FanoutBatch,
-    FanoutItem,
     FanoutStatus,
     expand_due,
     fanout_batch,
@@ -88,7 +87,6 @@ __all__ = [
     "DeliveryReport",
     "DeliveryStatus",
     "FanoutBatch",
-    "FanoutItem",
     "FanoutStatus",
     "InAppNotification",
     "InAppRecord",

@@ -38,7 +38,6 @@ from clientcomm.storage.base import Store
 __all__ = [
     "FANOUT_KIND",
     "FanoutBatch",
-    "FanoutItem",
     "FanoutStatus",
     "expand_due",
     "fanout_batch",
@@ -56,17 +55,11 @@ class FanoutStatus(enum.StrEnum):
 
 
 @attrs.frozen
-class FanoutItem:
-    """One client to notify and the cause (e.g. its copy's message id)."""
-
-    client_id: str
-    cause_id: str
-
-
-@attrs.frozen
 class FanoutBatch:
     """Clients to notify about one event (see module docs).
 
+    ``client_ids[i]`` is notified about ``cause_ids[i]`` (e.g. its copy's
+    message id); two flat tuples, so a batch of 500 costs no object per item.
     ``jobs`` maps each cause to the outbox job ids it expanded to (filled in
     when expanded), so reports find a recipient's notices without a scan.
     """
@@ -74,7 +67,8 @@ class FanoutBatch:
     id: str
     event_id: str
     kind: NotificationKind
-    items: tuple[FanoutItem, ...]
+    client_ids: tuple[str, ...]
+    cause_ids: tuple[str, ...]
     created_at: datetime
     status: FanoutStatus = FanoutStatus.PENDING
     jobs: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
@@ -82,9 +76,14 @@ class FanoutBatch:
     meta: Meta = meta_field()
 
     @property
+    def items(self) -> list[tuple[str, str]]:
+        """``(client_id, cause_id)`` pairs."""
+        return list(zip(self.client_ids, self.cause_ids, strict=True))
+
+    @property
     def pending_count(self) -> int:
         """Notices not yet expanded (0 once done or failed)."""
-        return len(self.items) if self.status is FanoutStatus.PENDING else 0
+        return len(self.client_ids) if self.status is FanoutStatus.PENDING else 0
 
 
 FANOUT = REGISTRY.register(
@@ -113,7 +112,8 @@ def fanout_batch(
         id=new_id(),
         event_id=event_id,
         kind=kind,
-        items=tuple(FanoutItem(c, m) for c, m in items),
+        client_ids=tuple(c for c, _ in items),
+        cause_ids=tuple(m for _, m in items),
         created_at=now,
     )
 
@@ -123,23 +123,23 @@ async def _expand(
 ) -> tuple[list[NotifyJob], Mapping[str, tuple[str, ...]]]:
     firm_id = batch.meta.firm_id
     firm = await directory.get_firm(firm_id)
-    client_ids = [item.client_id for item in batch.items]
+    client_ids = list(batch.client_ids)
     contacts = await directory.list_contacts(firm_id, client_ids)
     jobs: list[NotifyJob] = []
     by_cause: dict[str, tuple[str, ...]] = {}
-    for item in batch.items:
+    for client_id, cause_id in batch.items:
         event = NotificationEvent(
             kind=batch.kind,
             firm_id=firm_id,
             firm_name=firm.name,
             event_id=batch.event_id,
-            cause_id=item.cause_id,
-            client_id=item.client_id,
+            cause_id=cause_id,
+            client_id=client_id,
         )
-        plan = client_contact_recipients(contacts.get(item.client_id, ()))
+        plan = client_contact_recipients(contacts.get(client_id, ()))
         made = notification_jobs(prepare(event, plan, links), now=now)
         jobs.extend(made)
-        by_cause[item.cause_id] = tuple(j.id for j in made)
+        by_cause[cause_id] = tuple(j.id for j in made)
     return jobs, by_cause
 
 
@@ -176,7 +176,7 @@ async def expand_due(
             )
             async with records.transaction(batch.meta.firm_id) as tx:
                 await tx.update([failed])
-            done += len(batch.items)
+            done += len(batch.client_ids)
             continue
         try:
             async with records.transaction(batch.meta.firm_id) as tx:
@@ -190,5 +190,5 @@ async def expand_due(
                 )
         except ConflictError:
             continue  # another worker took it over
-        done += len(batch.items)
+        done += len(batch.client_ids)
     return done
