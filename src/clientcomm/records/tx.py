@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from clientcomm.errors import IntegrityError, NotFoundError
+from clientcomm.errors import IntegrityError
 from clientcomm.records.registry import REGISTRY, Registry
 from clientcomm.storage.base import Record, Store, Transaction
 
@@ -222,10 +222,3 @@ class Records:
                 yield kind.decode(record)
             except IntegrityError:
                 log.error("%s record %s does not decode; skipped", kind.name, record.id)
-
-    async def require(self, cls: type[T], firm_id: str, id: str, *, what: str) -> T:
-        """Like :meth:`get`, but an absent value raises NotFoundError naming ``what``."""
-        value = await self.find(cls, firm_id, id)
-        if value is None:
-            raise NotFoundError(what, id)
-        return value
