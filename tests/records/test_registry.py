@@ -125,6 +125,47 @@ def test_consecutive_equal_values_share_one_data_dict() -> None:
     assert kind.encode(c, "f1").data["author_id"] == "clerk"
 
 
+@attrs.frozen
+class Counted:
+    id: str
+    n: Any = 0
+    label: str | None = None
+    meta: Meta = meta_field()
+
+
+def test_only_text_data_is_shared() -> None:
+    # an int field is never shared by ==: 1 == True, but JSON tells them apart
+    registry = Registry()
+    kind = registry.register(Kind("test.counted", Counted, "a test kind", {"id": "id"}))
+    first = kind.encode(Counted("a", n=1), "f1")
+    second = kind.encode(Counted("b", n=True), "f1")
+    assert second.data["n"] is True and first.data is not second.data
+    # text-only data (the int at its default, so omitted) is shared
+    x, y = kind.encode(Counted("x", label="L"), "f1"), kind.encode(Counted("y", label="L"), "f1")
+    assert x.data is y.data
+    assert registry.encode(Counted("z"), "f1").kind == "test.counted"
+    with pytest.raises(InvalidInputError):
+        registry.encoder(Unregistered)
+
+
+def test_string_tuples_are_type_checked_on_decode() -> None:
+    from clientcomm.notifications.fanout import FanoutBatch
+    from clientcomm.notifications.models import NotificationKind
+
+    batch_kind = REGISTRY.of(FanoutBatch)
+    batch = FanoutBatch(
+        "b1", "m1", NotificationKind.NEW_MESSAGE, ("c1", "c2"), ("x", "y"), created_at=T0
+    )
+    record = json_round_trip(batch_kind.encode(batch, "f1"))
+    assert batch_kind.decode(record).client_ids == ("c1", "c2")
+    bad = record.evolve(data={**record.data, "client_ids": ["c1", 7]})
+    with pytest.raises(IntegrityError):
+        batch_kind.decode(bad)
+    not_list = record.evolve(data={**record.data, "cause_ids": "x"})
+    with pytest.raises(IntegrityError):
+        batch_kind.decode(not_list)
+
+
 SEALED = [k for k in KINDS if k.sealed]
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import base64
 import enum
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar, cast
@@ -73,9 +75,13 @@ class Meta:
     lease_until: datetime | None = None
 
 
+NO_META = Meta()
+"""The ``meta`` of a value not yet stored (shared: ``Meta`` is immutable)."""
+
+
 def meta_field() -> Any:
     """The ``meta`` attribute of a record class: ``meta: Meta = meta_field()``."""
-    return attrs.field(factory=Meta, eq=False, repr=False, kw_only=True)
+    return attrs.field(default=NO_META, eq=False, repr=False, kw_only=True)
 
 
 def _b64(value: bytes) -> str:
@@ -97,8 +103,21 @@ def _aware(value: Any, _: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _str_tuple(value: Any, _: Any) -> tuple[str, ...]:
+    """``tuple[str, ...]`` from a JSON list in one pass (pages and fan-out
+    batches hold hundreds of ids; cattrs' generic path calls a hook per item)."""
+    if not isinstance(value, list | tuple):
+        raise TypeError("expected a list of strings")
+    out = tuple(value)
+    for item in out:
+        if type(item) is not str:
+            raise TypeError("expected a list of strings")
+    return out
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter()
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _str_tuple)
     conv.register_unstructure_hook(bytes, _b64)
     conv.register_structure_hook(bytes, _unb64)
     conv.register_unstructure_hook(datetime, datetime.isoformat)
@@ -120,6 +139,19 @@ def _flat_text(data: dict[str, Any]) -> bool:
     """Only ``data`` of text values is shared between consecutive records:
     ``==`` would take ``1``, ``1.0`` and ``True`` for the same value."""
     return all(isinstance(v, str) or v is None for v in data.values())
+
+
+def _is_text_type(tp: Any) -> bool:
+    """Whether every value of the annotation ``tp`` encodes to text or None
+    (``str``, a str-valued enum, ``None``, or a union of them)."""
+    if tp is str or tp is type(None):
+        return True
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return all(isinstance(m.value, str) for m in tp)
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and args:
+        return all(_is_text_type(a) for a in args)
+    return False
 
 
 def _created_value(created: datetime | None) -> datetime:
@@ -250,23 +282,37 @@ class Kind(Generic[T]):
         value, no reflection. Consecutive values with equal ``data`` share one
         dict object when it holds only text, so a store serialises it once per
         batch (``data`` is never mutated)."""
+        hints = typing.get_type_hints(self.cls)
         args = [f"kind={self.name!r}"]
         for column, attr in self.columns.items():
             if column == "status":
-                args.append(f"status=_status(value.{attr})")
+                hint = hints.get(attr)
+                if isinstance(hint, type) and issubclass(hint, enum.Enum):
+                    args.append(f"status=value.{attr}.value")
+                else:
+                    args.append(f"status=_status(value.{attr})")
             elif column == "created_at":
                 args.append(f"created_at=_created(value.{attr})")
             elif column == "body" and self.body_codec is not None:
                 args.append(f"body=_body(value.{attr})")
             else:
                 args.append(f"{column}=value.{attr}")
+        # Which data attributes may hold non-text values: only their presence
+        # is checked per value (absent: at their default, omitted from data).
+        mapped = {*self.columns.values(), "meta"}
+        others = [
+            f.name
+            for f in attrs.fields(cast(Any, self.cls))
+            if f.name not in mapped and not _is_text_type(hints.get(f.name))
+        ]
+        flat = " and ".join(f"{name!r} not in data" for name in others) or "True"
         version = f"    data[{_VERSION_KEY!r}] = {self.version}\n" if self.version > 1 else ""
         source = (
             "def encode(value, firm_id=None):\n"
             "    meta = value.meta\n"
             "    data = _data(value)\n"
             f"{version}"
-            "    if _flat(data):\n"
+            f"    if ({flat}) or _flat(data):\n"
             "        if data == last[0]:\n"
             "            data = last[0]\n"
             "        else:\n"
@@ -379,6 +425,7 @@ class Registry:
     def __init__(self) -> None:
         self._by_name: dict[str, Kind[Any]] = {}
         self._by_cls: dict[type[Any], Kind[Any]] = {}
+        self._encoders: dict[type[Any], Callable[[Any, str | None], Record]] = {}
 
     def register(self, kind: Kind[T]) -> Kind[T]:
         """Declare ``kind``; returns it.
@@ -418,7 +465,18 @@ class Registry:
 
     def encode(self, value: Any, firm_id: str | None = None) -> Record:
         """The Record of a registered value (see :meth:`Kind.encode`)."""
-        return self.of(type(value)).encode(value, firm_id)
+        return self.encoder(type(value))(value, firm_id)
+
+    def encoder(self, cls: type[T]) -> Callable[[T, str | None], Record]:
+        """The generated encoder of ``cls``'s kind (what :meth:`encode` calls).
+
+        Raises:
+            InvalidInputError: ``cls`` is not a registered record class.
+        """
+        found = self._encoders.get(cls)
+        if found is None:
+            found = self._encoders[cls] = self.of(cls)._encoder
+        return found
 
     def decode(self, record: Record) -> Any:
         """The typed value of a record of any registered kind."""

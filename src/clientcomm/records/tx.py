@@ -113,8 +113,8 @@ class RecordTx:
             ConflictError: an id or key exists already (maybe at commit).
         """
         firm = self.raw.firm_id
-        encode = self.registry.encode
-        records = [encode(v, firm) for v in values]
+        encoder = self.registry.encoder
+        records = [encoder(type(v))(v, firm) for v in values]
         if records:
             await self.raw.insert(records)
 
@@ -134,8 +134,8 @@ class RecordTx:
             NotFoundError: gone.
         """
         firm = self.raw.firm_id
-        encode = self.registry.encode
-        records = [encode(v, firm) for v in values]
+        encoder = self.registry.encoder
+        records = [encoder(type(v))(v, firm) for v in values]
         if records:
             await self.raw.update(records)
 
