@@ -4,6 +4,7 @@ newest key version, in resumable batches, on every Store backend."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -231,7 +232,7 @@ async def test_crash_inside_a_batch_commits_nothing_and_resumes(world: World) ->
     before = await raw_rows(world.store, "f1", "c1")
     job = await app.rotate_client_key("f1", "c1")
 
-    class Crash(Exception):
+    class Crash(BaseException):  # the process dies (not an error a job fails alone on)
         pass
 
     async def crashing(self: Sealer, firm_id: str, items: Any) -> Any:
@@ -253,6 +254,33 @@ async def test_crash_inside_a_batch_commits_nothing_and_resumes(world: World) ->
     assert done.status is RewrapStatus.DONE
     assert (done.examined, done.rewrapped, done.failed) == (counts["c1"], counts["c1"], 0)
     assert only_version(await client_values(world.store, "f1", "c1")) == {2}
+
+
+async def test_a_failing_job_fails_alone(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    app = world.app()
+    counts = await fill(app)
+    bad = await app.rotate_client_key("f1", "c1")
+    good = await app.rotate_client_key("f1", "c2")
+    real = app.sealer.rewrap_many
+
+    async def failing_for_c1(firm_id: str, items: Any) -> Any:
+        items = list(items)
+        if any(owner == "c1" for owner, _ in items):
+            raise RuntimeError("key service unavailable for c1")
+        return await real(firm_id, items)
+
+    app.sealer.rewrap_many = failing_for_c1  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="clientcomm.keys"):
+        await app.drain()
+    assert (await app.rewrap_status("f1", good.id)).status is RewrapStatus.DONE
+    assert (await app.rewrap_status("f1", bad.id)).status is RewrapStatus.PENDING
+    assert any(bad.id in r.getMessage() for r in caplog.records)
+
+    app.sealer.rewrap_many = real  # type: ignore[method-assign]
+    world.clock.advance(timedelta(minutes=6))  # the failed job's lease ends
+    await app.drain()
+    done = await app.rewrap_status("f1", bad.id)
+    assert (done.status, done.rewrapped) == (RewrapStatus.DONE, counts["c1"])
 
 
 async def test_forgotten_client_values_fail_and_stay_untouched(world: World) -> None:

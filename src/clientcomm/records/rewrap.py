@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from clientcomm.crypto.envelope import Sealer
-from clientcomm.errors import ConflictError, IntegrityError
+from clientcomm.errors import ConfigurationError, ConflictError, IntegrityError
 from clientcomm.ids import new_id
 from clientcomm.records.registry import REGISTRY, Kind, Meta, Registry, meta_field
 from clientcomm.records.tx import Records
@@ -199,7 +199,8 @@ async def run_rewrap_jobs(
 ) -> int:
     """One batch of each of up to ``limit`` due jobs (any firm); returns how
     many values were examined (0: idle). A job whose batch fails is logged and
-    retried after its lease; the others go on."""
+    retried after its lease; the others go on. A :class:`ConfigurationError`
+    (a key that cannot open: the wrong master key) is raised at once."""
     jobs, _ = await records.claim(
         RewrapJob, status=RewrapStatus.PENDING, owner=owner, now=now, lease=lease, limit=limit
     )
@@ -209,6 +210,12 @@ async def run_rewrap_jobs(
             _, examined = await _batch(records, sealer, job, now=now, batch=batch)
         except ConflictError:
             continue  # lease lost: another worker has it
+        except ConfigurationError:
+            raise
+        except Exception:
+            # fail alone: this job is retried after its lease, the others go on
+            log.exception("re-wrap job %s of firm %s failed", job.id, job.meta.firm_id)
+            continue
         done += max(examined, 1)
     return done
 
