@@ -348,7 +348,7 @@ class LocalKeyProvider:
                 key = master.decrypt(raw[:12], raw[12:], _kek_aad(firm_id, client_id, version))
             except (ValueError, TypeError, binascii.Error, InvalidTag):
                 raise IntegrityError(
-                    "client key failed authentication (tampered record or wrong master key)",
+                    "client key failed authentication (damaged or tampered key record)",
                     client_id=client_id,
                 ) from None
             if len(key) != DATA_KEY_SIZE or version < 1:

@@ -439,6 +439,7 @@ class MailingService:
             notifications_pending=notes.get("pending", 0) + unexpanded,
             notifications_failed=notes.get("failed", 0),
             notification_batches_pending=len(batches),
+            failure=cur.failure,
         )
 
     async def follow(
