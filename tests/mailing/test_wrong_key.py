@@ -24,7 +24,13 @@ from clientcomm.app import ClientComm
 from clientcomm.audit import AUDIT_KIND
 from clientcomm.crypto import KEY_RECORD_KIND, LocalKeyProvider, MasterKey
 from clientcomm.mail.memory import MemoryTransport
-from clientcomm.mailing import MAILING_KIND, MailingState, staging_owner
+from clientcomm.mailing import (
+    MAILING_KIND,
+    DeliveryEvent,
+    MailingState,
+    RecipientState,
+    staging_owner,
+)
 from clientcomm.messages import MESSAGE_KIND
 from clientcomm.rules.audience import Audience
 from clientcomm.storage.base import Store
@@ -140,8 +146,12 @@ async def test_flipped_bit_in_staged_text_fails_the_mailing_with_a_reason(
     receipt = await app.mailings.submit(ADMIN, Audience.everyone(), TEXT)
     assert await app.run_step("mailing.fanout", limit=2) == 2  # one page delivered
     await flip_staged_text(env.store, receipt.id)
+    events: list[DeliveryEvent] = []
+    app.mailings.subscribe(events.append)
     with caplog.at_level(logging.ERROR, logger="clientcomm.mailing"):
         await app.run_step("mailing.fanout")
+    assert sorted(e.client_id for e in events) == ["c3", "c4", "c6"]
+    assert {e.state for e in events} == {RecipientState.FAILED}
     assert any(
         receipt.id in r.getMessage() and "staged text" in r.getMessage() for r in caplog.records
     )

@@ -8,6 +8,14 @@ page was cancelled meanwhile) conflicts and rolls back; a copy's id is derived
 from mailing and client, so the store's unique id refuses a second copy
 outright. No copy is lost, none is doubled, whatever instant a worker dies at.
 One row per recipient is written in the fan-out: its copy.
+
+Only an explicit cancel or a real tombstone of the staging key
+(``KeyDestroyedError``) cancels the recipients not yet reached. The wrong
+master key (``ConfigurationError``) gives the page back and propagates: nothing
+is cancelled, failed or forgotten. Staged text that does not open
+(``IntegrityError``: tampered, or a damaged staging key record) fails the
+mailing with :data:`STAGED_TEXT_DAMAGED`, with an audit record, and keeps the
+staging key.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ if TYPE_CHECKING:
     from clientcomm.app import ClientComm
     from clientcomm.mailing.service import MailingService
 
-__all__ = ["STEPS", "MailingFanout"]
+__all__ = ["STAGED_TEXT_DAMAGED", "STEPS", "MailingFanout"]
 
 log = logging.getLogger("clientcomm.mailing")
 
