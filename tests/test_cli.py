@@ -247,6 +247,36 @@ async def test_once_delivers_a_mailing_and_its_notices(setup: Setup, tmp_path: P
     assert set((await setup.copies_per_client()).values()) == {1}
 
 
+async def run(command: Sequence[str], env: dict[str, str]) -> tuple[int | None, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_a_worker_with_another_master_key_fails_in_one_line_and_leaves_the_mailing_queued(
+    setup: Setup,
+) -> None:
+    receipt = await setup.submit(notify=False)
+    wrong = setup.env(CLIENTCOMM_MASTER_KEY=generate_master_key())
+    command = setup.worker(
+        "--once", "--idle-interval", "0", "--steps", "mailing.fanout", "--log-level", "ERROR"
+    )
+    code, _, err = await run(command, wrong)
+    assert code == 2
+    assert "master key does not match" in one_line(err)
+    assert await setup.states() == {"queued": receipt.total}  # nothing cancelled or failed
+    progress = await setup.progress(receipt.id)
+    assert progress.state.value == "sending" and progress.pending == receipt.total
+    assert await setup.copies_per_client() == {}
+    # the worker with the right key delivers every copy at once (no lease left behind)
+    code, _, err = await run(command, setup.env())
+    assert code == 0, err
+    assert await setup.states() == {"delivered": receipt.total}
+    assert set((await setup.copies_per_client()).values()) == {1}
+
+
 # -- signals --------------------------------------------------------------------------
 async def test_sigterm_stops_a_running_worker_between_steps(setup: Setup) -> None:
     receipt = await setup.submit(clients=400, notify=False)

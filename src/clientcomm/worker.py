@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 
 from clientcomm.app import ClientComm
-from clientcomm.errors import InvalidInputError
+from clientcomm.errors import ConfigurationError, InvalidInputError
 
 __all__ = ["Worker"]
 
@@ -89,12 +89,20 @@ class Worker:
         """Work until :meth:`stop` (or, with ``stop_when_idle``, until nothing is
         due). Returns the number of items processed. A failing step is logged and
         retried after ``idle_interval``; its transaction rolled back, so nothing
-        is half-done."""
+        is half-done.
+
+        Raises:
+            ConfigurationError: a step found clientcomm misconfigured (e.g. the
+                wrong master key for the store); retrying would not help, so
+                the worker stops (the work it had claimed stays queued).
+        """
         total = 0
         while not self._stop.is_set():
             try:
                 done = await self.run_round()
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, ConfigurationError):
+                # a misconfiguration (the wrong master key) does not heal by
+                # retrying: stop, and let the host (or the CLI) report it
                 raise
             except Exception:
                 log.exception("worker step failed; retrying")

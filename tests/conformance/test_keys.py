@@ -6,14 +6,15 @@ be."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 
 import pytest
 
-from clientcomm.crypto import LocalKeyProvider, MasterKey, MemoryKeyProvider
+from clientcomm.crypto import KEY_RECORD_KIND, LocalKeyProvider, MasterKey, MemoryKeyProvider
 from clientcomm.crypto.keys import KeyProvider
 from clientcomm.storage.base import Store
-from clientcomm.testing.keys import KeyProviderConformance
+from clientcomm.testing.keys import Damage, KeyProviderConformance
 
 MASTER = MasterKey.generate()
 
@@ -38,3 +39,27 @@ class TestLocalKeyProvider(KeyProviderConformance):
         p = LocalKeyProvider(any_store, MASTER)
         yield p
         await p.aclose()
+
+    @pytest.fixture
+    async def mismatched(self, any_store: Store) -> AsyncIterator[KeyProvider]:
+        p = LocalKeyProvider(any_store, MasterKey.generate())
+        yield p
+        await p.aclose()
+
+    @pytest.fixture(params=["wrapped-key", "master-key-id", "junk"])
+    def damage(self, any_store: Store, request: pytest.FixtureRequest) -> Damage:
+        async def damage(firm_id: str, client_id: str) -> None:
+            async with any_store.transaction(firm_id) as tx:
+                rec = await tx.get(KEY_RECORD_KIND, client_id)
+                data = dict(rec.data)
+                if request.param == "wrapped-key":
+                    wrapped = bytearray(base64.b64decode(data["keys"]["1"]))
+                    wrapped[20] ^= 0x01
+                    data["keys"] = {"1": base64.b64encode(bytes(wrapped)).decode()}
+                elif request.param == "master-key-id":
+                    data["master_key_id"] = "mk-0000000000000000"
+                else:
+                    data = {"junk": True}
+                await tx.update([rec.evolve(data=data)])
+
+        return damage

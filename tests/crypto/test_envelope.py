@@ -24,7 +24,12 @@ from clientcomm.crypto import (
     sealed_key_version,
 )
 from clientcomm.crypto.keys import KeyProvider
-from clientcomm.errors import IntegrityError, InvalidInputError, KeyDestroyedError
+from clientcomm.errors import (
+    ConfigurationError,
+    IntegrityError,
+    InvalidInputError,
+    KeyDestroyedError,
+)
 from clientcomm.storage.memory import MemoryStore
 
 F, A, B = "firm-1", "client-a", "client-b"
@@ -244,11 +249,18 @@ async def test_wrong_master_key_fails() -> None:
         good = Sealer(LocalKeyProvider(store, MasterKey.generate()))
         env = await good.seal(CTX, b"secret")
         wrong = Sealer(LocalKeyProvider(store, MasterKey.generate()))
-        with pytest.raises(IntegrityError) as info:
+        # the firm's key check value tells: a configuration error, loudly, never
+        # an error in place and never "destroyed"
+        with pytest.raises(ConfigurationError, match="master key does not match"):
             await wrong.open(CTX, env)
-        assert not isinstance(info.value, KeyDestroyedError)
-        with pytest.raises(IntegrityError):
+        with pytest.raises(ConfigurationError):
+            await wrong.open_many([OpenRequest(CTX, env)], return_exceptions=True)
+        with pytest.raises(ConfigurationError):
             await wrong.seal(CTX, b"must not wrap under a key it cannot read")
+        other = SealContext(F, "client-new", "message", "m", "body")
+        with pytest.raises(ConfigurationError):  # no key record is made for a new client
+            await wrong.seal(other, b"x")
+        assert await good.provider.current_versions(F, ["client-new"]) == {}
         assert await good.open(CTX, env) == b"secret"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clientcomm.clock import ManualClock
 from clientcomm.crypto import (
+    KEY_CHECK_ID,
+    KEY_CHECK_KIND,
     KEY_RECORD_KIND,
     MASTER_KEY_ENV,
     MASTER_KEY_FILE_ENV,
@@ -284,8 +286,9 @@ async def test_master_key_rotation() -> None:
             for i in range(7)
         ]
         await before.forget_client(F, "c6")
-        # without the old key the new one cannot read the records
-        with pytest.raises(IntegrityError):
+        # without the old key the new one cannot read the records: the firm's
+        # key check value names the old key
+        with pytest.raises(ConfigurationError, match="master key does not match"):
             await Sealer(LocalKeyProvider(store, new)).open(
                 SealContext(F, "c0", "message", "m", "body"), envs[0]
             )
@@ -299,7 +302,7 @@ async def test_master_key_rotation() -> None:
             assert await after.open(SealContext(F, f"c{i}", "message", "m", "body"), env) == b"x"
         with pytest.raises(KeyDestroyedError):
             await after.open(SealContext(F, "c6", "message", "m", "body"), envs[6])
-        with pytest.raises(IntegrityError):  # the old master key no longer opens anything
+        with pytest.raises(ConfigurationError):  # the old master key no longer opens anything
             await Sealer(LocalKeyProvider(store, old)).open(
                 SealContext(F, "c0", "message", "m", "body"), envs[0]
             )
@@ -313,6 +316,111 @@ async def test_rotating_a_client_key_moves_its_record_to_the_new_master() -> Non
         assert await provider.rotate(F, A) == 2
         assert await provider.pending_master_rotation(F) == 0
         assert await Sealer(LocalKeyProvider(store, new)).open(CA, env) == b"x"
+
+
+# -- the key check value ------------------------------------------------------------------
+async def _check_record(store: Store) -> Record:
+    async with store.transaction(F) as tx:
+        return await tx.get(KEY_CHECK_KIND, KEY_CHECK_ID)
+
+
+async def test_key_check_value_is_written_with_the_first_key() -> None:
+    master = MasterKey.generate()
+    async with MemoryStore() as store:
+        provider = LocalKeyProvider(store, master)
+        assert await provider.check_master_key(F) is False  # no keys yet: nothing to check
+        await provider.unwrap_many(F, [(A, bytes(64))])  # reading writes nothing
+        async with store.transaction(F) as tx:
+            assert await tx.find(KEY_CHECK_KIND, KEY_CHECK_ID) is None
+        await provider.wrap_many(F, [(A, bytes(32))])
+        rec = await _check_record(store)
+        assert rec.data["master_key_id"] == master.key_id
+        assert len(bytes.fromhex(rec.data["check"])) == 16
+        assert master.material.hex() not in repr(dict(rec.data))
+        assert await provider.check_master_key(F) is True
+        # per firm: another firm's check value is its own
+        await provider.wrap_many("firm-2", [(A, bytes(32))])
+        async with store.transaction("firm-2") as tx:
+            other = await tx.get(KEY_CHECK_KIND, KEY_CHECK_ID)
+        assert other.data["check"] != rec.data["check"]
+
+
+async def test_wrong_master_key_is_refused_on_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "kcv.db"
+    async with SQLiteStore(path) as s1, SQLiteStore(path) as s2:
+        right = Sealer(LocalKeyProvider(s1, MasterKey.generate()))
+        env = await right.seal(CA, b"a")
+        wrong_provider = LocalKeyProvider(s2, MasterKey.generate())
+        wrong = Sealer(wrong_provider)
+        attempts: list[Callable[[], Awaitable[object]]] = [
+            lambda: wrong.open(CA, env),
+            lambda: wrong.seal(CB, b"b"),
+            lambda: wrong.rotate_client_key(F, A),
+            lambda: wrong_provider.rotate_master_key(F),
+            lambda: wrong_provider.check_master_key(F),
+        ]
+        for attempt in attempts:
+            with pytest.raises(ConfigurationError, match="master key does not match") as info:
+                await attempt()
+            assert info.value.context["store_master_key_id"] == right.provider.master_key_id  # type: ignore[attr-defined]
+        # nothing was written: no key for B, A still on version 1
+        assert dict(await right.provider.current_versions(F, [A, B])) == {A: 1}
+        assert await right.open(CA, env) == b"a"
+
+
+async def test_damaged_key_record_is_an_integrity_error_not_a_configuration_error() -> None:
+    async with MemoryStore() as store:
+        sealer = Sealer(LocalKeyProvider(store, MasterKey.generate()))
+        ea = await sealer.seal(CA, b"a")
+        eb = await sealer.seal(CB, b"b")
+        async with store.transaction(F) as tx:
+            ra = await tx.get(KEY_RECORD_KIND, A)
+            await tx.update([ra.evolve(data={**ra.data, "master_key_id": "mk-0000000000000000"})])
+        fresh = Sealer(LocalKeyProvider(store, sealer.provider._master))  # type: ignore[attr-defined]
+        for s in (sealer, fresh):
+            with pytest.raises(IntegrityError) as info:
+                await s.open(CA, ea)
+            assert not isinstance(info.value, KeyDestroyedError)
+            assert type(info.value) is IntegrityError
+            assert await s.open(CB, eb) == b"b"
+
+
+async def test_a_check_value_that_changed_under_a_running_provider_is_seen() -> None:
+    old, new = MasterKey.generate(), MasterKey.generate()
+    async with MemoryStore() as store:
+        running = Sealer(LocalKeyProvider(store, old))
+        env = await running.seal(CA, b"a")
+        rotating = LocalKeyProvider(store, new, previous_master_keys=[old])
+        assert await rotating.rotate_master_key(F) == 1
+        # the running provider verified the firm long ago; the record it reads
+        # is now under a key it does not hold, and the check value tells why
+        with pytest.raises(ConfigurationError):
+            await running.open(CA, env)
+
+
+async def test_firm_written_before_check_values_gets_one() -> None:
+    master = MasterKey.generate()
+    async with MemoryStore() as store:
+        sealer = Sealer(LocalKeyProvider(store, master))
+        env = await sealer.seal(CA, b"a")
+        async with store.transaction(F) as tx:  # as a store written by 0.1
+            await tx.delete(KEY_CHECK_KIND, [KEY_CHECK_ID])
+        with pytest.raises(ConfigurationError):
+            await Sealer(LocalKeyProvider(store, MasterKey.generate())).open(CA, env)
+        async with store.transaction(F) as tx:
+            assert await tx.find(KEY_CHECK_KIND, KEY_CHECK_ID) is None  # nothing written
+        assert await Sealer(LocalKeyProvider(store, master)).open(CA, env) == b"a"
+        assert (await _check_record(store)).data["master_key_id"] == master.key_id
+
+
+async def test_concurrent_first_use_writes_one_check_value(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    master = MasterKey.generate()
+    async with SQLiteStore(path) as s1, SQLiteStore(path) as s2:
+        p1 = Sealer(LocalKeyProvider(s1, master))
+        p2 = Sealer(LocalKeyProvider(s2, master))
+        await asyncio.gather(p1.seal(CA, b"one"), p2.seal(CB, b"two"))
+        assert (await _check_record(s1)).data["master_key_id"] == master.key_id
 
 
 def test_provider_configuration_errors() -> None:

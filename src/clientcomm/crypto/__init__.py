@@ -24,6 +24,8 @@ from clientcomm.crypto.keys import (
     key_version,
 )
 from clientcomm.crypto.local import (
+    KEY_CHECK_ID,
+    KEY_CHECK_KIND,
     KEY_RECORD_KIND,
     MASTER_KEY_ENV,
     MASTER_KEY_FILE_ENV,
@@ -47,6 +49,8 @@ __all__ = [
     "DATA_KEY_SIZE",
     "DEFAULT_CHUNK_SIZE",
     "FORMAT_VERSION",
+    "KEY_CHECK_ID",
+    "KEY_CHECK_KIND",
     "KEY_RECORD_KIND",
     "MASTER_KEY_ENV",
     "MASTER_KEY_FILE_ENV",

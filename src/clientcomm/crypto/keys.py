@@ -18,8 +18,13 @@ Contract (checked by :mod:`clientcomm.testing.keys`):
   tombstone: afterwards unwrapping yields :class:`~clientcomm.errors.KeyDestroyedError`
   and wrapping raises it, in every process that shares the provider's state.
 * **Errors**: a reference that cannot be unwrapped (tampered, another client's,
-  unknown version, unknown client, wrong master key) is an
-  :class:`~clientcomm.errors.IntegrityError`; never bytes.
+  unknown version, unknown client, a damaged key record) is an
+  :class:`~clientcomm.errors.IntegrityError` of that item; never bytes.
+* **The wrong master key** (or credentials) is detected before anything is read
+  or written, e.g. by a key check value per firm verified on first use, and
+  raised as :class:`~clientcomm.errors.ConfigurationError` from every call that
+  needs it. A key that cannot open is never
+  :class:`~clientcomm.errors.KeyDestroyedError`: only a tombstone is.
 
 :class:`ClientKeyring` is the synchronous wrap/unwrap core both bundled
 providers share; an integrator's provider may use it too.
@@ -100,6 +105,8 @@ class KeyProvider(Protocol):
         Returns one key reference per item, in order.
 
         Raises:
+            ConfigurationError: the provider's master key (or credentials) is
+                not the one the firm's keys are under; nothing was written.
             KeyDestroyedError: a client was forgotten; ``context["client_ids"]``
                 lists every such client in the batch, and nothing was wrapped.
             InvalidInputError: bad ids or a data key that is not 32 bytes.
@@ -116,9 +123,12 @@ class KeyProvider(Protocol):
         that item: :class:`~clientcomm.errors.KeyDestroyedError` if the client
         was forgotten, :class:`~clientcomm.errors.IntegrityError` if the
         reference is malformed, tampered with, made for another firm or client,
-        names an unknown key version or a client without keys.
+        names an unknown key version or a client without keys, or the client's
+        key record is damaged.
 
         Raises:
+            ConfigurationError: the provider's master key (or credentials) is
+                not the one the firm's keys are under (raised, not in place).
             InvalidInputError: bad ids.
             StorageError: the provider's backend failed.
         """

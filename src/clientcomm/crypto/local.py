@@ -7,6 +7,20 @@ wrapped with AES-256-GCM under the firm's *master key*, which the host supplies
 The associated data binds firm, client and version, so a wrapped key copied to
 another record fails to open.
 
+**Key check value.** Each firm has one more record (kind ``"key.check"``, id
+``"master"``): the id of the master key its client keys are wrapped under and
+a check value, ``HMAC-SHA256(master key, "clientcomm.v1.key-check" 0x00 firm)``
+(first 16 bytes). It is written with the firm's first client key and checked
+the first time a provider touches the firm in a process, so a process started
+with the wrong master key fails at once with a
+:class:`~clientcomm.errors.ConfigurationError` ("the master key does not match
+the one this store was written with"), before it reads or writes anything of
+the firm. A firm whose keys predate the check value gets one on first use, after
+its key records were found to be under a known master key. A provider holding
+the current master key and the firm's (older) one in ``previous_master_keys``
+moves the check value to the current key on first use: a master-key rotation
+has begun, and a process holding only the old key is refused from then on.
+
 Forgetting a client replaces the record with a tombstone without key material.
 Note what that does and does not reach (see ``docs/security.md``): the wrapped
 client keys live in the same database as the data, so an old backup plus the
@@ -51,9 +65,11 @@ from clientcomm.errors import (
     InvalidInputError,
     KeyDestroyedError,
 )
-from clientcomm.storage.base import Record, Store
+from clientcomm.storage.base import Record, Store, Transaction
 
 __all__ = [
+    "KEY_CHECK_ID",
+    "KEY_CHECK_KIND",
     "KEY_RECORD_KIND",
     "MASTER_KEY_ENV",
     "MASTER_KEY_FILE_ENV",
@@ -66,6 +82,12 @@ __all__ = [
 KEY_RECORD_KIND = "key.client"
 """Store record kind holding one client's key versions (id = client id)."""
 
+KEY_CHECK_KIND = "key.check"
+"""Store record kind holding a firm's key check value (one per firm)."""
+
+KEY_CHECK_ID = "master"
+"""The id of a firm's key check record."""
+
 MASTER_KEY_ENV = "CLIENTCOMM_MASTER_KEY"
 """Environment variable holding the master key text."""
 
@@ -74,6 +96,7 @@ MASTER_KEY_FILE_ENV = "CLIENTCOMM_MASTER_KEY_FILE"
 
 _KEK_LABEL = b"clientcomm.v1.client-key\x00"
 _ID_LABEL = b"clientcomm.v1.master-key-id"
+_CHECK_LABEL = b"clientcomm.v1.key-check\x00"
 _HEX_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _RECORD_FORMAT = 1
 _RETRIES = 5
@@ -81,6 +104,15 @@ _RETRIES = 5
 
 def _master_key_id(material: bytes) -> str:
     return "mk-" + hmac.digest(material, _ID_LABEL, "sha256")[:8].hex()
+
+
+def _check_value(material: bytes, firm_id: str) -> str:
+    return hmac.digest(material, _CHECK_LABEL + firm_id.encode(), "sha256")[:16].hex()
+
+
+class _UnknownMasterKey(IntegrityError):
+    """A key record names a master key this provider does not hold: the wrong
+    master key (the firm's check value tells) or a damaged record."""
 
 
 def _check_material(inst: object, attribute: attrs.Attribute[bytes], value: object) -> None:
@@ -269,6 +301,10 @@ class LocalKeyProvider:
         self._masters: dict[str, AESGCM] = {
             key.key_id: AESGCM(key.material) for key in (*previous_master_keys, master_key)
         }
+        self._materials: dict[str, bytes] = {
+            key.key_id: key.material for key in (*previous_master_keys, master_key)
+        }
+        self._verified: set[str] = set()  # firms whose key check value matched
         self._clock: Clock = clock or SystemClock()
         self._ttl = float(revalidate_after)
         self._wrap_ttl = max(self._ttl, float(wrap_revalidate_after))
@@ -299,7 +335,7 @@ class LocalKeyProvider:
     ) -> dict[int, bytes]:
         master = self._masters.get(master_key_id or "")
         if master is None:
-            raise IntegrityError(
+            raise _UnknownMasterKey(
                 "client key is wrapped under an unknown master key (wrong master key?)",
                 client_id=client_id,
                 master_key_id=master_key_id,
@@ -312,7 +348,7 @@ class LocalKeyProvider:
                 key = master.decrypt(raw[:12], raw[12:], _kek_aad(firm_id, client_id, version))
             except (ValueError, TypeError, binascii.Error, InvalidTag):
                 raise IntegrityError(
-                    "client key failed authentication (tampered record or wrong master key)",
+                    "client key failed authentication (damaged or tampered key record)",
                     client_id=client_id,
                 ) from None
             if len(key) != DATA_KEY_SIZE or version < 1:
@@ -370,6 +406,118 @@ class LocalKeyProvider:
             out[client_id] = cached
         return out
 
+    # -- the firm's key check value ---------------------------------------------------
+    def _mismatch(self, firm_id: str, stored_id: object) -> ConfigurationError:
+        return ConfigurationError(
+            "the master key does not match the one this store was written with"
+            f" (firm {firm_id!r}, master key {self._master.key_id}, the store's"
+            f" {stored_id if isinstance(stored_id, str) and stored_id else 'unknown'}):"
+            f" check {MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV}",
+            firm_id=firm_id,
+            master_key_id=self._master.key_id,
+            store_master_key_id=stored_id if isinstance(stored_id, str) else None,
+        )
+
+    def _check_record(self, firm_id: str) -> Record:
+        return Record(
+            kind=KEY_CHECK_KIND,
+            id=KEY_CHECK_ID,
+            firm_id=firm_id,
+            data={
+                "format": _RECORD_FORMAT,
+                "master_key_id": self._master.key_id,
+                "check": _check_value(self._master.material, firm_id),
+            },
+            created_at=self._clock.now(),
+        )
+
+    def _matches(self, firm_id: str, rec: Record) -> bool:
+        stored_id = rec.data.get("master_key_id")
+        check = rec.data.get("check")
+        material = self._materials.get(stored_id) if isinstance(stored_id, str) else None
+        return (
+            material is not None
+            and isinstance(check, str)
+            and hmac.compare_digest(check, _check_value(material, firm_id))
+        )
+
+    @staticmethod
+    async def _legacy_master(tx: Transaction, firm_id: str) -> str | None:
+        """The master key id of the firm's first live key record ("" if it names
+        none), or None if the firm has no live key: for firms whose keys were
+        written before check values existed."""
+        after = 0
+        while True:
+            page = await tx.list(KEY_RECORD_KIND, after_seq=after, limit=100)
+            for rec in page:
+                if rec.data.get("keys") and rec.data.get("forgotten_at") is None:
+                    stored = rec.data.get("master_key_id")
+                    return stored if isinstance(stored, str) else ""
+            if len(page) < 100:
+                return None
+            after = page[-1].seq
+
+    async def _verify(self, tx: Transaction, firm_id: str, *, write: bool) -> bool:
+        """Check the firm's key check value in ``tx``; write it if it is missing
+        and ``write`` (the firm's first key is being created) or the firm's keys
+        predate it. Returns whether the firm is verified (False: no check value
+        and no keys yet, nothing to compare).
+
+        Raises:
+            ConfigurationError: the check value (or, without one, the firm's key
+                records) belongs to another master key.
+        """
+        rec = await tx.find(KEY_CHECK_KIND, KEY_CHECK_ID)
+        if rec is not None:
+            if not self._matches(firm_id, rec):
+                raise self._mismatch(firm_id, rec.data.get("master_key_id"))
+            if rec.data.get("master_key_id") != self._master.key_id:
+                # under one of previous_master_keys: a master-key rotation has
+                # begun, so from now on only providers with the new key pass
+                await tx.update([rec.evolve(data=self._check_record(firm_id).data)])
+            return True
+        legacy = await self._legacy_master(tx, firm_id)
+        if legacy is not None and legacy not in self._masters:
+            raise self._mismatch(firm_id, legacy)
+        if legacy is None and not write:
+            return False
+        await tx.insert([self._check_record(firm_id)])
+        return True
+
+    async def _check_firm(self, firm_id: str) -> None:
+        """:meth:`_verify` in a transaction of its own (unless verified already).
+
+        Raises:
+            ConfigurationError: the wrong master key.
+        """
+        if firm_id in self._verified:
+            return
+        verified = False
+        for attempt in range(_RETRIES):
+            try:
+                async with self._store.transaction(firm_id) as tx:
+                    verified = await self._verify(tx, firm_id, write=False)
+                break
+            except ConflictError:  # another process wrote the check value meanwhile
+                if attempt == _RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        if verified:
+            self._verified.add(firm_id)
+
+    async def check_master_key(self, firm_id: str) -> bool:
+        """Check now that this provider's master key is the one ``firm_id``'s
+        keys are under (what every other method does on its first call for
+        the firm); returns False if the firm has no keys yet.
+
+        Raises:
+            ConfigurationError: the master key does not match the store's.
+        """
+        validate_key_owner("firm_id", firm_id)
+        self._verified.discard(firm_id)
+        await self._check_firm(firm_id)
+        return firm_id in self._verified
+
     def _new_record(self, firm_id: str, client_id: str, *, forgotten: bool = False) -> Record:
         now = self._clock.now()
         keys: dict[str, str] = {}
@@ -397,11 +545,14 @@ class LocalKeyProvider:
         fresh = self._fresh(firm_id, client_ids, self._ttl if ttl is None else ttl)
         if fresh is not None:
             return dict(fresh)
+        verified = checked = firm_id in self._verified
         for attempt in range(_RETRIES):
             try:
                 async with self._store.transaction(firm_id) as tx:
                     records = dict(await tx.get_many(KEY_RECORD_KIND, client_ids))
                     missing = [c for c in client_ids if c not in records]
+                    if not verified:  # first use in this process: the check value
+                        checked = await self._verify(tx, firm_id, write=create and bool(missing))
                     if create and missing:
                         inserted = await tx.insert([self._new_record(firm_id, c) for c in missing])
                         for rec in inserted:
@@ -411,14 +562,23 @@ class LocalKeyProvider:
                 if attempt == _RETRIES - 1:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
+        if not verified and checked:
+            self._verified.add(firm_id)
         out: dict[str, _Cached | None] = {}
         for client_id in client_ids:
             found = records.get(client_id)
             if found is None:
                 self._cache.pop((firm_id, client_id), None)
                 out[client_id] = None
-            else:
+                continue
+            try:
                 out[client_id] = self._load(firm_id, client_id, found)
+            except _UnknownMasterKey as exc:
+                # The wrong master key (the check value changed, e.g. another
+                # process rotated the master key) or a damaged record: check again.
+                self._verified.discard(firm_id)
+                await self._check_firm(firm_id)
+                raise IntegrityError(exc.message, **exc.context) from None
         return out
 
     # -- KeyProvider ------------------------------------------------------------------
@@ -426,8 +586,10 @@ class LocalKeyProvider:
         """See :meth:`~clientcomm.crypto.keys.KeyProvider.wrap_many`.
 
         Raises:
+            ConfigurationError: this provider's master key is not the firm's
+                (its key check value does not match).
             KeyDestroyedError: a client in the batch was forgotten.
-            IntegrityError: a key record is damaged or under an unknown master key.
+            IntegrityError: a key record is damaged.
             InvalidInputError: bad ids or data keys.
             StorageError: the Store failed.
         """
@@ -452,10 +614,12 @@ class LocalKeyProvider:
         self, firm_id: str, items: Sequence[tuple[str, bytes]]
     ) -> list[bytes | IntegrityError]:
         """See :meth:`~clientcomm.crypto.keys.KeyProvider.unwrap_many`: a client
-        without a key record yields IntegrityError, a forgotten one
-        KeyDestroyedError.
+        without a key record or with a damaged one yields IntegrityError, a
+        forgotten one KeyDestroyedError.
 
         Raises:
+            ConfigurationError: this provider's master key is not the firm's
+                (its key check value does not match); nothing was read.
             InvalidInputError: bad ids.
             StorageError: the Store failed.
         """
@@ -503,6 +667,7 @@ class LocalKeyProvider:
         """See :meth:`~clientcomm.crypto.keys.KeyProvider.rotate`.
 
         Raises:
+            ConfigurationError: the wrong master key (see :meth:`wrap_many`).
             KeyDestroyedError: the client was forgotten.
             IntegrityError: the key record is damaged.
             StorageError: the Store failed.
@@ -512,6 +677,9 @@ class LocalKeyProvider:
         for attempt in range(_RETRIES):
             try:
                 async with self._store.transaction(firm_id) as tx:
+                    checked = firm_id in self._verified or await self._verify(
+                        tx, firm_id, write=True
+                    )
                     rec = await tx.find(KEY_RECORD_KIND, client_id)
                     if rec is None:
                         await tx.insert([self._new_record(firm_id, client_id)])
@@ -533,6 +701,8 @@ class LocalKeyProvider:
                         data = dict(rec.data)
                         data.update(keys=keys, current=version, master_key_id=self._master.key_id)
                         await tx.update([rec.evolve(data=data)])
+                if checked:
+                    self._verified.add(firm_id)
                 self._cache.pop((firm_id, client_id), None)
                 return version
             except ConflictError:
@@ -543,7 +713,9 @@ class LocalKeyProvider:
 
     async def forget(self, firm_id: str, client_id: str) -> bool:
         """See :meth:`~clientcomm.crypto.keys.KeyProvider.forget`: the record
-        becomes a tombstone (no key material, ``forgotten_at`` set).
+        becomes a tombstone (no key material, ``forgotten_at`` set). Forgetting
+        needs no master key, so it does not check the firm's key check value
+        (erasure stays possible even when the master key is lost).
 
         Raises:
             StorageError: the Store failed.
@@ -591,12 +763,21 @@ class LocalKeyProvider:
         everywhere before destroying the old master key. Safe to re-run and to
         run while the system is in use.
 
+        The firm's key check value moves to the current master key first (as
+        on any provider's first use of the firm with the current key and the
+        old one in ``previous_master_keys``): from then on a process holding only
+        the old master key is refused for the firm.
+
         Raises:
+            ConfigurationError: the firm's check value belongs to none of this
+                provider's master keys.
             IntegrityError: a record is under a master key this provider does not
                 know (pass it in ``previous_master_keys``) or is damaged.
             StorageError: the Store failed.
         """
         validate_key_owner("firm_id", firm_id)
+        self._verified.discard(firm_id)
+        await self._check_firm(firm_id)  # moves the check value to the current key
         changed = 0
         page: list[str] = []
         async for rec in self._store.iterate(firm_id, KEY_RECORD_KIND, batch=batch):

@@ -24,10 +24,15 @@ __all__ = [
 
 
 class MailingState(enum.StrEnum):
+    """State of a mailing. ``FAILED``: its staged content could not be opened
+    (damaged); the recipients not reached by then failed with the mailing's
+    :attr:`~MailingProgress.failure` reason, and the staged content is kept."""
+
     SCHEDULED = "scheduled"
     SENDING = "sending"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+    FAILED = "failed"
 
 
 class RecipientState(enum.StrEnum):
@@ -36,6 +41,9 @@ class RecipientState(enum.StrEnum):
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
     FAILED = "failed"
+
+
+_FINAL = (MailingState.COMPLETED, MailingState.CANCELLED, MailingState.FAILED)
 
 
 @attrs.frozen
@@ -65,6 +73,8 @@ class MailingProgress:
     fan-out batches not yet expanded into jobs; ``notification_batches_pending``
     counts those batches. :attr:`done` is about the copies only,
     :attr:`notifications_done` about the notices only, :attr:`all_done` both.
+    ``failure`` is the reason of a :attr:`MailingState.FAILED` mailing (e.g.
+    ``"staged_text_damaged"``), else None.
     """
 
     mailing_id: str
@@ -79,12 +89,14 @@ class MailingProgress:
     notifications_pending: int = 0
     notifications_failed: int = 0
     notification_batches_pending: int = 0
+    failure: str | None = None
 
     @property
     def done(self) -> bool:
-        """Every recipient reached or cancelled: the mailing is completed or
-        cancelled and no copy is pending. E-mail notices may still be pending."""
-        return self.state in (MailingState.COMPLETED, MailingState.CANCELLED) and not self.pending
+        """Every recipient reached, failed or cancelled: the mailing is
+        completed, cancelled or failed and no copy is pending. E-mail notices
+        may still be pending."""
+        return self.state in _FINAL and not self.pending
 
     @property
     def notifications_done(self) -> bool:

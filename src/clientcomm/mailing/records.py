@@ -52,6 +52,8 @@ class MailingRecord:
     completed_at: datetime | None = None
     cancelled_at: datetime | None = None
     cancelled_by: str | None = None
+    failure: str | None = None
+    failed_at: datetime | None = None
     copy_secret: bytes = attrs.field(default=b"", repr=False)
     meta: Meta = meta_field()
 

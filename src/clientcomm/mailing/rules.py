@@ -16,6 +16,7 @@ __all__ = [
     "advance_page",
     "cancel_page",
     "copy_message_id",
+    "fail_page",
     "new_pages",
     "recipient_states",
 ]
@@ -95,6 +96,19 @@ def advance_page(
         reasons=reasons,
         segments=(*page.segments, PageSegment(new_pos, at, batch)),
         meta=attrs.evolve(page.meta, lease_owner=None, lease_until=None),
+    )
+
+
+def fail_page(page: RecipientPage, reason: str, *, at: datetime) -> RecipientPage:
+    """The page with every recipient not yet reached failed for ``reason`` (its
+    mailing failed), lease released; the ledger shows each as failed with it."""
+    remaining = page.remaining
+    return advance_page(
+        page,
+        taken=remaining,
+        failed={page.pos + i: reason for i in range(remaining)},
+        at=at,
+        batch=None,
     )
 
 

@@ -12,7 +12,9 @@
 
 The staged text and attachments are sealed for a per-mailing staging key
 (``mailing:<id>``), which is forgotten once the mailing is completed or
-cancelled.
+cancelled. A mailing whose staged text does not open (damaged, not cancelled)
+is marked failed and keeps its staging key and staged files; the wrong master
+key is a ``ConfigurationError`` out of the fan-out step that changes nothing.
 """
 
 from __future__ import annotations
@@ -331,7 +333,11 @@ class MailingService:
         if message.mailing_id is None:
             return []
         mailing = await tx.find(MailingRecord, message.mailing_id)
-        if mailing is None or mailing.status not in (MailingState.SENDING, MailingState.SCHEDULED):
+        if mailing is None or mailing.status not in (
+            MailingState.SENDING,
+            MailingState.SCHEDULED,
+            MailingState.FAILED,  # a failed mailing keeps its staged content
+        ):
             return []
         return [a.blob_id for a in message.attachments if a.mode is AttachmentMode.SHARED]
 
@@ -439,6 +445,7 @@ class MailingService:
             notifications_pending=notes.get("pending", 0) + unexpanded,
             notifications_failed=notes.get("failed", 0),
             notification_batches_pending=len(batches),
+            failure=cur.failure,
         )
 
     async def follow(

@@ -8,6 +8,14 @@ page was cancelled meanwhile) conflicts and rolls back; a copy's id is derived
 from mailing and client, so the store's unique id refuses a second copy
 outright. No copy is lost, none is doubled, whatever instant a worker dies at.
 One row per recipient is written in the fan-out: its copy.
+
+Only an explicit cancel or a real tombstone of the staging key
+(``KeyDestroyedError``) cancels the recipients not yet reached. The wrong
+master key (``ConfigurationError``) gives the page back and propagates: nothing
+is cancelled, failed or forgotten. Staged text that does not open
+(``IntegrityError``: tampered, or a damaged staging key record) fails the
+mailing with :data:`STAGED_TEXT_DAMAGED`, with an audit record, and keeps the
+staging key.
 """
 
 from __future__ import annotations
@@ -21,9 +29,16 @@ import attrs
 
 from clientcomm.attachments.models import StoredAttachment
 from clientcomm.attachments.service import Copies
+from clientcomm.audit import append as audit
 from clientcomm.crypto.context import SealContext
 from clientcomm.crypto.envelope import OpenRequest, SealRequest
-from clientcomm.errors import ConflictError, IntegrityError, InvalidInputError, KeyDestroyedError
+from clientcomm.errors import (
+    ConfigurationError,
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    KeyDestroyedError,
+)
 from clientcomm.ids import worker_id
 from clientcomm.mailing.models import DeliveryEvent, MailingState, RecipientState
 from clientcomm.mailing.records import (
@@ -33,7 +48,7 @@ from clientcomm.mailing.records import (
     RecipientPage,
     staging_owner,
 )
-from clientcomm.mailing.rules import advance_page, cancel_page, copy_message_id
+from clientcomm.mailing.rules import advance_page, cancel_page, copy_message_id, fail_page
 from clientcomm.messages.records import MessageRecord
 from clientcomm.messages.rules import text_contexts
 from clientcomm.notifications.fanout import fanout_batch
@@ -45,17 +60,30 @@ if TYPE_CHECKING:
     from clientcomm.app import ClientComm
     from clientcomm.mailing.service import MailingService
 
-__all__ = ["STEPS", "MailingFanout"]
+__all__ = ["STAGED_TEXT_DAMAGED", "STEPS", "MailingFanout"]
 
 log = logging.getLogger("clientcomm.mailing")
 
 _LIVE = (MailingState.SENDING, MailingState.SCHEDULED)
 
 
+STAGED_TEXT_DAMAGED = "staged_text_damaged"
+"""Failure reason of a mailing whose staged text (or its staging key record)
+does not open: tampered or damaged, not cancelled."""
+
+
 @attrs.frozen
 class _Loaded:
     mailing: MailingRecord
     text: bytes = attrs.field(repr=False)
+
+
+class _StagedDamage(Exception):
+    """The staged text of a live mailing does not open (not a tombstone)."""
+
+    def __init__(self, error: IntegrityError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class MailingFanout:
@@ -83,14 +111,20 @@ class MailingFanout:
             self._cache.pop(key, None)
             return _Loaded(mailing, b"")
         owner = staging_owner(mailing_id)
-        [text] = await self._svc.sealer.open_many(
-            [
-                OpenRequest(
-                    SealContext(firm_id, owner, MAILING_KIND, mailing_id, "text"),
-                    mailing.sealed_text,
-                )
-            ]
-        )
+        try:
+            [text] = await self._svc.sealer.open_many(
+                [
+                    OpenRequest(
+                        SealContext(firm_id, owner, MAILING_KIND, mailing_id, "text"),
+                        mailing.sealed_text,
+                    )
+                ]
+            )
+        except KeyDestroyedError:
+            raise  # a real tombstone: the staging key was forgotten (cancelled)
+        except IntegrityError as exc:  # tampered text or a damaged staging key record
+            self._cache.pop(key, None)
+            raise _StagedDamage(exc) from exc
         loaded = _Loaded(mailing, text)
         if len(self._cache) > 64:
             self._cache.clear()
@@ -198,13 +232,32 @@ class MailingFanout:
         now = svc.clock.now()
         take = page.clients[page.pos : page.pos + budget]
         try:
-            loaded = await self._load(firm_id, mailing_id)
-        except IntegrityError:
-            loaded = None  # staging key forgotten: the mailing was cancelled meanwhile
-        if loaded is None or loaded.mailing.status not in _LIVE:
-            return await self._cancel_page(page, now)
-        mailing = loaded.mailing
-        outcome = await self._seal_copies(loaded, firm_id, take)
+            try:
+                loaded = await self._load(firm_id, mailing_id)
+            except KeyDestroyedError:
+                loaded = None  # staging key forgotten: the mailing was cancelled meanwhile
+            except _StagedDamage as damage:
+                return await self._fail_mailing(page, damage.error, now)
+            except IntegrityError:
+                # The mailing record itself does not decode: the page stays
+                # leased (alone) and nothing is cancelled or forgotten.
+                log.error(
+                    "mailing %s: the mailing record does not decode; page %s left",
+                    mailing_id,
+                    page.id,
+                )
+                return 0
+            if loaded is not None and loaded.mailing.status is MailingState.FAILED:
+                return await self._fail_page(page, loaded.mailing.failure, now)
+            if loaded is None or loaded.mailing.status not in _LIVE:
+                return await self._cancel_page(page, now)
+            mailing = loaded.mailing
+            outcome = await self._seal_copies(loaded, firm_id, take)
+        except ConfigurationError:
+            # The wrong master key: nothing is cancelled, failed or forgotten;
+            # the page goes back to the queue for a worker with the right key.
+            await self._release(page)
+            raise
         if outcome is None:
             return await self._cancel_page(page, now)
         live, sealed, copies, gone = outcome
@@ -280,6 +333,94 @@ class MailingFanout:
             )
         return len(take)
 
+    async def _release(self, page: RecipientPage) -> None:
+        """Give a claimed page back (its lease cleared), best effort: if it
+        fails, the lease expires as usual."""
+        try:
+            async with self._svc.records.transaction(page.meta.firm_id) as tx:
+                await tx.update(
+                    [
+                        attrs.evolve(
+                            page, meta=attrs.evolve(page.meta, lease_owner=None, lease_until=None)
+                        )
+                    ]
+                )
+        except Exception:
+            log.warning("mailing %s: page %s not released", page.mailing_id, page.id, exc_info=True)
+
+    async def _fail_mailing(self, page: RecipientPage, error: IntegrityError, now: datetime) -> int:
+        """The staged text does not open: mark the mailing failed with a reason
+        and fail every recipient not yet reached, with an audit record, in one
+        transaction. Nothing is forgotten (staging key and staged files stay for
+        inspection). Returns how many of the page's recipients failed."""
+        svc = self._svc
+        firm_id, mailing_id = page.meta.firm_id, page.mailing_id
+        reason = STAGED_TEXT_DAMAGED
+        failed: list[tuple[str, ...]] = []
+        try:
+            async with svc.records.transaction(firm_id) as tx:
+                cur = await tx.get(MailingRecord, mailing_id)
+                if cur.status not in _LIVE:
+                    return 0  # cancelled or finished meanwhile: not ours to fail
+                await tx.update(
+                    [
+                        attrs.evolve(
+                            cur,
+                            status=MailingState.FAILED,
+                            failure=reason,
+                            failed_at=now,
+                            meta=attrs.evolve(cur.meta, lease_owner=None, lease_until=None),
+                        )
+                    ]
+                )
+                while True:
+                    queued = await tx.list(
+                        RecipientPage, parent=mailing_id, status=PageState.QUEUED.value, limit=200
+                    )
+                    if not queued:
+                        break
+                    await tx.update([fail_page(p, reason, at=now) for p in queued])
+                    failed.extend(p.clients[p.pos :] for p in queued)
+                await audit(
+                    tx,
+                    subject=f"mailing:{mailing_id}",
+                    operation="mailing.failed",
+                    actor="system",
+                    at=now,
+                    reason=reason,
+                    error=error.message,
+                    recipients_failed=sum(len(c) for c in failed),
+                )
+        except ConflictError:
+            return 0  # another worker (or a cancel) changed it meanwhile: the next round sees it
+        self.forget(firm_id, mailing_id)
+        log.error(
+            "mailing %s failed: its staged text does not open (%s); %d recipients not"
+            " delivered, the staged content and its key are kept",
+            mailing_id,
+            error.message,
+            sum(len(c) for c in failed),
+        )
+        if svc.has_hooks:
+            await svc.publish(
+                [
+                    DeliveryEvent(firm_id, mailing_id, cid, RecipientState.FAILED, None, now)
+                    for clients in failed
+                    for cid in clients
+                ]
+            )
+        return page.remaining
+
+    async def _fail_page(self, page: RecipientPage, reason: str | None, now: datetime) -> int:
+        """A queued page of a failed mailing: its recipients fail with the
+        mailing's reason."""
+        try:
+            async with self._svc.records.transaction(page.meta.firm_id) as tx:
+                await tx.update([fail_page(page, reason or STAGED_TEXT_DAMAGED, at=now)])
+        except ConflictError:
+            return 0
+        return page.remaining
+
     async def _cancel_page(self, page: RecipientPage, now: datetime) -> int:
         """Mark the page's recipients not yet reached as cancelled (the mailing
         was cancelled or is gone); returns how many."""
@@ -320,6 +461,9 @@ class MailingFanout:
                     ]
                 )
         except ConflictError:
+            return
+        except IntegrityError:  # the mailing record does not decode: left alone, as it is
+            log.error("mailing %s: the mailing record does not decode; not completed", mailing_id)
             return
         await svc.release_staging(firm_id, mailing_id)
 

@@ -20,6 +20,25 @@ runs the very same tests::
         async def twin(self, provider):
             yield VaultKeyProvider(...)
 
+        # optional: an instance over the same backing state configured with
+        # the wrong master key / credentials (None: the provider has none)
+        @pytest.fixture
+        async def mismatched(self):
+            yield VaultKeyProvider(..., master_key=other_key)
+
+        # optional: damage one client's key record in the backing state
+        # (None: the provider keeps no records one could damage)
+        @pytest.fixture
+        def damage(self):
+            async def damage(firm_id, client_id): ...
+            return damage
+
+A key that cannot open is never "destroyed": the wrong master key is a
+:class:`~clientcomm.errors.ConfigurationError` raised before anything is read
+or written (a key check value, verified on first use), a damaged key record an
+:class:`~clientcomm.errors.IntegrityError` of its client alone; only a real
+tombstone (:meth:`KeyProvider.forget`) yields ``KeyDestroyedError``.
+
 The tests are ``async`` and need ``pytest-asyncio`` in auto mode (or mark them).
 Firm and client ids are unique per test run, so a shared backend may be used.
 """
@@ -28,16 +47,24 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from clientcomm.crypto.context import SealContext
 from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest, sealed_key_version
 from clientcomm.crypto.keys import MAX_KEY_REFERENCE, KeyProvider, key_version
-from clientcomm.errors import IntegrityError, InvalidInputError, KeyDestroyedError
+from clientcomm.errors import (
+    ConfigurationError,
+    IntegrityError,
+    InvalidInputError,
+    KeyDestroyedError,
+)
 
-__all__ = ["KeyProviderConformance"]
+__all__ = ["Damage", "KeyProviderConformance"]
+
+Damage = Callable[[str, str], Awaitable[None]]
+"""``damage(firm_id, client_id)``: corrupt that client's key record in place."""
 
 
 def _ids() -> tuple[str, str, str, str]:
@@ -62,6 +89,19 @@ class KeyProviderConformance:
         """A second instance sharing the provider's state (override if your
         provider caches keys per instance)."""
         yield provider
+
+    @pytest.fixture
+    async def mismatched(self) -> AsyncIterator[KeyProvider | None]:
+        """An instance over the same backing state as ``provider`` but with the
+        wrong master key (or credentials); None if the provider has no such
+        notion (the KCV tests are skipped)."""
+        yield None
+
+    @pytest.fixture
+    def damage(self) -> Damage | None:
+        """Corrupts one client's key record in the backing state; None if the
+        provider keeps no records one could damage."""
+        return None
 
     # -- basics -------------------------------------------------------------------
     async def test_satisfies_protocol(self, provider: KeyProvider) -> None:
@@ -296,3 +336,67 @@ class KeyProviderConformance:
             with pytest.raises(IntegrityError):
                 async for _ in sealer.open_stream(cb, sealed.key, blob[:-1]):
                     pass
+
+    # -- a key that cannot open ---------------------------------------------------------
+    async def test_wrong_master_key_is_a_configuration_error(
+        self, provider: KeyProvider, mismatched: KeyProvider | None
+    ) -> None:
+        if mismatched is None:
+            pytest.skip("the provider has no master key to mismatch")
+        firm, _, a, b = _ids()
+        dk = _dk()
+        (ref,) = await provider.wrap_many(firm, [(a, dk)])
+        attempts: list[Callable[[], Awaitable[object]]] = [
+            lambda: mismatched.unwrap_many(firm, [(a, ref)]),  # raised, not in place
+            lambda: mismatched.wrap_many(firm, [(a, _dk())]),
+            lambda: mismatched.wrap_many(firm, [(b, _dk())]),  # a new client: no key made
+            lambda: mismatched.rotate(firm, a),
+        ]
+        for attempt in attempts:
+            with pytest.raises(ConfigurationError):
+                await attempt()
+        # nothing was written: b has no key, a is still on version 1 and opens
+        assert dict(await provider.current_versions(firm, [a, b])) == {a: 1}
+        assert await provider.unwrap_many(firm, [(a, ref)]) == [dk]
+        # a firm the wrong key never saw is that key's own (first use writes the check)
+        other, *_ = _ids()
+        (mine,) = await mismatched.wrap_many(other, [(a, dk)])
+        assert await mismatched.unwrap_many(other, [(a, mine)]) == [dk]
+        with pytest.raises(ConfigurationError):
+            await provider.unwrap_many(other, [(a, mine)])
+
+    async def test_wrong_master_key_is_never_key_destroyed(
+        self, provider: KeyProvider, mismatched: KeyProvider | None
+    ) -> None:
+        if mismatched is None:
+            pytest.skip("the provider has no master key to mismatch")
+        firm, _, a, _ = _ids()
+        (ref,) = await provider.wrap_many(firm, [(a, _dk())])
+        sealer = Sealer(mismatched)
+        env = await Sealer(provider).seal(SealContext(firm, a, "message", "m1", "body"), b"x")
+        for attempt in (
+            lambda: mismatched.unwrap_many(firm, [(a, ref)]),
+            lambda: sealer.open(SealContext(firm, a, "message", "m1", "body"), env),
+        ):
+            try:
+                await attempt()
+            except ConfigurationError:
+                continue
+            except KeyDestroyedError:  # pragma: no cover - the failure this test is for
+                pytest.fail("a key that cannot open was reported as destroyed")
+            pytest.fail("the wrong master key opened a key")  # pragma: no cover
+
+    async def test_damaged_key_record_fails_its_client_alone(
+        self, provider: KeyProvider, twin: KeyProvider, damage: Damage | None
+    ) -> None:
+        if damage is None:
+            pytest.skip("the provider keeps no key records to damage")
+        firm, _, a, b = _ids()
+        dka, dkb = _dk(), _dk()
+        ra, rb = await provider.wrap_many(firm, [(a, dka), (b, dkb)])
+        await damage(firm, a)
+        for p in (provider, twin):
+            res = await p.unwrap_many(firm, [(a, ra), (b, rb)])
+            assert isinstance(res[0], IntegrityError)
+            assert not isinstance(res[0], KeyDestroyedError)
+            assert res[1] == dkb
