@@ -51,10 +51,10 @@ def decode_staged(body: bytes) -> tuple[str | None, str, bool]:
     if not body.startswith(TEMPLATE_MARK):
         subject, text = decode_body(body)
         return subject, text, False
-    subject, sep, text = body[len(TEMPLATE_MARK) :].partition(b"\x00")
+    head, sep, rest = body[len(TEMPLATE_MARK) :].partition(b"\x00")
     if not sep:
         raise ValueError("staged template content has no text")
-    return (subject.decode() or None), text.decode(), True
+    return (head.decode() or None), rest.decode(), True
 
 
 def copy_message_id(mailing_id: str, client_id: str, secret: bytes = b"") -> str:
