@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from clientcomm.directory.base import Directory
 from clientcomm.errors import ConfigurationError, InvalidInputError
-from clientcomm.messages.rules import MAX_SUBJECT, MAX_TEXT, encode_body
+from clientcomm.messages.rules import MAX_SUBJECT, MAX_TEXT, SUBJECT_MARK
 
 __all__ = [
     "BUILTIN_FIELDS",
@@ -167,33 +167,46 @@ class Unrenderable(Exception):
         self.reason = reason
 
 
-def _check_value(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise Unrenderable(f"unrenderable:{name}")
-    if len(value) > MAX_FIELD_VALUE or "\x00" in value:
-        raise Unrenderable(f"unrenderable:{name}")
-    try:
-        value.encode()
-    except UnicodeEncodeError:  # a lone surrogate
-        raise Unrenderable(f"unrenderable:{name}") from None
-    return value
-
-
 _LINE_BREAKS = frozenset("\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 @attrs.frozen
 class CopyTemplate:
-    """A mailing's parsed subject and text."""
+    """A mailing's parsed subject and text, precompiled for rendering: the
+    literal parts encoded once, so a copy costs one UTF-8 encoding per value
+    (which is also its lone-surrogate check) and one ``bytes.join``."""
 
     text: Template
     subject: Template | None = None
+    #: every placeholder name used, once each (text first, then subject)
+    fields: tuple[str, ...] = attrs.field(init=False)
+    _text_parts: tuple[bytes, ...] = attrs.field(init=False, repr=False)
+    _text_chars: int = attrs.field(init=False, repr=False)
+    _text_blank: bool = attrs.field(init=False, repr=False)
+    _text_checks: bool = attrs.field(init=False, repr=False)
+    _subject_parts: tuple[bytes, ...] = attrs.field(init=False, repr=False)
+    _subject_chars: int = attrs.field(init=False, repr=False)
+    _subject_names: frozenset[str] = attrs.field(init=False, repr=False)
 
-    @property
-    def fields(self) -> frozenset[str]:
-        if self.subject is None:
-            return self.text.fields
-        return self.text.fields | self.subject.fields
+    def __attrs_post_init__(self) -> None:
+        subject = self.subject
+        names = self.text.names + (subject.names if subject is not None else ())
+        setattr_ = object.__setattr__
+        setattr_(self, "fields", tuple(dict.fromkeys(names)))
+        setattr_(self, "_text_parts", tuple(lit.encode() for lit in self.text.literals))
+        setattr_(self, "_text_chars", sum(map(len, self.text.literals)))
+        setattr_(self, "_text_blank", not "".join(self.text.literals).strip())
+        # the rendered text can only be blank or too long in these cases
+        most = self._text_chars + MAX_FIELD_VALUE * len(self.text.names)
+        setattr_(self, "_text_checks", self._text_blank or most > MAX_TEXT)
+        if subject is not None:
+            setattr_(self, "_subject_parts", tuple(lit.encode() for lit in subject.literals))
+            setattr_(self, "_subject_chars", sum(map(len, subject.literals)))
+            setattr_(self, "_subject_names", frozenset(subject.names))
+        else:
+            setattr_(self, "_subject_parts", ())
+            setattr_(self, "_subject_chars", 0)
+            setattr_(self, "_subject_names", frozenset())
 
     @classmethod
     def parse(
@@ -213,7 +226,7 @@ class CopyTemplate:
                 if name not in known:
                     raise _unknown(field, name, known)
 
-    def render(self, values: Mapping[str, object]) -> bytes:
+    def render(self, values: Mapping[str, Any]) -> bytes:
         """The sealed-message body of one copy (:func:`~clientcomm.messages.rules.encode_body`).
 
         Raises:
@@ -221,21 +234,49 @@ class CopyTemplate:
                 NUL or a lone surrogate; the rendered text is blank or too long;
                 the rendered subject is not one line of at most 200 characters.
         """
-        checked: dict[str, str] = {}
+        encoded: dict[str, bytes] = {}
         for name in self.fields:
-            if name not in values:
+            value = values.get(name)
+            if type(value) is not str or len(value) > MAX_FIELD_VALUE or "\x00" in value:
                 raise Unrenderable(f"unrenderable:{name}")
-            checked[name] = _check_value(name, values[name])
-        text = self.text.render(checked)
-        if not text.strip() or len(text) > MAX_TEXT:
+            try:
+                encoded[name] = value.encode()
+            except UnicodeEncodeError:  # a lone surrogate
+                raise Unrenderable(f"unrenderable:{name}") from None
+        names = self.text.names
+        parts = self._text_parts
+        out = [parts[0]]
+        for name, lit in zip(names, parts[1:], strict=True):
+            out.append(encoded[name])
+            out.append(lit)
+        text = b"".join(out)
+        if self._text_checks and (
+            self._text_chars + sum(len(values[n]) for n in names) > MAX_TEXT
+            or (self._text_blank and not text.decode().strip())
+        ):
             raise Unrenderable("unrenderable:text")
-        subject: str | None = None
-        if self.subject is not None:
-            subject = self.subject.render(checked)
-            if len(subject) > MAX_SUBJECT or not _LINE_BREAKS.isdisjoint(subject):
-                raise Unrenderable("unrenderable:subject")
-            subject = subject if subject.strip() else None
-        return encode_body(text, subject)
+        if self.subject is None:
+            return text
+        names = self.subject.names
+        subject = self._join(self._subject_parts, names, encoded)
+        plain: list[str] = [values[n] for n in self._subject_names]
+        if self._subject_chars + sum(len(values[n]) for n in names) > MAX_SUBJECT or any(
+            not _LINE_BREAKS.isdisjoint(v) for v in plain
+        ):
+            raise Unrenderable("unrenderable:subject")
+        if not subject.decode().strip():
+            return text  # a blank subject is none
+        return SUBJECT_MARK + subject + b"\x00" + text
+
+    @staticmethod
+    def _join(parts: tuple[bytes, ...], names: tuple[str, ...], encoded: dict[str, bytes]) -> bytes:
+        if not names:
+            return parts[0]
+        out = [parts[0]]
+        for name, lit in zip(names, parts[1:], strict=True):
+            out.append(encoded[name])
+            out.append(lit)
+        return b"".join(out)
 
 
 @runtime_checkable
@@ -334,7 +375,7 @@ class Personaliser:
                 :class:`ClientFields` is configured (nothing is failed: every
                 copy waits for a worker that has it).
         """
-        wanted = template.fields
+        wanted = frozenset(template.fields)
         out: dict[str, dict[str, object]] = {c: {} for c in client_ids}
         if not wanted or not client_ids:
             return out
@@ -352,10 +393,11 @@ class Personaliser:
         if self.fields is not None and wanted - {"client_name"}:
             host = await self.fields.field_values(firm_id, client_ids)
         salutation = default_salutation(language) if "salutation" in wanted else None
+        host_names = wanted - {"client_name"}
         for cid, values in out.items():
             mine = host.get(cid)
             if mine is not None:
-                for name in wanted - {"client_name"}:
+                for name in host_names:
                     if name in mine:
                         values[name] = mine[name]
             if salutation is not None:
