@@ -468,3 +468,59 @@ async def test_values_are_fetched_once_per_batch(any_store: Store, tmp_path: Pat
         await app.drain()
         assert fields.calls == [5]
         assert (await copy_of(app, "c6"))[1] == "C6"
+
+
+class FailingFields(CountingFields):
+    """The host's field lookup is down until ``up`` is set."""
+
+    up = False
+
+    async def field_values(
+        self, firm_id: str, client_ids: Sequence[str]
+    ) -> Mapping[str, Mapping[str, str]]:
+        if not self.up:
+            raise ConnectionError("host database unreachable")
+        return await super().field_values(firm_id, client_ids)
+
+
+async def test_a_failing_lookup_fails_no_copy(any_store: Store, tmp_path: Path) -> None:
+    fields = FailingFields()
+    async with make_app(any_store, tmp_path, fields=fields) as app:
+        receipt = await app.mailings.submit(ADMIN, Audience.clients("c1", "c2"), "{{ nr }}")
+        with pytest.raises(ConnectionError):
+            await app.mailings.step()
+        status = await app.mailings.status(ADMIN, receipt.id)
+        assert (status.pending, status.failed, status.delivered) == (2, 0, 0)
+        fields.up = True
+        app.clock.advance(app.lease * 2)  # type: ignore[attr-defined]
+        await app.drain()
+        assert (await copy_of(app, "c2"))[1] == "C2"
+        status = await app.mailings.status(ADMIN, receipt.id)
+        assert (status.delivered, status.state) == (2, MailingState.COMPLETED)
+
+
+PDF = b"%PDF-1.7\n" + b"x" * 200 + b"\n%%EOF\n"
+
+
+async def test_attachments_go_only_with_rendered_copies(app: ClientComm) -> None:
+    from clientcomm.attachments import AttachmentInput
+
+    receipt = await app.mailings.submit(
+        ADMIN,
+        Audience.clients("c1", "c3"),
+        "Anbei, {{ steuernummer }}",
+        attachments=[AttachmentInput.from_bytes("Info.pdf", PDF, "application/pdf")],
+    )
+    await app.drain()
+    rows = await ledger(app, receipt.id)
+    assert rows == {"c1": ("delivered", None), "c3": ("failed", "unrenderable:steuernummer")}
+    [msg] = await app.messages.list_for_client(ClientActor("f1", "c1"))
+    assert [a.filename for a in msg.attachments] == ["Info.pdf"]
+    chunks = [
+        c
+        async for c in await app.messages.open_attachment(
+            ClientActor("f1", "c1"), msg.id, msg.attachments[0].id
+        )
+    ]
+    assert b"".join(chunks) == PDF
+    assert await count(app.store, MESSAGE_KIND) == 1
