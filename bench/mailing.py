@@ -14,7 +14,9 @@ per recipient plus one ``executemany`` insert of one row per recipient in one
 transaction with the same database settings, and plain file writes (write +
 fsync, as FileBlobStore does) for attachment blobs. No clientcomm code.
 
-Scenarios: text only (2 KB) x 10,000; 2 KB + 1 MB PDF per copy x 2,000; the same
+Scenarios: text only (2 KB) x 10,000; the same text personalised (salutation,
+client name and one host field per client, rendered per copy) x 10,000, beside
+the plain one (target: within 10 % of its ratio); 2 KB + 1 MB PDF per copy x 2,000; the same
 with shared ciphertext x 10,000; text only x 100,000 (peak RSS, in a child
 process) beside x 10,000; text only x 10,000 on PostgreSQL (when a server is
 available: CLIENTCOMM_TEST_PG_URL, or one started with scripts/pg-cluster.sh).
@@ -45,6 +47,7 @@ from clientcomm.crypto import LocalKeyProvider, MasterKey
 from clientcomm.directory.memory import MemoryDirectory
 from clientcomm.directory.models import Client, Contact, Firm, Role, Staff
 from clientcomm.mail.memory import MemoryTransport
+from clientcomm.mailing.personalise import ClientFields, StaticClientFields
 from clientcomm.messages import READ_KIND
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.outbox import MailSettings
@@ -54,6 +57,11 @@ from clientcomm.storage.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = ("Sehr geehrte Mandantin, sehr geehrter Mandant, " * 50)[:2048]
+_BODY = ("bitte beachten Sie die neuen Fristen für Ihre Unterlagen. " * 40)[:1900]
+PERSONAL_TEXT = (
+    "{{ salutation }},\n\n" + _BODY + "\n\nIhre Steuernummer: {{ steuernummer }}\n"
+    "Mandat: {{ client_name }}"
+)
 PDF = b"%PDF-1.7\n" + os.urandom(1024 * 1024 - 16) + b"\n%%EOF\n"
 ADMIN = StaffActor("f1", "admin")
 
@@ -114,7 +122,17 @@ def raw_sqlite(db: Path, n: int, attachment: bytes | None, blob_dir: Path | None
 
 
 # -- our path -------------------------------------------------------------------------
-async def build(store: Store, n: int, blob_dir: Path, staff: int = 1) -> ClientComm:
+def personal_fields(n: int) -> StaticClientFields:
+    """One host field per client (a tax number), as a host would supply it."""
+    return StaticClientFields(
+        {"f1": {f"c{i:06}": {"steuernummer": f"{i:02}/{i:03}/{i:05}"} for i in range(n)}},
+        names={"f1": {"steuernummer"}},
+    )
+
+
+async def build(
+    store: Store, n: int, blob_dir: Path, staff: int = 1, fields: ClientFields | None = None
+) -> ClientComm:
     directory = MemoryDirectory()
     await directory.put_firm(Firm("f1", "Kanzlei Benchmark", office_email="office@bench.example"))
     await directory.put_staff(Staff("admin", "f1", "Ada Admin", Role.ADMIN))
@@ -137,6 +155,7 @@ async def build(store: Store, n: int, blob_dir: Path, staff: int = 1) -> ClientC
         transport=MemoryTransport(),
         links=LinkTemplates(default="https://portal.example/{firm_id}/clients/{client_id}"),
         mail=MailSettings(sender="portal@portal.example", message_id_domain="portal.example"),
+        fields=fields,
     )
     # keys exist already, as for every mailing after a client's first
     ids = [f"c{i:06}" for i in range(n)]
@@ -146,11 +165,11 @@ async def build(store: Store, n: int, blob_dir: Path, staff: int = 1) -> ClientC
 
 
 async def run_ours(
-    app: ClientComm, attachments: list[AttachmentInput], mode: AttachmentMode
+    app: ClientComm, attachments: list[AttachmentInput], mode: AttachmentMode, text: str = TEXT
 ) -> tuple[float, int]:
     start = time.perf_counter()
     receipt = await app.mailings.submit(
-        ADMIN, Audience.everyone(), TEXT, attachments=attachments, attachment_mode=mode
+        ADMIN, Audience.everyone(), text, attachments=attachments, attachment_mode=mode
     )
     while await app.mailings.step(limit=1000):
         pass
@@ -165,7 +184,13 @@ def db_bytes(db: Path) -> int:
 
 
 async def scenario_sqlite(
-    tmp: Path, name: str, n: int, attachment: bytes | None, mode: AttachmentMode, staff: int = 1
+    tmp: Path,
+    name: str,
+    n: int,
+    attachment: bytes | None,
+    mode: AttachmentMode,
+    staff: int = 1,
+    personal: bool = False,
 ) -> dict[str, float]:
     work = tmp / name
     work.mkdir()
@@ -176,14 +201,15 @@ async def scenario_sqlite(
     shutil.rmtree(raw_blobs)
     db = work / "ours.db"
     async with SQLiteStore(db) as store:
-        app = await build(store, n, work / "blobs", staff=staff)
+        fields = personal_fields(n) if personal else None
+        app = await build(store, n, work / "blobs", staff=staff, fields=fields)
         before = db_bytes(db)
         atts = (
             [AttachmentInput.from_bytes("Rundschreiben.pdf", attachment, "application/pdf")]
             if attachment
             else []
         )
-        rate, total = await run_ours(app, atts, mode)
+        rate, total = await run_ours(app, atts, mode, PERSONAL_TEXT if personal else TEXT)
         async with store.transaction("f1") as tx:
             read_rows = await tx.count(READ_KIND)
     written = db_bytes(db) - before + tree_bytes(work / "blobs")
@@ -294,6 +320,25 @@ async def main() -> None:
             text["read_rows"],
             "rows",
             note="rows written for read state by a mailing to 10,000 clients with 50 staff",
+        )
+        personal = await scenario_sqlite(
+            tmp, "personal10k", 10_000, None, AttachmentMode.PER_COPY, staff=50, personal=True
+        )
+        emit(
+            "sqlite_personal_2kb_10k",
+            personal["rate"],
+            "recipients/s",
+            personal["raw"],
+            0.25,
+            bytes_written=int(personal["bytes"]),
+            raw_bytes=int(personal["raw_bytes"]),
+        )
+        emit(
+            "mailing_personal_vs_plain_ratio_10k",
+            (personal["rate"] / personal["raw"]) / (text["rate"] / text["raw"]),
+            "fraction",
+            target=0.9,
+            note="the personalised fan-out's ratio to raw over the plain text's (issue 10, 17)",
         )
         pdf = await scenario_sqlite(tmp, "pdf2k", 2_000, PDF, AttachmentMode.PER_COPY)
         emit(

@@ -1,6 +1,8 @@
 """A mass mailing with a progress bar.
 
-An administrator sends one message with a PDF attachment to all active clients.
+An administrator sends one message with a subject and a PDF attachment to all
+active clients, personalised with each client's salutation and name (previewed
+for one client first).
 ``submit`` returns at once; a background worker fans the mailing out into one
 encrypted copy per client while the progress bar follows it. Then a client
 reads its copy, and the delivery ledger is printed.
@@ -75,13 +77,20 @@ async def main(tmp: Path) -> None:
         mail=MailSettings(sender="portal@kanzlei.example", message_id_domain="kanzlei.example"),
     )
     admin = StaffActor("kanzlei", "petra")
-    preview = await app.mailings.preview(admin, Audience.everyone())
+    text = "{{ salutation }},\nanbei unser Rundschreiben zum Jahreswechsel, {{ client_name }}."
+    subject = "Rundschreiben zum Jahreswechsel"
+    preview = await app.mailings.preview(
+        admin, Audience.everyone(), text, subject=subject, for_client="c001"
+    )
     print(f"Recipients: {preview.count} active clients")
+    assert preview.copy is not None
+    print(f"c001 will read: {preview.copy.text.splitlines()[-1]!r}")
 
     receipt = await app.mailings.submit(
         admin,
         Audience.everyone(),
-        "Liebe Mandantinnen und Mandanten,\nanbei unser Rundschreiben zum Jahreswechsel.",
+        text,
+        subject=subject,
         attachments=[
             AttachmentInput.from_bytes(
                 "Rundschreiben.pdf", b"%PDF-1.7\n...\n%%EOF\n", "application/pdf"
@@ -104,7 +113,10 @@ async def main(tmp: Path) -> None:
 
     client = ClientActor("kanzlei", "c001")
     [message] = await app.messages.list_for_client(client)
-    print(f"c001 reads: {message.text.splitlines()[0]!r} with {len(message.attachments)} file(s)")
+    print(
+        f"c001 reads {message.subject!r}: {message.text.splitlines()[0]!r}"
+        f" with {len(message.attachments)} file(s)"
+    )
     status = await app.mailings.status(admin, receipt.id)
     print(f"Notifications sent: {status.notifications_sent}")
     lines = [line async for line in app.mailings.export_csv(admin, receipt.id)]

@@ -65,6 +65,7 @@ from clientcomm.errors import (
 )
 from clientcomm.mail import MailTransport, MemoryTransport, SMTPConfig, SMTPTransport, TLSMode
 from clientcomm.mailing import (
+    ClientFields,
     DeliveryEvent,
     LedgerEntry,
     MailingPreview,
@@ -72,7 +73,9 @@ from clientcomm.mailing import (
     MailingReceipt,
     MailingService,
     MailingState,
+    PreviewCopy,
     RecipientState,
+    StaticClientFields,
 )
 from clientcomm.messages import ChatMessage, ClientMessage, MessageService
 from clientcomm.notifications import (
@@ -116,6 +119,7 @@ __all__ = [
     "ClientActor",
     "ClientComm",
     "ClientCommError",
+    "ClientFields",
     "ClientGroup",
     "ClientMessage",
     "Clock",
@@ -161,6 +165,7 @@ __all__ = [
     "PermanentDeliveryError",
     "PermissionDeniedError",
     "PostalAddress",
+    "PreviewCopy",
     "ReadPolicy",
     "RecipientState",
     "Record",
@@ -184,6 +189,7 @@ __all__ = [
     "Staff",
     "StaffActor",
     "StaffPermission",
+    "StaticClientFields",
     "Step",
     "StepRegistry",
     "StorageError",

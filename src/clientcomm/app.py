@@ -31,6 +31,7 @@ from clientcomm.ids import worker_id
 from clientcomm.mail.base import MailTransport
 from clientcomm.mail.memory import MemoryTransport
 from clientcomm.mailing import MailingService
+from clientcomm.mailing.personalise import ClientFields
 from clientcomm.mailing.steps import STEPS as MAILING_STEPS
 from clientcomm.messages import MessageService
 from clientcomm.notifications.links import LinkTemplates
@@ -82,6 +83,9 @@ class ClientComm:
             virus scanner: ``async (filename, content_type, chunks) -> None``,
             raising to refuse; see :class:`~clientcomm.attachments.AttachmentScanner`).
 
+        fields: the host's own placeholder values per client for personalised
+            mailings (:class:`~clientcomm.mailing.personalise.ClientFields`;
+            workers need the same one as the submitting process).
         steps: extra background steps of the host's own (run after ours).
 
     Services: :attr:`messages` (client chats), :attr:`mailings` (mass mailing).
@@ -110,6 +114,7 @@ class ClientComm:
         lease: timedelta = timedelta(seconds=60),
         steps: Iterable[Step] = (),
         templates: TemplateSet | None = None,
+        fields: ClientFields | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -151,6 +156,7 @@ class ClientComm:
             read_policy=read_policy,
             lease=lease,
             batch_size=mailing_batch,
+            fields=fields,
         )
         self.messages.keep_blobs_while(self.mailings.shared_blobs_in_use)
         self.steps = StepRegistry((*BUILTIN_STEPS, *steps))

@@ -140,7 +140,9 @@ async def test_submit_returns_at_once_and_worker_delivers(app: ClientComm) -> No
         assert msg.text == TEXT and msg.from_firm and msg.unread
         # the client-side value carries no recipient list, mailing id or count
         fields = {f.name for f in attrs.fields(type(msg))}
-        assert fields == {"id", "from_firm", "text", "sent_at", "attachments", "unread", "seq"}
+        assert fields == {
+            "id", "from_firm", "text", "sent_at", "attachments", "unread", "seq", "subject"
+        }  # fmt: skip
     assert await count(app.store, MESSAGE_KIND, parent="c5") == 0
 
 

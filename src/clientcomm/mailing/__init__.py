@@ -4,6 +4,7 @@ encrypted copy in its own chat, sent in the background.
 * :mod:`~clientcomm.mailing.models` - public values (states, progress, ledger rows);
 * :mod:`~clientcomm.mailing.records` - record kinds (``mailing``, ``mailing.page``);
 * :mod:`~clientcomm.mailing.rules` - copy ids, paging and cursor rules (pure);
+* :mod:`~clientcomm.mailing.personalise` - placeholders, rendered per copy;
 * :mod:`~clientcomm.mailing.service` - :class:`MailingService`, the host API;
 * :mod:`~clientcomm.mailing.ledger` - the per-recipient ledger and its exports;
 * :mod:`~clientcomm.mailing.steps` - the ``mailing.fanout`` background step.
@@ -23,7 +24,16 @@ from clientcomm.mailing.models import (
     MailingProgress,
     MailingReceipt,
     MailingState,
+    PreviewCopy,
     RecipientState,
+)
+from clientcomm.mailing.personalise import (
+    BUILTIN_FIELDS,
+    ClientFields,
+    CopyTemplate,
+    StaticClientFields,
+    Template,
+    parse_template,
 )
 from clientcomm.mailing.records import (
     MAILING_KIND,
@@ -38,8 +48,11 @@ from clientcomm.mailing.rules import copy_message_id
 from clientcomm.mailing.service import MailingService
 
 __all__ = [
+    "BUILTIN_FIELDS",
     "MAILING_KIND",
     "PAGE_KIND",
+    "ClientFields",
+    "CopyTemplate",
     "DeliveryEvent",
     "DeliveryHook",
     "LedgerEntry",
@@ -51,8 +64,12 @@ __all__ = [
     "MailingState",
     "PageSegment",
     "PageState",
+    "PreviewCopy",
     "RecipientPage",
     "RecipientState",
+    "StaticClientFields",
+    "Template",
     "copy_message_id",
+    "parse_template",
     "staging_owner",
 ]

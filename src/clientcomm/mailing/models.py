@@ -19,6 +19,7 @@ __all__ = [
     "MailingProgress",
     "MailingReceipt",
     "MailingState",
+    "PreviewCopy",
     "RecipientState",
 ]
 
@@ -47,12 +48,23 @@ _FINAL = (MailingState.COMPLETED, MailingState.CANCELLED, MailingState.FAILED)
 
 
 @attrs.frozen
+class PreviewCopy:
+    """The copy one client would get: subject and text rendered for it."""
+
+    client_id: str
+    subject: str | None = attrs.field(repr=False)
+    text: str = attrs.field(repr=False)
+
+
+@attrs.frozen
 class MailingPreview:
-    """Who would receive: ``count`` and the clients, before sending."""
+    """Who would receive: ``count`` and the clients, before sending; with a
+    text, ``copy`` is the copy one of them would get."""
 
     count: int
     clients: tuple[Client, ...]
     skipped: tuple[tuple[str, str], ...]  # (client id, reason)
+    copy: PreviewCopy | None = None
 
 
 @attrs.frozen

@@ -11,15 +11,51 @@ import attrs
 
 from clientcomm.mailing.models import RecipientState
 from clientcomm.mailing.records import PageSegment, PageState, RecipientPage
+from clientcomm.messages.rules import decode_body, encode_body
 
 __all__ = [
     "advance_page",
     "cancel_page",
     "copy_message_id",
+    "decode_staged",
+    "encode_staged",
     "fail_page",
     "new_pages",
     "recipient_states",
 ]
+
+#: A staged mailing whose text and subject are templates starts with these bytes.
+TEMPLATE_MARK = b"\x00T"
+
+
+def encode_staged(text: str, subject: str | None = None, *, template: bool = False) -> bytes:
+    """The plaintext of a mailing's staged content (sealed for its staging key).
+
+    Not a template: exactly the body every copy gets
+    (:func:`~clientcomm.messages.rules.encode_body`; a mailing without subject
+    stages its UTF-8 text as before). A template: ``0x00 "T" subject 0x00 text``
+    with the sources (an empty subject: none), parsed again when a worker loads
+    the mailing. Neither part contains NUL, so the mark is inside the sealed,
+    authenticated value, never beside it.
+    """
+    if not template:
+        return encode_body(text, subject)
+    return TEMPLATE_MARK + (subject or "").encode() + b"\x00" + text.encode()
+
+
+def decode_staged(body: bytes) -> tuple[str | None, str, bool]:
+    """``(subject, text, is_template)`` of opened staged content.
+
+    Raises:
+        UnicodeDecodeError / ValueError: not content :func:`encode_staged` wrote.
+    """
+    if not body.startswith(TEMPLATE_MARK):
+        subject, text = decode_body(body)
+        return subject, text, False
+    head, sep, rest = body[len(TEMPLATE_MARK) :].partition(b"\x00")
+    if not sep:
+        raise ValueError("staged template content has no text")
+    return (head.decode() or None), rest.decode(), True
 
 
 def copy_message_id(mailing_id: str, client_id: str, secret: bytes = b"") -> str:

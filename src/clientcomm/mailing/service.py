@@ -38,7 +38,7 @@ from clientcomm.crypto.context import SealContext
 from clientcomm.crypto.envelope import Sealer, SealRequest
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Client, Staff
-from clientcomm.errors import ConflictError, InvalidInputError
+from clientcomm.errors import ConflictError, InvalidInputError, NotFoundError
 from clientcomm.ids import new_id
 from clientcomm.mailing.ledger import Ledger
 from clientcomm.mailing.models import (
@@ -49,6 +49,15 @@ from clientcomm.mailing.models import (
     MailingProgress,
     MailingReceipt,
     MailingState,
+    PreviewCopy,
+)
+from clientcomm.mailing.personalise import (
+    ClientFields,
+    CopyTemplate,
+    Personaliser,
+    Unrenderable,
+    is_template,
+    known_fields,
 )
 from clientcomm.mailing.records import (
     MAILING_KIND,
@@ -57,9 +66,9 @@ from clientcomm.mailing.records import (
     RecipientPage,
     staging_owner,
 )
-from clientcomm.mailing.rules import cancel_page, new_pages
+from clientcomm.mailing.rules import cancel_page, encode_staged, new_pages
 from clientcomm.messages.records import MessageRecord
-from clientcomm.messages.rules import validate_text
+from clientcomm.messages.rules import decode_body, validate_subject, validate_text
 from clientcomm.notifications.fanout import FanoutBatch, FanoutStatus
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.records import NotifyJob
@@ -79,7 +88,9 @@ class MailingService:
 
     ``batch_size`` is both the number of recipients per page of a submitted
     mailing and the default ``limit`` of a fan-out step; ``lease`` is how long a
-    claimed page stays with one worker before another may take it over.
+    claimed page stays with one worker before another may take it over;
+    ``fields`` supplies the host's own placeholder values of personalised
+    mailings (:class:`~clientcomm.mailing.personalise.ClientFields`).
 
     Raises:
         InvalidInputError: ``batch_size`` is not a positive integer.
@@ -98,6 +109,7 @@ class MailingService:
         read_policy: ReadPolicy | None = None,
         lease: timedelta = timedelta(seconds=60),
         batch_size: int = 500,
+        fields: ClientFields | None = None,
     ) -> None:
         from clientcomm.mailing.steps import MailingFanout
 
@@ -114,6 +126,8 @@ class MailingService:
             raise InvalidInputError("batch_size", "must be a positive number of recipients")
         self.lease = lease
         self.batch_size = batch_size
+        self.fields = fields
+        self.personaliser = Personaliser(directory, fields)
         self._hooks: list[DeliveryHook] = []
         self.fanout = MailingFanout(self)
         self._ledger = Ledger(self)
@@ -164,19 +178,89 @@ class MailingService:
         )
         return resolved, clients
 
-    async def preview(self, actor: StaffActor, audience: Audience) -> MailingPreview:
-        """Count and list the recipients ``audience`` resolves to now.
+    async def preview(
+        self,
+        actor: StaffActor,
+        audience: Audience,
+        text: str | None = None,
+        *,
+        subject: str | None = None,
+        for_client: str | None = None,
+    ) -> MailingPreview:
+        """Count and list the recipients ``audience`` resolves to now, and, with
+        ``text``, the copy one of them would get (:attr:`MailingPreview.copy`):
+        subject and text rendered for ``for_client`` (default: the first
+        recipient), exactly as the fan-out renders them.
 
-        Raises: as :meth:`submit` (PermissionDeniedError, InvalidInputError,
-        NotFoundError); nothing is written.
+        Raises: as :meth:`submit` (PermissionDeniedError, InvalidInputError for
+        the text, subject and placeholders, NotFoundError); nothing is written.
+        Also NotFoundError when ``for_client`` is not one of the recipients,
+        InvalidInputError (``for_client`` without ``text``), and
+        InvalidInputError naming the placeholder when the chosen client's copy
+        cannot be rendered (the fan-out would fail that copy alone).
         """
+        template: CopyTemplate | None = None
+        if text is not None:
+            subject, template = await self._template(actor, text, subject)
+        elif for_client is not None or subject is not None:
+            raise InvalidInputError("text", "is needed to preview a copy")
         resolved, clients = await self._resolve(actor, audience)
         by_id = {c.id: c for c in clients}
+        copy = None
+        if text is not None:
+            ids = resolved.recipient_ids
+            if for_client is not None and for_client not in set(ids):
+                raise NotFoundError("client", for_client)
+            chosen = for_client if for_client is not None else (ids[0] if ids else None)
+            if chosen is not None:
+                copy = await self._render_preview(actor.firm_id, chosen, text, subject, template)
         return MailingPreview(
             count=resolved.count,
             clients=tuple(by_id[c] for c in resolved.recipient_ids),
             skipped=tuple((s.client_id, s.reason) for s in resolved.skipped),
+            copy=copy,
         )
+
+    async def _template(
+        self, actor: StaffActor, text: str, subject: str | None
+    ) -> tuple[str | None, CopyTemplate | None]:
+        """Validate text and subject; parse them if they hold placeholders.
+        Returns the subject (None for none) and the template (None: plain text)."""
+        validate_text(text)
+        subject = validate_subject(subject)
+        if not (is_template(text) or is_template(subject)):
+            return subject, None
+        template = CopyTemplate.parse(text, subject)  # the syntax
+        await self.sender(actor)  # the firm's field names: only for who may send
+        template.check_known(await known_fields(self.fields, actor.firm_id))
+        return subject, template
+
+    async def _render_preview(
+        self,
+        firm_id: str,
+        client_id: str,
+        text: str,
+        subject: str | None,
+        template: CopyTemplate | None,
+    ) -> PreviewCopy:
+        if template is None:
+            return PreviewCopy(client_id, subject, text)
+        firm = await self.directory.get_firm(firm_id)
+        values = await self.personaliser.values(
+            firm_id, template, [client_id], language=firm.language
+        )
+        try:
+            body = template.render(values[client_id])
+        except Unrenderable as exc:
+            name = exc.reason.partition(":")[2]
+            raise InvalidInputError(
+                name,
+                f"cannot be rendered for client {client_id!r} "
+                "(missing, too long, or not one line where it must be)",
+                value=client_id,
+            ) from None
+        rendered_subject, rendered_text = decode_body(body)
+        return PreviewCopy(client_id, rendered_subject, rendered_text)
 
     # -- submit ----------------------------------------------------------------
     async def submit(
@@ -189,18 +273,36 @@ class MailingService:
         attachment_mode: AttachmentMode = AttachmentMode.PER_COPY,
         schedule_at: datetime | None = None,
         notify: bool = True,
+        subject: str | None = None,
     ) -> MailingReceipt:
         """Submit a mailing; returns at once (the fan-out runs in the background).
+
+        ``subject`` is an optional subject line, shown with every copy like a
+        single message's subject. ``text`` and ``subject`` may hold
+        placeholders (``{{ client_name }}``, ``{{ salutation }}`` and the
+        host's :class:`~clientcomm.mailing.personalise.ClientFields`), rendered
+        for each client's copy; see :mod:`clientcomm.mailing.personalise`.
 
         Raises:
             PermissionDeniedError: the sender may not send mailings, or picked
                 clients outside their access (``offending_ids``); nothing is written.
-            InvalidInputError: empty text, empty audience, groups in a firm
+            InvalidInputError: empty text, a subject that is not one line of
+                at most 200 characters, an unknown or malformed placeholder
+                (the error names it), empty audience, groups in a firm
                 without groups, unknown groups, bad attachments, a naive
                 ``schedule_at`` (a past one means "send now").
             NotFoundError: picked clients that do not exist.
         """
-        validate_text(text)
+        subject, template = await self._template(actor, text, subject)
+        if template is None:
+            staged_body = encode_staged(text, subject)
+        elif not template.fields:  # only escapes: plain text after all
+            staged_body = encode_staged(
+                template.text.render({}),
+                None if template.subject is None else template.subject.render({}),
+            )
+        else:
+            staged_body = encode_staged(text, subject, template=True)
         prepared = await self.attachments.intake(attachments)  # read, checked, scanned
         now = self.clock.now()
         if schedule_at is not None:
@@ -226,7 +328,7 @@ class MailingService:
                 [
                     SealRequest(
                         SealContext(firm_id, owner, MAILING_KIND, mailing_id, "text"),
-                        text.encode(),
+                        staged_body,
                     )
                 ]
             )

@@ -38,9 +38,11 @@ from clientcomm.errors import (
     IntegrityError,
     InvalidInputError,
     KeyDestroyedError,
+    NotFoundError,
 )
 from clientcomm.ids import worker_id
 from clientcomm.mailing.models import DeliveryEvent, MailingState, RecipientState
+from clientcomm.mailing.personalise import CopyTemplate, Unrenderable
 from clientcomm.mailing.records import (
     MAILING_KIND,
     MailingRecord,
@@ -48,7 +50,14 @@ from clientcomm.mailing.records import (
     RecipientPage,
     staging_owner,
 )
-from clientcomm.mailing.rules import advance_page, cancel_page, copy_message_id, fail_page
+from clientcomm.mailing.rules import (
+    TEMPLATE_MARK,
+    advance_page,
+    cancel_page,
+    copy_message_id,
+    decode_staged,
+    fail_page,
+)
 from clientcomm.messages.records import MessageRecord
 from clientcomm.messages.rules import text_contexts
 from clientcomm.notifications.fanout import fanout_batch
@@ -74,8 +83,14 @@ does not open: tampered or damaged, not cancelled."""
 
 @attrs.frozen
 class _Loaded:
+    """A live mailing as a worker holds it: ``text`` is every copy's body, or,
+    for a personalised mailing, the staged sources and their ``template``
+    (parsed once here, rendered per copy)."""
+
     mailing: MailingRecord
     text: bytes = attrs.field(repr=False)
+    template: CopyTemplate | None = attrs.field(default=None, repr=False)
+    language: str | None = None
 
 
 class _StagedDamage(Exception):
@@ -125,11 +140,57 @@ class MailingFanout:
         except IntegrityError as exc:  # tampered text or a damaged staging key record
             self._cache.pop(key, None)
             raise _StagedDamage(exc) from exc
-        loaded = _Loaded(mailing, text)
+        try:
+            loaded = await self._prepare(firm_id, mailing, text)
+        except IntegrityError as exc:  # staged template content that does not parse
+            self._cache.pop(key, None)
+            raise _StagedDamage(exc) from exc
         if len(self._cache) > 64:
             self._cache.clear()
         self._cache[key] = loaded
         return loaded
+
+    async def _prepare(self, firm_id: str, mailing: MailingRecord, text: bytes) -> _Loaded:
+        """The loaded mailing; a personalised one's sources parsed (once)."""
+        if not text.startswith(TEMPLATE_MARK):
+            return _Loaded(mailing, text)  # every copy gets these very bytes
+        try:
+            subject, source, _ = decode_staged(text)
+            template = CopyTemplate.parse(source, subject)
+        except (ValueError, InvalidInputError) as exc:  # sealed, so written by us
+            raise IntegrityError(f"mailing {mailing.id}: staged template unreadable") from exc
+        try:
+            language: str | None = (await self._svc.directory.get_firm(firm_id)).language
+        except NotFoundError:
+            language = None
+        return _Loaded(mailing, text, template, language)
+
+    async def _render(
+        self, loaded: _Loaded, firm_id: str, take: Sequence[str]
+    ) -> tuple[dict[str, bytes], dict[str, str]]:
+        """Each client's rendered body, and the clients whose copy cannot be
+        rendered with their reasons (they fail alone)."""
+        template = loaded.template
+        assert template is not None
+        values = await self._svc.personaliser.values(
+            firm_id, template, take, language=loaded.language
+        )
+        bodies: dict[str, bytes] = {}
+        failed: dict[str, str] = {}
+        render = template.render
+        for cid in take:
+            try:
+                bodies[cid] = render(values[cid])
+            except Unrenderable as exc:
+                failed[cid] = exc.reason
+        if failed:
+            log.warning(
+                "mailing %s: %d copies cannot be rendered and fail alone (%s)",
+                loaded.mailing.id,
+                len(failed),
+                ", ".join(sorted(set(failed.values()))),
+            )
+        return bodies, failed
 
     async def step(self, *, limit: int | None = None) -> int:
         """Deliver up to ``limit`` due recipients (any firm, any mailing).
@@ -195,22 +256,32 @@ class MailingFanout:
 
     async def _seal_copies(
         self, loaded: _Loaded, firm_id: str, take: Sequence[str]
-    ) -> tuple[list[tuple[str, str]], list[bytes], Copies, set[str]] | None:
+    ) -> tuple[list[tuple[str, str]], list[bytes], Copies, dict[str, str]] | None:
         """Seal the text (and attachments) for each client in ``take``; clients
-        whose keys were destroyed are left out and returned as ``gone``. None
-        when the staging key itself is gone (the mailing was cancelled)."""
+        whose keys were destroyed or whose personalised copy cannot be rendered
+        are left out and returned in ``gone`` with their reasons. None when the
+        staging key itself is gone (the mailing was cancelled)."""
         svc = self._svc
         mailing_id = loaded.mailing.id
-        gone: set[str] = set()
+        gone: dict[str, str] = {}
+        bodies: dict[str, bytes] | None = None
+        if loaded.template is not None:
+            bodies, gone = await self._render(loaded, firm_id, take)
         while True:
             live = [c for c in take if c not in gone] if gone else list(take)
             secret = loaded.mailing.copy_secret
             pairs = [(c, copy_message_id(mailing_id, c, secret)) for c in live]
             try:
-                text = loaded.text
-                sealed = await svc.sealer.seal_many(
-                    [SealRequest(ctx, text) for ctx in text_contexts(firm_id, pairs)]
-                )
+                contexts = text_contexts(firm_id, pairs)
+                if bodies is None:
+                    text = loaded.text
+                    requests = [SealRequest(ctx, text) for ctx in contexts]
+                else:
+                    requests = [
+                        SealRequest(ctx, bodies[cid])
+                        for ctx, (cid, _) in zip(contexts, pairs, strict=True)
+                    ]
+                sealed = await svc.sealer.seal_many(requests)
                 copies = await svc.attachments.copies(
                     firm_id, staging_owner(mailing_id), loaded.mailing.attachments, pairs
                 )
@@ -220,7 +291,7 @@ class MailingFanout:
                 newly = set(exc.context.get("client_ids", ())) & set(live)
                 if not newly:  # the staging key itself: the mailing was cancelled
                     return None
-                gone |= newly
+                gone.update(dict.fromkeys(newly, "key_destroyed"))
                 continue
             return pairs, sealed, copies, gone
 
@@ -288,7 +359,7 @@ class MailingFanout:
                 [(m.client_id, m.id) for m in messages],
                 now=now,
             )
-        failed = {page.pos + i: "key_destroyed" for i, cid in enumerate(take) if cid in gone}
+        failed = {page.pos + i: gone[cid] for i, cid in enumerate(take) if cid in gone}
         moved = advance_page(
             page, taken=len(take), failed=failed, at=now, batch=batch.id if batch else None
         )

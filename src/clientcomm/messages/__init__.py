@@ -12,10 +12,20 @@ from __future__ import annotations
 
 from clientcomm.messages.models import ChatMessage, ClientMessage
 from clientcomm.messages.records import MESSAGE_KIND, READ_KIND, MessageRecord, ReadCursor
-from clientcomm.messages.rules import MAX_TEXT, text_context, text_contexts, validate_text
+from clientcomm.messages.rules import (
+    MAX_SUBJECT,
+    MAX_TEXT,
+    decode_body,
+    encode_body,
+    text_context,
+    text_contexts,
+    validate_subject,
+    validate_text,
+)
 from clientcomm.messages.service import MessageService
 
 __all__ = [
+    "MAX_SUBJECT",
     "MAX_TEXT",
     "MESSAGE_KIND",
     "READ_KIND",
@@ -24,7 +34,10 @@ __all__ = [
     "MessageRecord",
     "MessageService",
     "ReadCursor",
+    "decode_body",
+    "encode_body",
     "text_context",
     "text_contexts",
+    "validate_subject",
     "validate_text",
 ]

@@ -14,7 +14,8 @@ __all__ = ["ChatMessage", "ClientMessage"]
 
 @attrs.frozen
 class ClientMessage:
-    """A message as the client sees it."""
+    """A message as the client sees it. ``subject`` is the optional subject line
+    (a mailing copy's subject, rendered for this client, looks the same)."""
 
     id: str
     from_firm: bool
@@ -23,6 +24,7 @@ class ClientMessage:
     attachments: tuple[AttachmentInfo, ...]
     unread: bool
     seq: int
+    subject: str | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen
@@ -39,3 +41,4 @@ class ChatMessage:
     unread: bool
     seq: int
     mailing_id: str | None = None
+    subject: str | None = attrs.field(default=None, repr=False)

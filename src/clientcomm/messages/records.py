@@ -69,7 +69,7 @@ MESSAGE = REGISTRY.register(
         meanings={
             "parent": "the client (its chat)",
             "status": "side it starts unread for (to_client / to_staff)",
-            "body": "the text, sealed for the client",
+            "body": "the text (and its subject, if any), sealed for the client",
         },
         status=UnreadFor,
         sealed=(

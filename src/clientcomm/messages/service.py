@@ -24,7 +24,13 @@ from clientcomm.errors import NotFoundError
 from clientcomm.ids import new_id
 from clientcomm.messages.models import ChatMessage, ClientMessage
 from clientcomm.messages.records import MessageRecord, ReadCursor
-from clientcomm.messages.rules import text_context, validate_text
+from clientcomm.messages.rules import (
+    decode_body,
+    encode_body,
+    text_context,
+    validate_subject,
+    validate_text,
+)
 from clientcomm.records import Records, RecordTx
 from clientcomm.rules.access import (
     AccessPolicy,
@@ -102,17 +108,21 @@ class MessageService:
         text: str,
         *,
         attachments: Sequence[Any] = (),
+        subject: str | None = None,
     ) -> str:
         """Write one message to ``client_id``'s chat (staff) or reply (client).
 
+        ``subject`` is an optional subject line, sealed with the text.
         Returns the message id.
 
         Raises:
             PermissionDeniedError: staff without access to the client.
             NotFoundError: unknown client (or a client writing to another's chat).
-            InvalidInputError: empty/oversized text, bad attachment.
+            InvalidInputError: empty/oversized text, a subject that is not one
+                line of at most 200 characters, bad attachment.
         """
         validate_text(text)
+        subject = validate_subject(subject)
         client = await self._authorise(actor, client_id, "chat.write")
         author = Author.STAFF if isinstance(actor, StaffActor) else Author.CLIENT
         author_id = (
@@ -126,7 +136,11 @@ class MessageService:
         copies = await self._attachments.store_copies(firm_id, client.id, message_id, inputs)
         try:
             [sealed] = await self._sealer.seal_many(
-                [SealRequest(text_context(firm_id, client.id, message_id), text.encode())]
+                [
+                    SealRequest(
+                        text_context(firm_id, client.id, message_id), encode_body(text, subject)
+                    )
+                ]
             )
             message = MessageRecord(
                 id=message_id,
@@ -199,15 +213,18 @@ class MessageService:
                 )
         return out
 
-    async def _open(self, firm_id: str, messages: Sequence[MessageRecord]) -> list[str]:
+    async def _open(
+        self, firm_id: str, messages: Sequence[MessageRecord]
+    ) -> list[tuple[str | None, str]]:
+        """``(subject, text)`` of each message."""
         plain = await self._sealer.open_many(
             [OpenRequest(text_context(firm_id, m.client_id, m.id), m.sealed_text) for m in messages]
         )
-        return [p.decode() for p in plain]
+        return [decode_body(p) for p in plain]
 
     async def _page(
         self, actor: StaffActor | ClientActor, client_id: str, limit: int, before_seq: int
-    ) -> tuple[int, list[MessageRecord], list[str]]:
+    ) -> tuple[int, list[MessageRecord], list[tuple[str | None, str]]]:
         async with self._records.transaction(actor.firm_id) as tx:
             seen = await self._seen(tx, client_id, _reader(actor))
             messages = await tx.list(
@@ -241,8 +258,9 @@ class MessageService:
                 attachments=tuple(a.info for a in m.attachments),
                 unread=m.unread_for is UnreadFor.CLIENT and m.meta.seq > seen,
                 seq=m.meta.seq,
+                subject=subj,
             )
-            for m, t in zip(messages, texts, strict=True)
+            for m, (subj, t) in zip(messages, texts, strict=True)
         ]
         if mark_read and messages:
             await self.mark_read(actor, actor.client_id, up_to_seq=messages[0].meta.seq)
@@ -278,8 +296,9 @@ class MessageService:
                 unread=m.unread_for is UnreadFor.STAFF and m.meta.seq > seen,
                 seq=m.meta.seq,
                 mailing_id=m.mailing_id,
+                subject=subj,
             )
-            for m, t in zip(messages, texts, strict=True)
+            for m, (subj, t) in zip(messages, texts, strict=True)
         ]
         if mark_read and messages:
             await self.mark_read(actor, client_id, up_to_seq=messages[0].meta.seq)
@@ -297,7 +316,7 @@ class MessageService:
             m = await tx.find(MessageRecord, message_id)
         if m is None or m.client_id != actor.client_id:
             raise NotFoundError("message", message_id)
-        [text] = await self._open(actor.firm_id, [m])
+        [(subject, text)] = await self._open(actor.firm_id, [m])
         return ClientMessage(
             id=m.id,
             from_firm=m.author is Author.STAFF,
@@ -306,6 +325,7 @@ class MessageService:
             attachments=tuple(a.info for a in m.attachments),
             unread=False,
             seq=m.meta.seq,
+            subject=subject,
         )
 
     async def mark_read(
