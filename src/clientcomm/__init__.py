@@ -74,7 +74,7 @@ from clientcomm.mailing import (
     MailingState,
     RecipientState,
 )
-from clientcomm.messages import ChatMessage, ClientMessage, MessageService
+from clientcomm.messages import ChatMessage, ClientMessage, MessageList, MessageService
 from clientcomm.notifications import (
     DeliveryReport,
     LinkTemplates,
@@ -152,6 +152,7 @@ __all__ = [
     "MemoryKeyProvider",
     "MemoryStore",
     "MemoryTransport",
+    "MessageList",
     "MessageService",
     "Meta",
     "NotFoundError",

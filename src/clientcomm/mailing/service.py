@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
@@ -62,6 +63,7 @@ from clientcomm.notifications.fanout import FanoutBatch, FanoutStatus
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.records import NotifyJob
 from clientcomm.records import Records, RecordTx
+from clientcomm.records.tx import check_lease
 from clientcomm.rules.access import AccessPolicy, as_policy, require, resolve_staff
 from clientcomm.rules.audience import Audience, ResolvedAudience, resolve_audience
 from clientcomm.rules.readstate import DefaultReadPolicy, ReadPolicy
@@ -72,6 +74,24 @@ __all__ = ["MailingService"]
 log = logging.getLogger("clientcomm.mailing")
 
 
+def _check_audience(audience: object) -> None:
+    if not isinstance(audience, Audience):
+        raise InvalidInputError(
+            "audience",
+            f"must be an Audience (Audience.everyone(), .groups(...), .clients(...)), "
+            f"not {type(audience).__name__}",
+        )
+
+
+def _check_schedule(schedule_at: object) -> None:
+    if not isinstance(schedule_at, datetime):
+        raise InvalidInputError(
+            "schedule_at", f"must be a datetime, not {type(schedule_at).__name__}"
+        )
+    if schedule_at.tzinfo is None or schedule_at.utcoffset() is None:
+        raise InvalidInputError("schedule_at", "must be timezone-aware (e.g. tzinfo=UTC)")
+
+
 class MailingService:
     """Submit, follow, cancel and report mass mailings.
 
@@ -80,7 +100,8 @@ class MailingService:
     claimed page stays with one worker before another may take it over.
 
     Raises:
-        InvalidInputError: ``batch_size`` is not a positive integer.
+        InvalidInputError: ``batch_size`` is not a positive integer, or
+            ``lease`` is not a positive timedelta.
     """
 
     def __init__(
@@ -110,6 +131,7 @@ class MailingService:
         self.read_policy = read_policy or DefaultReadPolicy()
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise InvalidInputError("batch_size", "must be a positive number of recipients")
+        check_lease(lease)
         self.lease = lease
         self.batch_size = batch_size
         self._hooks: list[DeliveryHook] = []
@@ -168,6 +190,7 @@ class MailingService:
         Raises: as :meth:`submit` (PermissionDeniedError, InvalidInputError,
         NotFoundError); nothing is written.
         """
+        _check_audience(audience)
         resolved, clients = await self._resolve(actor, audience)
         by_id = {c.id: c for c in clients}
         return MailingPreview(
@@ -199,6 +222,9 @@ class MailingService:
             NotFoundError: picked clients that do not exist.
         """
         validate_text(text)
+        _check_audience(audience)
+        if schedule_at is not None:
+            _check_schedule(schedule_at)
         prepared = await self.attachments.intake(attachments)  # read, checked, scanned
         now = self.clock.now()
         if schedule_at is not None:
@@ -426,6 +452,14 @@ class MailingService:
                 FanoutBatch, parent=mailing_id, status=FanoutStatus.PENDING.value
             )
             unexpanded = sum(b.pending_count for b in batches)
+            # a batch that could not be expanded (e.g. a firm name no e-mail can
+            # carry) failed every notice it names
+            unexpandable = sum(
+                len(b.client_ids)
+                for b in await tx.list(
+                    FanoutBatch, parent=mailing_id, status=FanoutStatus.FAILED.value
+                )
+            )
         return MailingProgress(
             mailing_id=mailing_id,
             state=cur.status,
@@ -437,7 +471,7 @@ class MailingService:
             skipped=len(cur.skipped),
             notifications_sent=notes.get("sent", 0),
             notifications_pending=notes.get("pending", 0) + unexpanded,
-            notifications_failed=notes.get("failed", 0),
+            notifications_failed=notes.get("failed", 0) + unexpandable,
             notification_batches_pending=len(batches),
         )
 
@@ -462,11 +496,20 @@ class MailingService:
         seconds (through the Clock), and wakes early on local deliveries.
 
         Raises:
-            InvalidInputError: ``until`` is neither ``"all"`` nor ``"copies"``.
+            InvalidInputError: ``until`` is neither ``"all"`` nor ``"copies"``,
+                or ``interval`` is not a positive number (0 would poll the
+                database without pause).
             PermissionDeniedError / NotFoundError: as :meth:`status`.
         """
         if until not in ("all", "copies"):
             raise InvalidInputError("until", 'must be "all" or "copies"', value=until)
+        if (
+            not isinstance(interval, int | float)
+            or isinstance(interval, bool)
+            or not math.isfinite(interval)
+            or interval <= 0
+        ):
+            raise InvalidInputError("interval", "must be a positive number of seconds")
         await self.sender(actor, "mailing.view")
         wake = asyncio.Event()
 
