@@ -77,7 +77,7 @@ from clientcomm.mailing import (
     RecipientState,
     StaticClientFields,
 )
-from clientcomm.messages import ChatMessage, ClientMessage, MessageService
+from clientcomm.messages import ChatMessage, ClientMessage, MessageList, MessageService
 from clientcomm.notifications import (
     DeliveryReport,
     LinkTemplates,
@@ -156,6 +156,7 @@ __all__ = [
     "MemoryKeyProvider",
     "MemoryStore",
     "MemoryTransport",
+    "MessageList",
     "MessageService",
     "Meta",
     "NotFoundError",

@@ -46,6 +46,7 @@ from clientcomm.notifications.templates import TemplateSet
 from clientcomm.records import Records
 from clientcomm.records.rewrap import STEPS as KEY_STEPS
 from clientcomm.records.rewrap import RewrapJob, rewrap_job
+from clientcomm.records.tx import check_lease
 from clientcomm.rules.access import AccessPolicy, as_policy
 from clientcomm.rules.readstate import ReadPolicy
 from clientcomm.steps import Step, StepRegistry
@@ -121,7 +122,7 @@ class ClientComm:
         self.blobs = blobs
         self.transport = transport
         self.links = links
-        self.lease = lease
+        self.lease = check_lease(lease)
         self.access = as_policy(access)
         self.worker_id = worker_id()
         self.clock: Clock = clock or SystemClock()

@@ -168,8 +168,10 @@ async def test_copies_are_sealed_per_client(app: ClientComm) -> None:
         assert r1.body != r2.body
         # swap the ciphertexts: each now fails to open instead of leaking the other's
         await tx.update([r1.evolve(body=r2.body), r2.evolve(body=r1.body)])
+    page = await app.messages.list_for_client(ClientActor("f1", "c1"))
+    assert list(page) == [] and page.unreadable == (r1.id,)  # left out, alone
     with pytest.raises(IntegrityError):
-        await app.messages.list_for_client(ClientActor("f1", "c1"))
+        await app.messages.get_for_client(ClientActor("f1", "c1"), r1.id)
 
 
 async def test_frozen_at_submit(app: ClientComm) -> None:
@@ -258,9 +260,15 @@ async def test_shared_attachments_and_garbage_collection(app: ClientComm) -> Non
     [blob_id] = blob_ids
     assert await count(app.store, BLOB_REF_KIND, parent=blob_id) == 3
     # forgetting one client leaves the others readable
+    [seen] = await app.messages.list_for_client(ClientActor("f1", "c1"), mark_read=False)
     await app.sealer.forget_client("f1", "c1", override=True)
+    page = await app.messages.list_for_client(ClientActor("f1", "c1"), mark_read=False)
+    assert list(page) == [] and page.unreadable == (seen.id,)  # left out, alone
     with pytest.raises(IntegrityError):
-        await read_attachment(app, ClientActor("f1", "c1"))
+        stream = await app.messages.open_attachment(
+            ClientActor("f1", "c1"), seen.id, seen.attachments[0].id
+        )
+        b"".join([chunk async for chunk in stream])
     assert await read_attachment(app, ClientActor("f1", "c2")) == PDF
     # deleting copies: the blob goes with the last reference
     await app.messages.delete(ADMIN, records[1].id)

@@ -92,9 +92,13 @@ def check_retention(
     """
     if override or retain_until is None or now >= retain_until:
         return
-    shown = "indefinitely" if retain_until == RETAIN_INDEFINITELY else retain_until.isoformat()
+    shown = (
+        "indefinitely"
+        if retain_until == RETAIN_INDEFINITELY
+        else f"until {retain_until.isoformat()}"
+    )
     raise RetentionError(
-        f"the client's records must be kept until {shown}; pass override=True to erase anyway",
+        f"the client's records must be kept {shown}; pass override=True to erase anyway",
         firm_id=firm_id,
         client_id=client_id,
         retain_until=retain_until.isoformat(),

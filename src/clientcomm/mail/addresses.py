@@ -43,6 +43,8 @@ _FORBIDDEN_IN_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 # brackets, no list separators, no whitespace, no comments, nothing to trim.
 _FORBIDDEN_IN_ADDRESS = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029<>,;:()\[\]\\\"]")
 _MAX_ADDRESS = 254
+_LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # A conservative subset of what email-validator accepts, checked with one regex:
 # ASCII dot-atom local part, LDH domain labels without "--" (so no IDNA labels),
 # an alphabetic TLD. Anything else goes through email-validator itself.
@@ -87,7 +89,8 @@ def check_header_text(value: object, field: str, *, max_length: int = MAX_HEADER
 
     Refuses CR, LF and every other control character (C0, DEL, C1 such as NEL)
     and the Unicode line and paragraph separators, which is how header injection
-    is done; tabs are allowed. The value is otherwise free text (umlauts, quotes):
+    is done (a line break is named as such), and lone surrogates, which no
+    encoder can write; tabs are allowed. The value is otherwise free text (umlauts, quotes):
     encoding is the composer's job.
 
     Raises:
@@ -101,9 +104,14 @@ def check_header_text(value: object, field: str, *, max_length: int = MAX_HEADER
         raise InvalidInputError(field, f"must be at most {max_length} characters")
     match = _FORBIDDEN_IN_HEADER.search(value)
     if match is not None:
+        char = match.group()
+        what = "a line break" if char in _LINE_BREAKS else "the control character"
+        raise InvalidInputError(field, f"contains {what} U+{ord(char):04X} (header injection?)")
+    surrogate = _LONE_SURROGATE.search(value)
+    if surrogate is not None:
         raise InvalidInputError(
             field,
-            f"contains the control character U+{ord(match.group()):04X} (header injection?)",
+            f"contains a lone surrogate U+{ord(surrogate.group()):04X} (not valid Unicode text)",
         )
     return value
 

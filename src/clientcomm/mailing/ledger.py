@@ -14,7 +14,7 @@ from clientcomm.actors import StaffActor
 from clientcomm.mailing.models import LedgerEntry, RecipientState
 from clientcomm.mailing.records import MailingRecord, RecipientPage
 from clientcomm.mailing.rules import copy_message_id, recipient_states
-from clientcomm.notifications.fanout import FanoutBatch
+from clientcomm.notifications.fanout import FanoutBatch, FanoutStatus
 from clientcomm.notifications.records import NotifyJob
 
 if TYPE_CHECKING:
@@ -59,8 +59,11 @@ class Ledger:
         async with self._svc.records.transaction(firm_id) as tx:
             batches = await tx.get_many(FanoutBatch, batch_ids, decode_errors="skip")
             job_ids: dict[str, tuple[str, ...]] = {}
+            unexpanded: dict[str, str] = {}  # cause -> why its batch failed
             for b in batches.values():
                 job_ids.update(b.jobs)
+                if b.status is FanoutStatus.FAILED:
+                    unexpanded.update((c, b.reason or "failed") for c in b.cause_ids)
             found = await tx.get_many(
                 NotifyJob, [j for ids in job_ids.values() for j in ids], decode_errors="skip"
             )
@@ -69,6 +72,7 @@ class Ledger:
             delivered = fact.state is RecipientState.DELIVERED
             mid = copy_message_id(mailing_id, fact.client_id, secret) if delivered else None
             jobs = [found[j] for j in job_ids.get(mid or "", ()) if j in found]
+            lost = unexpanded.get(mid or "")
             out.append(
                 LedgerEntry(
                     mailing_id=mailing_id,
@@ -78,13 +82,15 @@ class Ledger:
                     delivered_at=fact.delivered_at.isoformat() if fact.delivered_at else None,
                     reason=fact.reason,
                     notifications_sent=sum(1 for j in jobs if j.status == "sent"),
-                    notifications_failed=sum(1 for j in jobs if j.status == "failed"),
+                    notifications_failed=sum(1 for j in jobs if j.status == "failed")
+                    + (lost is not None),
                     notifications_pending=sum(1 for j in jobs if j.status == "pending"),
                     notification_errors=tuple(
                         str(j.error.reason if j.error else None)
                         for j in jobs
                         if j.status == "failed"
-                    ),
+                    )
+                    + ((lost,) if lost is not None else ()),
                 )
             )
         return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
@@ -73,6 +74,7 @@ from clientcomm.notifications.fanout import FanoutBatch, FanoutStatus
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.records import NotifyJob
 from clientcomm.records import Records, RecordTx
+from clientcomm.records.tx import check_lease
 from clientcomm.rules.access import AccessPolicy, as_policy, require, resolve_staff
 from clientcomm.rules.audience import Audience, ResolvedAudience, resolve_audience
 from clientcomm.rules.readstate import DefaultReadPolicy, ReadPolicy
@@ -81,6 +83,24 @@ from clientcomm.storage.base import Store
 __all__ = ["MailingService"]
 
 log = logging.getLogger("clientcomm.mailing")
+
+
+def _check_audience(audience: object) -> None:
+    if not isinstance(audience, Audience):
+        raise InvalidInputError(
+            "audience",
+            f"must be an Audience (Audience.everyone(), .groups(...), .clients(...)), "
+            f"not {type(audience).__name__}",
+        )
+
+
+def _check_schedule(schedule_at: object) -> None:
+    if not isinstance(schedule_at, datetime):
+        raise InvalidInputError(
+            "schedule_at", f"must be a datetime, not {type(schedule_at).__name__}"
+        )
+    if schedule_at.tzinfo is None or schedule_at.utcoffset() is None:
+        raise InvalidInputError("schedule_at", "must be timezone-aware (e.g. tzinfo=UTC)")
 
 
 class MailingService:
@@ -93,7 +113,8 @@ class MailingService:
     mailings (:class:`~clientcomm.mailing.personalise.ClientFields`).
 
     Raises:
-        InvalidInputError: ``batch_size`` is not a positive integer.
+        InvalidInputError: ``batch_size`` is not a positive integer, or
+            ``lease`` is not a positive timedelta.
     """
 
     def __init__(
@@ -124,6 +145,7 @@ class MailingService:
         self.read_policy = read_policy or DefaultReadPolicy()
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise InvalidInputError("batch_size", "must be a positive number of recipients")
+        check_lease(lease)
         self.lease = lease
         self.batch_size = batch_size
         self.fields = fields
@@ -199,6 +221,7 @@ class MailingService:
         InvalidInputError naming the placeholder when the chosen client's copy
         cannot be rendered (the fan-out would fail that copy alone).
         """
+        _check_audience(audience)
         template: CopyTemplate | None = None
         if text is not None:
             subject, template = await self._template(actor, text, subject)
@@ -293,6 +316,9 @@ class MailingService:
                 ``schedule_at`` (a past one means "send now").
             NotFoundError: picked clients that do not exist.
         """
+        _check_audience(audience)
+        if schedule_at is not None:
+            _check_schedule(schedule_at)
         subject, template = await self._template(actor, text, subject)
         if template is None:
             staged_body = encode_staged(text, subject)
@@ -534,6 +560,14 @@ class MailingService:
                 FanoutBatch, parent=mailing_id, status=FanoutStatus.PENDING.value
             )
             unexpanded = sum(b.pending_count for b in batches)
+            # a batch that could not be expanded (e.g. a firm name no e-mail can
+            # carry) failed every notice it names
+            unexpandable = sum(
+                len(b.client_ids)
+                for b in await tx.list(
+                    FanoutBatch, parent=mailing_id, status=FanoutStatus.FAILED.value
+                )
+            )
         return MailingProgress(
             mailing_id=mailing_id,
             state=cur.status,
@@ -545,7 +579,7 @@ class MailingService:
             skipped=len(cur.skipped),
             notifications_sent=notes.get("sent", 0),
             notifications_pending=notes.get("pending", 0) + unexpanded,
-            notifications_failed=notes.get("failed", 0),
+            notifications_failed=notes.get("failed", 0) + unexpandable,
             notification_batches_pending=len(batches),
             failure=cur.failure,
         )
@@ -571,11 +605,20 @@ class MailingService:
         seconds (through the Clock), and wakes early on local deliveries.
 
         Raises:
-            InvalidInputError: ``until`` is neither ``"all"`` nor ``"copies"``.
+            InvalidInputError: ``until`` is neither ``"all"`` nor ``"copies"``,
+                or ``interval`` is not a positive number (0 would poll the
+                database without pause).
             PermissionDeniedError / NotFoundError: as :meth:`status`.
         """
         if until not in ("all", "copies"):
             raise InvalidInputError("until", 'must be "all" or "copies"', value=until)
+        if (
+            not isinstance(interval, int | float)
+            or isinstance(interval, bool)
+            or not math.isfinite(interval)
+            or interval <= 0
+        ):
+            raise InvalidInputError("interval", "must be a positive number of seconds")
         await self.sender(actor, "mailing.view")
         wake = asyncio.Event()
 

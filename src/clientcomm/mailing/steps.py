@@ -63,6 +63,7 @@ from clientcomm.messages.rules import text_contexts
 from clientcomm.notifications.fanout import fanout_batch
 from clientcomm.notifications.models import NotificationKind
 from clientcomm.rules.readstate import Author
+from clientcomm.rules.text import is_identifier
 from clientcomm.steps import Step
 
 if TYPE_CHECKING:
@@ -323,7 +324,12 @@ class MailingFanout:
             if loaded is None or loaded.mailing.status not in _LIVE:
                 return await self._cancel_page(page, now)
             mailing = loaded.mailing
-            outcome = await self._seal_copies(loaded, firm_id, take)
+            # A client id no store or cipher takes (NUL, a lone surrogate; pages
+            # written before ids were checked at submit) fails that recipient alone.
+            unusable = {cid for cid in take if not is_identifier(cid)}
+            outcome = await self._seal_copies(
+                loaded, firm_id, [c for c in take if c not in unusable] if unusable else take
+            )
         except ConfigurationError:
             # The wrong master key: nothing is cancelled, failed or forgotten;
             # the page goes back to the queue for a worker with the right key.
@@ -332,6 +338,10 @@ class MailingFanout:
         if outcome is None:
             return await self._cancel_page(page, now)
         live, sealed, copies, gone = outcome
+        if unusable:
+            log.error(
+                "mailing %s: %d recipients with unusable ids failed", mailing_id, len(unusable)
+            )
         unread_for = svc.read_policy.unread_for(Author.STAFF, via_mailing=True)
         stored = copies.stored
         none: tuple[StoredAttachment, ...] = ()
@@ -360,6 +370,7 @@ class MailingFanout:
                 now=now,
             )
         failed = {page.pos + i: gone[cid] for i, cid in enumerate(take) if cid in gone}
+        failed.update({page.pos + i: "invalid_id" for i, cid in enumerate(take) if cid in unusable})
         moved = advance_page(
             page, taken=len(take), failed=failed, at=now, batch=batch.id if batch else None
         )
@@ -395,7 +406,9 @@ class MailingFanout:
                         firm_id,
                         mailing_id,
                         cid,
-                        RecipientState.FAILED if cid in gone else RecipientState.DELIVERED,
+                        RecipientState.FAILED
+                        if cid in gone or cid in unusable
+                        else RecipientState.DELIVERED,
                         copy_ids.get(cid),
                         now,
                     )

@@ -1,6 +1,7 @@
 """Client chats (seeds 000/001): one chat per client, sealed messages, read state.
 
-* :mod:`~clientcomm.messages.models` - public values (:class:`ClientMessage`, :class:`ChatMessage`);
+* :mod:`~clientcomm.messages.models` - public values (:class:`ClientMessage`,
+  :class:`ChatMessage`, :class:`MessageList`);
 * :mod:`~clientcomm.messages.records` - record kinds (``message``, ``chat.read``);
 * :mod:`~clientcomm.messages.rules` - text rules and seal contexts (pure);
 * :mod:`~clientcomm.messages.service` - :class:`MessageService`, the host API.
@@ -10,7 +11,7 @@ Chats have no background steps of their own.
 
 from __future__ import annotations
 
-from clientcomm.messages.models import ChatMessage, ClientMessage
+from clientcomm.messages.models import ChatMessage, ClientMessage, MessageList
 from clientcomm.messages.records import MESSAGE_KIND, READ_KIND, MessageRecord, ReadCursor
 from clientcomm.messages.rules import (
     MAX_SUBJECT,
@@ -31,6 +32,7 @@ __all__ = [
     "READ_KIND",
     "ChatMessage",
     "ClientMessage",
+    "MessageList",
     "MessageRecord",
     "MessageService",
     "ReadCursor",

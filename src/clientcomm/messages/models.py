@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
 
 import attrs
 
 from clientcomm.attachments.models import AttachmentInfo
 from clientcomm.rules.readstate import Author
 
-__all__ = ["ChatMessage", "ClientMessage"]
+__all__ = ["ChatMessage", "ClientMessage", "MessageList"]
+
+M = TypeVar("M")
+
+
+class MessageList(list[M]):
+    """One page of a chat, newest first: a plain ``list`` of messages, plus
+    ``unreadable``, the ids of the page's stored messages that were left out
+    because they do not open (tampered with, damaged, or sealed for a key that
+    is gone). Each one is also logged (logger ``clientcomm.messages``, level
+    ERROR); the others are shown as usual."""
+
+    unreadable: tuple[str, ...]
+
+    def __init__(self, messages: list[M] | tuple[M, ...] = (), unreadable: tuple[str, ...] = ()):
+        super().__init__(messages)
+        self.unreadable = unreadable
 
 
 @attrs.frozen

@@ -28,20 +28,20 @@ SUBJECT_MARK = b"\x00S"
 
 
 def validate_text(text: object, field: str = "text") -> str:
-    """A message text: a non-empty string of at most 100,000 characters, no NUL.
+    """A message text: a non-empty string of at most 100,000 characters, no NUL
+    and no lone surrogate (text every backend stores and every cipher seals).
 
     Raises:
         InvalidInputError: otherwise.
     """
     from clientcomm.errors import InvalidInputError
+    from clientcomm.rules.text import check_storable
 
     if not isinstance(text, str) or not text.strip():
         raise InvalidInputError(field, "must be a non-empty string")
     if len(text) > MAX_TEXT:
         raise InvalidInputError(field, f"must be at most {MAX_TEXT} characters", value=len(text))
-    if "\x00" in text:
-        raise InvalidInputError(field, "must not contain NUL characters")
-    return text
+    return check_storable(text, field)  # no NUL, no lone surrogate
 
 
 def validate_subject(subject: object, field: str = "subject") -> str | None:

@@ -11,6 +11,7 @@ ordinary single message: no recipient list, no mailing id, no count.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,9 +21,9 @@ from clientcomm.clock import Clock, SystemClock
 from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Client, Staff
-from clientcomm.errors import NotFoundError
+from clientcomm.errors import IntegrityError, InvalidInputError, NotFoundError
 from clientcomm.ids import new_id
-from clientcomm.messages.models import ChatMessage, ClientMessage
+from clientcomm.messages.models import ChatMessage, ClientMessage, MessageList
 from clientcomm.messages.records import MessageRecord, ReadCursor
 from clientcomm.messages.rules import (
     decode_body,
@@ -39,14 +40,30 @@ from clientcomm.rules.access import (
     resolve_staff,
 )
 from clientcomm.rules.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
+from clientcomm.rules.text import MAX_SIGNED_64
 from clientcomm.storage.base import Store
 
 __all__ = ["MessageGuard", "MessageService"]
+
+log = logging.getLogger("clientcomm.messages")
 
 MessageGuard = Callable[[RecordTx, MessageRecord], Any]
 """A check another capability registers before a message copy is deleted:
 ``await guard(tx, message)`` returns the shared blob ids it still needs (the
 mailing that is still fanning out), which are then not deleted."""
+
+
+def _check_int(value: object, field: str, *, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_SIGNED_64:
+        raise InvalidInputError(field, f"must be an integer from {low} to 2**63-1")
+
+
+def _decoded(plain: bytes) -> tuple[str | None, str] | None:
+    """``(subject, text)`` of an opened body, or None when it is not one we wrote."""
+    try:
+        return decode_body(plain)
+    except ValueError:  # UnicodeDecodeError is a ValueError
+        return None
 
 
 def _reader(actor: StaffActor | ClientActor) -> str:
@@ -224,23 +241,51 @@ class MessageService:
 
     async def _page(
         self, actor: StaffActor | ClientActor, client_id: str, limit: int, before_seq: int
-    ) -> tuple[int, list[MessageRecord], list[tuple[str | None, str]]]:
+    ) -> tuple[int, list[MessageRecord], list[tuple[str | None, str]], tuple[str, ...]]:
+        """The reader's cursor, the page's messages that open with their texts,
+        and the ids of those that do not (each fails alone, logged)."""
+        _check_int(limit, "limit", low=1)
+        _check_int(before_seq, "before_seq", low=0)
+        kind = self._records.registry.of(MessageRecord)
+        unreadable: list[str] = []
+        messages: list[MessageRecord] = []
         async with self._records.transaction(actor.firm_id) as tx:
             seen = await self._seen(tx, client_id, _reader(actor))
-            messages = await tx.list(
-                MessageRecord,
-                parent=client_id,
-                descending=True,
-                after_seq=before_seq,
-                limit=limit,
+            raw = await tx.raw.list(
+                kind.name, parent=client_id, descending=True, after_seq=before_seq, limit=limit
             )
-        texts = await self._open(actor.firm_id, messages)
-        return seen, messages, texts
+        for record in raw:
+            try:
+                messages.append(kind.decode(record))
+            except IntegrityError:
+                unreadable.append(record.id)
+        plain = await self._sealer.open_many(
+            [
+                OpenRequest(text_context(actor.firm_id, m.client_id, m.id), m.sealed_text)
+                for m in messages
+            ],
+            return_exceptions=True,
+        )
+        opened: list[MessageRecord] = []
+        texts: list[tuple[str | None, str]] = []
+        for m, p in zip(messages, plain, strict=True):
+            text = None if isinstance(p, IntegrityError) else _decoded(p)
+            if text is None:
+                unreadable.append(m.id)
+            else:
+                opened.append(m)
+                texts.append(text)
+        for mid in unreadable:
+            log.error("message %s of client %s does not open; left out", mid, client_id)
+        return seen, opened, texts, tuple(unreadable)
 
     async def list_for_client(
         self, actor: ClientActor, *, limit: int = 50, before_seq: int = 0, mark_read: bool = True
-    ) -> list[ClientMessage]:
+    ) -> MessageList[ClientMessage]:
         """The client's own chat, newest first; opening marks it read.
+
+        A stored message that does not open (tampered with, damaged) is left
+        out and logged, alone: its id is in the result's ``unreadable``.
 
         Raises:
             NotFoundError: unknown client.
@@ -248,7 +293,9 @@ class MessageService:
         """
         require_actor(actor, ClientActor, action="chat.read")
         await self._authorise(actor, actor.client_id)
-        seen, messages, texts = await self._page(actor, actor.client_id, limit, before_seq)
+        seen, messages, texts, unreadable = await self._page(
+            actor, actor.client_id, limit, before_seq
+        )
         out = [
             ClientMessage(
                 id=m.id,
@@ -264,7 +311,7 @@ class MessageService:
         ]
         if mark_read and messages:
             await self.mark_read(actor, actor.client_id, up_to_seq=messages[0].meta.seq)
-        return out
+        return MessageList(out, unreadable)
 
     async def list_for_staff(
         self,
@@ -274,8 +321,11 @@ class MessageService:
         limit: int = 50,
         before_seq: int = 0,
         mark_read: bool = True,
-    ) -> list[ChatMessage]:
+    ) -> MessageList[ChatMessage]:
         """A client's chat as staff see it, newest first; opening marks it read.
+
+        A stored message that does not open (tampered with, damaged) is left
+        out and logged, alone: its id is in the result's ``unreadable``.
 
         Raises:
             PermissionDeniedError: no access to the client.
@@ -283,7 +333,7 @@ class MessageService:
         """
         require_actor(actor, StaffActor, action="chat.read")
         await self._authorise(actor, client_id)
-        seen, messages, texts = await self._page(actor, client_id, limit, before_seq)
+        seen, messages, texts, unreadable = await self._page(actor, client_id, limit, before_seq)
         out = [
             ChatMessage(
                 id=m.id,
@@ -302,7 +352,7 @@ class MessageService:
         ]
         if mark_read and messages:
             await self.mark_read(actor, client_id, up_to_seq=messages[0].meta.seq)
-        return out
+        return MessageList(out, unreadable)
 
     async def get_for_client(self, actor: ClientActor, message_id: str) -> ClientMessage:
         """One message of the client's own chat.
@@ -331,7 +381,12 @@ class MessageService:
     async def mark_read(
         self, actor: StaffActor | ClientActor, client_id: str, *, up_to_seq: int
     ) -> None:
-        """Mark the chat read for this reader up to ``up_to_seq``."""
+        """Mark the chat read for this reader up to ``up_to_seq``.
+
+        Raises:
+            InvalidInputError: ``up_to_seq`` is not an integer from 0 to 2**63-1.
+        """
+        _check_int(up_to_seq, "up_to_seq", low=0)
         await self._authorise(actor, client_id)
         async with self._records.transaction(actor.firm_id) as tx:
             await self._advance_cursor(tx, client_id, _reader(actor), up_to_seq)

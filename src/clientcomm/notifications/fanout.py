@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from clientcomm.directory.base import Directory
-from clientcomm.errors import ClientCommError, ConflictError
+from clientcomm.errors import ClientCommError, ConflictError, InvalidInputError, StorageError
 from clientcomm.ids import new_id
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.models import NotificationEvent, NotificationKind
@@ -169,16 +169,6 @@ async def expand_due(
         settled = attrs.evolve(batch.meta, lease_owner=None, lease_until=None)
         try:
             jobs, by_cause = await _expand(directory, links, batch, now)
-        except (ClientCommError, UnicodeError, ValueError) as exc:
-            log.error("notification batch %s of %s failed: %s", batch.id, batch.event_id, exc)
-            failed = attrs.evolve(
-                batch, status=FanoutStatus.FAILED, reason=type(exc).__name__, meta=settled
-            )
-            async with records.transaction(batch.meta.firm_id) as tx:
-                await tx.update([failed])
-            done += len(batch.client_ids)
-            continue
-        try:
             async with records.transaction(batch.meta.firm_id) as tx:
                 await write_jobs(tx, jobs)
                 await tx.update(
@@ -190,5 +180,31 @@ async def expand_due(
                 )
         except ConflictError:
             continue  # another worker took it over
+        except (ClientCommError, UnicodeError, ValueError) as exc:
+            # One batch that cannot be expanded or written fails alone, visibly;
+            # the other batches claimed with it proceed.
+            if isinstance(exc, StorageError):
+                raise
+            if not await _fail(records, batch, settled, exc):
+                continue
         done += len(batch.client_ids)
     return done
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, InvalidInputError):
+        return f"invalid {exc.field}"[:200]
+    return type(exc).__name__
+
+
+async def _fail(records: Records, batch: FanoutBatch, settled: Meta, exc: BaseException) -> bool:
+    """Mark ``batch`` failed with the reason; False if another worker has it."""
+    reason = _reason(exc)
+    log.error("notification batch %s of %s failed (%s): %s", batch.id, batch.event_id, reason, exc)
+    failed = attrs.evolve(batch, status=FanoutStatus.FAILED, reason=reason, meta=settled)
+    try:
+        async with records.transaction(batch.meta.firm_id) as tx:
+            await tx.update([failed])
+    except ConflictError:
+        return False
+    return True

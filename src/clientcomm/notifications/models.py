@@ -58,6 +58,7 @@ class SkipReason(enum.StrEnum):
 
     NO_ADDRESS = "no_address"
     INVALID_ADDRESS = "invalid_address"
+    INVALID_NAME = "invalid_name"  # a name that cannot go into a header (line break, ...)
 
 
 def _check_id(value: str, field: str) -> None:

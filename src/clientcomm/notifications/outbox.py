@@ -56,6 +56,7 @@ from clientcomm.errors import (
     InvalidInputError,
     NotFoundError,
     PermanentDeliveryError,
+    StorageError,
 )
 from clientcomm.ids import worker_id
 from clientcomm.mail.addresses import check_header_text
@@ -480,6 +481,12 @@ async def _attempt(
     except ConfigurationError as exc:
         log.error("notification job %s: template failed: %s", job.id, exc)
         return _Outcome(job, JobStatus.PENDING, _job_error(exc, "template"))
+    except Exception as exc:  # e.g. UnicodeEncodeError: a value no encoder can write
+        # A job that cannot be rendered fails alone, for good: raising here
+        # would abort the batch after its other mails were sent but before
+        # they were recorded, and they would be sent again after every lease.
+        log.error("notification job %s: cannot be rendered: %s", job.id, type(exc).__name__)
+        return _Outcome(job, JobStatus.FAILED, JobError("unrenderable", None, type(exc).__name__))
     try:
         result = await transport.send(mail)
     except PermanentDeliveryError as exc:
@@ -654,12 +661,16 @@ async def deliver_due(
         by_firm[outcome.job.meta.firm_id].append(
             _record_outcome(outcome, now=now, retry=retry, rng=rng)
         )
+    # Record every outcome that can be recorded, whatever fails beside it: an
+    # outcome left unrecorded is a mail sent again after the lease.
+    storage_error: StorageError | None = None
     for firm, updates in by_firm.items():
         try:
             async with records.transaction(firm) as tx:
                 await tx.update([job for job, _ in updates])
-        except (ConflictError, NotFoundError):
-            # Some lease was lost: record the others one by one.
+        except Exception:
+            # Some lease was lost, or one job cannot be written: record the
+            # others one by one.
             for job, result in updates:
                 try:
                     async with records.transaction(firm) as tx:
@@ -667,11 +678,23 @@ async def deliver_due(
                 except (ConflictError, NotFoundError):
                     counts["lost"] += 1
                     log.warning("notification job %s: lease lost, outcome not recorded", job.id)
+                except Exception as exc:
+                    counts["lost"] += 1
+                    log.error(
+                        "notification job %s: outcome %s not recorded: %s",
+                        job.id,
+                        result,
+                        type(exc).__name__,
+                    )
+                    if isinstance(exc, StorageError) and storage_error is None:
+                        storage_error = exc
                 else:
                     counts[result] += 1
         else:
             for _, result in updates:
                 counts[result] += 1
+    if storage_error is not None:
+        raise storage_error
     return DeliveryReport(claimed=len(jobs) + len(damaged), **counts)
 
 
@@ -701,8 +724,6 @@ async def run_worker(
     Raises:
         asyncio.CancelledError: when cancelled (the usual way to stop it).
     """
-    from clientcomm.errors import StorageError
-
     owner = owner or default_owner()
     total = DeliveryReport()
     while True:

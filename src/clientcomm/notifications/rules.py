@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 from clientcomm.directory.models import Contact, Firm, Role, Staff, StaffPermission
 from clientcomm.errors import InvalidInputError
-from clientcomm.mail.addresses import validate_address
+from clientcomm.mail.addresses import check_header_text, validate_address
 from clientcomm.notifications.models import (
     Recipient,
     RecipientPlan,
@@ -56,8 +56,14 @@ def _recipient(
             ref=ref, role=role, reason=SkipReason.INVALID_ADDRESS, detail=exc.message
         )
     try:
+        check_header_text(name, "name", max_length=300)
+    except InvalidInputError as exc:  # a line break, a control character, a lone surrogate
+        return SkippedRecipient(
+            ref=ref, role=role, reason=SkipReason.INVALID_NAME, detail=exc.message
+        )
+    try:
         return Recipient(ref=ref, role=role, name=name, email=address.address, language=language)
-    except InvalidInputError as exc:  # a name with control characters, a bad language tag
+    except InvalidInputError as exc:  # a bad language tag
         return SkippedRecipient(
             ref=ref, role=role, reason=SkipReason.INVALID_ADDRESS, detail=exc.message
         )

@@ -22,17 +22,29 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from clientcomm.errors import IntegrityError
+from clientcomm.errors import IntegrityError, InvalidInputError
 from clientcomm.records.registry import REGISTRY, Registry
 from clientcomm.storage.base import Record, Store, Transaction
 
-__all__ = ["RecordTx", "Records"]
+__all__ = ["RecordTx", "Records", "check_lease"]
 
 T = TypeVar("T")
 
 log = logging.getLogger("clientcomm.records")
 
 DecodeErrors = Literal["raise", "skip"]
+
+
+def check_lease(lease: object, field: str = "lease") -> timedelta:
+    """Return ``lease`` if it is a positive :class:`~datetime.timedelta`.
+
+    Raises:
+        InvalidInputError: anything else (a zero or negative lease would hand
+            the same work to every worker at once).
+    """
+    if not isinstance(lease, timedelta) or lease <= timedelta(0):
+        raise InvalidInputError(field, "must be a positive timedelta")
+    return lease
 
 
 class RecordTx:
@@ -189,7 +201,12 @@ class Records:
     ) -> tuple[builtins.list[T], builtins.list[Record]]:
         """Lease due values (see :meth:`Store.claim`). Returns the decoded values
         and the claimed records that do not decode (the caller marks those
-        failed, so one bad record never blocks the queue)."""
+        failed, so one bad record never blocks the queue).
+
+        Raises:
+            InvalidInputError: ``lease`` is not a positive timedelta.
+        """
+        check_lease(lease)
         kind = self.registry.of(cls)
         claimed = await self.store.claim(
             kind.name,

@@ -16,24 +16,50 @@ import attrs
 from clientcomm.directory.models import Client, ClientGroup, Staff
 from clientcomm.errors import InvalidInputError, NotFoundError
 from clientcomm.rules.access import AccessPolicy, require_client_access
+from clientcomm.rules.text import check_identifier, is_identifier, shown_id
 
 __all__ = ["Audience", "ResolvedAudience", "SkippedClient", "resolve_audience"]
 
 
-def _ids(value: Iterable[str]) -> frozenset[str]:
+def _ids_of(value: Iterable[str], field: str) -> frozenset[str]:
     if isinstance(value, str):
-        return frozenset((value,))
-    return frozenset(value)
+        value = (value,)
+    elif not isinstance(value, Iterable):
+        raise InvalidInputError(field, f"must be ids (strings), not {type(value).__name__}")
+    out = frozenset(value)
+    for item in out:
+        check_identifier(item, field)
+    return out
+
+
+def _group_ids(value: Iterable[str]) -> frozenset[str]:
+    return _ids_of(value, "audience.group_ids")
+
+
+def _client_ids(value: Iterable[str]) -> frozenset[str]:
+    return _ids_of(value, "audience.client_ids")
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInputError("audience.all_active", "must be True or False")
+    return value
 
 
 @attrs.frozen
 class Audience:
     """Who a mailing goes to: ``all_active`` clients, members of ``group_ids``,
-    and the picked ``client_ids`` (union, duplicates removed)."""
+    and the picked ``client_ids`` (union, duplicates removed).
 
-    all_active: bool = False
-    group_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_ids)
-    client_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_ids)
+    Raises:
+        InvalidInputError: (on construction) an id that is not a usable string
+            (``field`` is ``audience.group_ids`` or ``audience.client_ids``), or
+            an ``all_active`` that is not a bool.
+    """
+
+    all_active: bool = attrs.field(default=False, converter=_flag)
+    group_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_group_ids)
+    client_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_client_ids)
 
     @classmethod
     def everyone(cls) -> Audience:
@@ -69,7 +95,7 @@ class Audience:
 @attrs.frozen
 class SkippedClient:
     client_id: str
-    reason: str  # "inactive"
+    reason: str  # "inactive", or "invalid_id" (client_id then is an escaped rendering)
 
 
 @attrs.frozen
@@ -137,6 +163,11 @@ def resolve_audience(
     skipped: list[SkippedClient] = []
     for cid in sorted(chosen):
         client = by_id[cid]
+        if not is_identifier(cid):
+            # the Directory holds an id no store or cipher takes (NUL, a lone
+            # surrogate): that client fails alone, reported under a safe rendering
+            skipped.append(SkippedClient(shown_id(cid), "invalid_id"))
+            continue
         if not client.active:
             if cid in audience.client_ids:
                 skipped.append(SkippedClient(cid, "inactive"))
