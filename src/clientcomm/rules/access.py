@@ -18,6 +18,17 @@ The default :class:`RoleAccessPolicy` holds the seeds' rules:
 
 An unknown action is refused (fail closed). A host adapts the rules with
 ``RoleAccessPolicy(overrides={...})`` or passes its own :class:`AccessPolicy`.
+
+How a refusal answers (no existence oracle):
+
+* a refusal that depends only on the *actor* (wrong actor type, unknown or
+  inactive staff, a role that may not do the action at all) is a
+  :class:`~clientcomm.errors.PermissionDeniedError`, raised before any object is
+  read, so it is the same for existing and missing ids;
+* a refusal that depends on the *object* (a client, message, attachment or
+  mailing outside the actor's reach) is the
+  :class:`~clientcomm.errors.NotFoundError` a missing id gets, with the same
+  kind, id and message (:func:`require_reach`).
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ __all__ = [
     "require",
     "require_client_access",
     "require_mailing",
+    "require_reach",
     "resolve_staff",
 ]
 
@@ -183,11 +195,33 @@ def require_mailing(policy: AccessPolicy, staff: Staff) -> None:
     require(policy, staff, "mailing.send")
 
 
+def require_reach(
+    policy: AccessPolicy,
+    staff: Staff,
+    client_ids: Iterable[str],
+    *,
+    action: str,
+    kind: str = "client",
+    id: str | None = None,
+) -> None:
+    """Answer objects outside ``staff``'s reach exactly as missing ones.
+
+    Raises:
+        NotFoundError: ``staff`` may not do ``action`` on one of ``client_ids``:
+            ``NotFoundError(kind, id)`` (``id`` default: that client's id), the
+            very error a missing ``kind`` gets, never naming why.
+    """
+    for client_id in client_ids:
+        if not policy.allows(staff, action, client_id):
+            raise NotFoundError(kind, client_id if id is None else id)
+
+
 def require_client_access(
     policy: AccessPolicy, staff: Staff, client_ids: Iterable[str], *, action: str
 ) -> None:
     """Raises PermissionDeniedError naming every client on which ``staff`` may
-    not do ``action``."""
+    not do ``action``. (The services answer such clients as missing instead,
+    with :func:`require_reach`; this is for a host's own checks.)"""
     offending = [c for c in client_ids if not policy.allows(staff, action, c)]
     if offending:
         raise PermissionDeniedError(
