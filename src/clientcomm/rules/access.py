@@ -47,6 +47,7 @@ __all__ = [
     "Rule",
     "client_access",
     "full_access",
+    "reaches",
     "require",
     "require_client_access",
     "require_mailing",
@@ -76,6 +77,14 @@ def full_access(staff: Staff) -> bool:
 def client_access(staff: Staff, client_id: str | None) -> bool:
     """The staff member's own client access (``client_id`` None: any client)."""
     return staff.active and (client_id is None or staff.can_access(client_id))
+
+
+def reaches(staff: Staff, client_id: str) -> bool:
+    """The default rules' reach of a client's data, for pure rules without a
+    policy (whom to notify): administrators and managers reach every client of
+    the firm, other staff their own client access (restricted unless the host
+    says otherwise)."""
+    return full_access(staff) or staff.can_access(client_id)
 
 
 def _mailing(staff: Staff, client_id: str | None) -> bool:
