@@ -40,7 +40,8 @@ from clientcomm.attachments import AttachmentInput
 from clientcomm.directory.memory import MemoryDirectory
 from clientcomm.directory.sql import SqlDirectory
 from clientcomm.errors import ClientCommError
-from clientcomm.mailing import MailingState
+from clientcomm.mailing import PAGE_KIND, MailingState
+from clientcomm.mailing.ledger import Ledger
 from clientcomm.storage.migrations import load_migrations
 from clientcomm.storage.sqlite import SQLiteStore
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
@@ -460,3 +461,27 @@ async def test_unread_counts_refuse_unknown_and_foreign_clients(backend: Any) ->
             with pytest.raises(NotFoundError) as info:
                 await app.messages.unread_counts(ADMIN, ["c1", client_id])
             assert (info.value.kind, info.value.id) == ("client", client_id)
+
+
+async def test_a_page_that_does_not_decode_hides_nobody(backend: Any) -> None:
+    """A recipient page that cannot be read may hold clients out of her reach:
+    she then has no authority over the whole mailing; an admin still has."""
+    store, tmp_path = backend
+    policy = RoleAccessPolicy(RESTRICTED_MAY_MAIL)
+    async with make_app(store, tmp_path, access=policy, mailing_batch=1) as app:
+        receipt = await app.mailings.submit(ADMIN, Audience.clients("c1", "c3"), "Zwei Seiten")
+        async with store.transaction("f1") as tx:
+            pages = await tx.list(PAGE_KIND, parent=receipt.id)
+            assert len(pages) == 2
+            [hidden] = [p for p in pages if b"c3" in p.body]
+            await tx.update([hidden.evolve(body=b"{not json")])
+        with pytest.raises(NotFoundError):
+            await app.mailings.cancel(RITA, receipt.id)
+        assert (await app.mailings.status(RITA, receipt.id)).total == 1  # c1 only
+        # an admin reaches every client of the firm, so the unreadable page hides
+        # nobody from her (cancel itself then meets the bad page: item 3's matter)
+        ledger = Ledger(app.mailings)
+        admin = await app.mailings.sender(ADMIN, "mailing.cancel")
+        assert (await ledger.reach(admin, "f1", receipt.id, "mailing.cancel")).full
+        rita = await app.mailings.sender(RITA, "mailing.cancel")
+        assert not (await ledger.reach(rita, "f1", receipt.id, "mailing.cancel")).full
