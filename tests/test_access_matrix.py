@@ -485,3 +485,9 @@ async def test_a_page_that_does_not_decode_hides_nobody(backend: Any) -> None:
         assert (await ledger.reach(admin, "f1", receipt.id, "mailing.cancel")).full
         rita = await app.mailings.sender(RITA, "mailing.cancel")
         assert not (await ledger.reach(rita, "f1", receipt.id, "mailing.cancel")).full
+
+
+async def test_export_csv_refuses_before_the_header(strict: ClientComm) -> None:
+    other = await strict.mailings.submit(ADMIN, Audience.clients("c3"), "Nicht für Rita")
+    with pytest.raises(NotFoundError):
+        await strict.mailings.export_csv(RITA, other.id).__anext__()
