@@ -58,7 +58,7 @@ async def seed(directory: WritableDirectory) -> None:
     for staff in [
         Staff("admin", "f1", "Ada Admin", Role.ADMIN),
         Staff("manager", "f1", "Max Manager", Role.MANAGER),
-        Staff("clerk", "f1", "Cleo Clerk", Role.CLERK),
+        Staff("clerk", "f1", "Cleo Clerk", Role.CLERK, unrestricted=True),
         Staff(
             "restricted",
             "f1",

@@ -124,8 +124,10 @@ async def test_an_address_that_has_its_own_job_gets_no_second_mail(app: ClientCo
 
 async def test_office_and_staff_recipients_are_resolved_again(app: ClientComm) -> None:
     d = directory(app)
-    await d.put_staff(Staff("helga", "f2", "Helga Hilfe", Role.CLERK))  # no e-mail
-    await d.put_staff(Staff("ina", "f2", "Ina Inaktiv", Role.CLERK))
+    await d.put_staff(
+        Staff("helga", "f2", "Helga Hilfe", Role.CLERK, unrestricted=True)
+    )  # no e-mail
+    await d.put_staff(Staff("ina", "f2", "Ina Inaktiv", Role.CLERK, unrestricted=True))
     event = NotificationEvent(
         NotificationKind.NEW_COMMENT, "f2", "Ohne Gruppen", "conv-1", client_id="x1"
     )
@@ -137,9 +139,19 @@ async def test_office_and_staff_recipients_are_resolved_again(app: ClientComm) -
         status = await delivery_status(tx, "conv-1")
     assert status.reasons() == {"no_address": 3}
     await d.put_firm(Firm("f2", "Ohne Gruppen", office_email="buero@f2.example"))
-    await d.put_staff(Staff("helga", "f2", "Helga Hilfe", Role.CLERK, email="helga@f2.example"))
     await d.put_staff(
-        Staff("ina", "f2", "Ina Inaktiv", Role.CLERK, email="ina@f2.example", active=False)
+        Staff("helga", "f2", "Helga Hilfe", Role.CLERK, unrestricted=True, email="helga@f2.example")
+    )
+    await d.put_staff(
+        Staff(
+            "ina",
+            "f2",
+            "Ina Inaktiv",
+            Role.CLERK,
+            unrestricted=True,
+            email="ina@f2.example",
+            active=False,
+        )
     )
     ids = [f.job_id for f in status.failures]
     assert await app.retry_notifications("f2", ids) == 2

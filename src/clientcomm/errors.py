@@ -67,7 +67,8 @@ def _rebuild(cls: type[ClientCommError], args: tuple[Any, ...]) -> ClientCommErr
 
 class NotFoundError(ClientCommError, LookupError):
     """An id names nothing visible to the caller (also used for another firm's or
-    another client's objects, so existence is never leaked)."""
+    another client's objects, and for objects out of a staff member's reach, so
+    existence is never leaked)."""
 
     def __init__(self, kind: str, id: object, message: str | None = None) -> None:
         super().__init__(message or f"{kind} {id!r} not found", kind=kind, id=id)

@@ -60,10 +60,12 @@ async def test_sqlite_version_1_database_migrates_to_2(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     async with SQLiteStore(path, migrate=False) as store:
-        assert await store.migrate() == 2 == len(load_migrations("sqlite"))
-        assert await store.migrate() == 2
+        latest = len(load_migrations("sqlite"))
+        assert await store.migrate() == latest >= 2
+        assert await store.migrate() == latest
         names = await store.sql_read("SELECT version, name FROM schema_migrations ORDER BY 1")
-        assert names == [(1, "initial"), (2, "record_ref")]
+        assert names[:2] == [(1, "initial"), (2, "record_ref")]
+        assert names == [(m.version, m.name) for m in load_migrations("sqlite")]
         async with store.transaction("f1") as tx:
             a, b = await tx.list("item")
             assert (a.id, a.parent, a.key, a.status, a.data, a.body) == (

@@ -45,7 +45,7 @@ async def test_sigkill_mid_fan_out_never_loses_or_doubles(tmp_path: Path) -> Non
         key,
         str(LEASE),
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     kills = 0
     for _ in range(12):
         proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.PIPE)

@@ -339,7 +339,7 @@ async def test_comment_notifies_office_assignee_and_writes_inapp(store: Store) -
         Staff(
             id="adm", firm_id="f1", name="Anna Admin", role=Role.ADMIN, email="anna@kanzlei.example"
         ),
-        Staff(id="bob", firm_id="f1", name="Bob", role=Role.CLERK, email=None),
+        Staff(id="bob", firm_id="f1", name="Bob", role=Role.CLERK, email=None, client_ids={"c1"}),
     ]
     for cause in ("comment-1", "comment-2"):
         event = NotificationEvent(

@@ -32,13 +32,21 @@ CHAT = [a for a in ACTIONS if a.startswith("chat.")]
 
 SETTINGS = settings(max_examples=100, deadline=None)
 
+
+def _staff(unrestricted: bool, client_ids: frozenset[str], **kw: Any) -> Staff:
+    """A Staff entry; unrestricted staff have no client list (refused)."""
+    return Staff(
+        unrestricted=unrestricted, client_ids=frozenset() if unrestricted else client_ids, **kw
+    )
+
+
 staff_members = st.builds(
-    Staff,
+    _staff,
+    unrestricted=st.booleans(),
     id=st.sampled_from(["s1", "s2", "s3"]),
     firm_id=st.just("f1"),
     name=st.just("Name"),
     role=st.sampled_from(list(Role)),
-    unrestricted=st.booleans(),
     client_ids=st.frozensets(st.sampled_from(CLIENTS)),
     active=st.booleans(),
 )

@@ -4,6 +4,7 @@ checked against a direct model of seed 000's rules."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clientcomm.directory.models import Client, ClientGroup, Role, Staff
-from clientcomm.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from clientcomm.errors import InvalidInputError, NotFoundError
 from clientcomm.rules.access import RoleAccessPolicy
 from clientcomm.rules.audience import Audience, ResolvedAudience, SkippedClient, resolve_audience
 
@@ -39,13 +40,20 @@ def firms(draw: st.DrawFn) -> tuple[list[Client], list[ClientGroup]]:
     return clients, [ClientGroup(g, "f1", g.upper()) for g in groups]
 
 
+def _staff(unrestricted: bool, client_ids: frozenset[str], **kw: Any) -> Staff:
+    """A Staff entry; unrestricted staff have no client list (refused)."""
+    return Staff(
+        unrestricted=unrestricted, client_ids=frozenset() if unrestricted else client_ids, **kw
+    )
+
+
 senders = st.builds(
-    Staff,
+    _staff,
+    unrestricted=st.booleans(),
     id=st.just("sender"),
     firm_id=st.just("f1"),
     name=st.just("Sender"),
     role=st.sampled_from(list(Role)),
-    unrestricted=st.booleans(),
     client_ids=st.frozensets(st.sampled_from(CLIENT_POOL)),
 )
 
@@ -78,7 +86,7 @@ def model(
     if not (audience.all_active or audience.group_ids or audience.client_ids):
         return InvalidInputError
     if any(not reachable(sender, c) for c in audience.client_ids):
-        return PermissionDeniedError
+        return NotFoundError  # out of reach answers as missing
     by_id = {c.id: c for c in clients}
     chosen = set(audience.client_ids)
     chosen |= {c.id for c in clients if audience.all_active and c.active}
@@ -144,7 +152,7 @@ def test_union_of_audiences_is_the_union_of_recipients(
     for audience in (a, b):
         try:
             results.append(resolve(audience, sender, clients, groups))
-        except (InvalidInputError, PermissionDeniedError):
+        except (InvalidInputError, NotFoundError):
             return
     both = resolve(a | b, sender, clients, groups)
     assert set(both.recipient_ids) == set(results[0].recipient_ids) | set(results[1].recipient_ids)
@@ -228,10 +236,15 @@ def test_picked_clients_outside_access_are_named(
     audience = Audience(client_ids=picked, all_active=data.draw(st.booleans()))
     if not outside:
         return
-    with pytest.raises(PermissionDeniedError) as info:
+    with pytest.raises(NotFoundError) as info:
         resolve(audience, sender, clients, groups)
-    assert info.value.offending_ids == tuple(outside)  # exactly those, never dropped
-    assert info.value.action == "mailing.send"
+    # exactly those, never dropped, and answered as missing ones are
+    assert info.value.kind == "client"
+    assert info.value.id == ", ".join(outside)
+    missing = data.draw(st.sampled_from(["z1", "z2"]))
+    with pytest.raises(NotFoundError) as both:
+        resolve(attrs.evolve(audience, client_ids=picked | {missing}), sender, clients, groups)
+    assert both.value.id == ", ".join(sorted([*outside, missing]))  # not told apart
 
 
 def test_errors_come_in_a_fixed_order() -> None:
@@ -243,9 +256,9 @@ def test_errors_come_in_a_fixed_order() -> None:
         resolve(Audience(group_ids="g9", client_ids={"zz", "c2"}), clerk, clients, groups)
     with pytest.raises(NotFoundError):
         resolve(Audience(group_ids="g1", client_ids={"zz", "c2"}), clerk, clients, groups)
-    with pytest.raises(PermissionDeniedError) as info:
+    with pytest.raises(NotFoundError) as info:
         resolve(Audience(client_ids={"c1", "c2"}), clerk, clients, groups)
-    assert info.value.offending_ids == ("c1", "c2")  # restricted clerks may not mail
+    assert info.value.id == "c1, c2"  # restricted clerks may not mail: as if missing
     # groups asked for in a firm without groups
     with pytest.raises(InvalidInputError) as bad:
         resolve(Audience.groups("g1"), ADMIN, clients, [])

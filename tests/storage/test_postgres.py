@@ -250,7 +250,7 @@ async def test_version_1_database_migrates_to_2(schema_url: str, prebuilt: bool)
                 " WHERE created_at IS NOT NULL"
             )
     async with PostgresStore(schema_url, migrate=False) as s:
-        assert await s.migrate() == 2 == len(load_migrations("postgres"))
+        assert await s.migrate() == len(load_migrations("postgres")) >= 2
         async with s.transaction("f1") as tx:
             a, b = await tx.list("job")
             assert (a.id, a.parent, a.key, a.status, a.data, a.body, a.created_at) == (

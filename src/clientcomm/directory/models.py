@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 import attrs
 
+from clientcomm.errors import InvalidInputError
+
 __all__ = [
     "CaseFile",
     "Client",
@@ -52,6 +54,25 @@ def _freeze(value: Iterable[str] | str) -> frozenset[str]:
 
 def _permissions(value: Iterable[object]) -> frozenset[StaffPermission]:
     return frozenset(StaffPermission(str(p)) for p in value)
+
+
+def _bool_flag(instance: object, attribute: attrs.Attribute[bool], value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidInputError(attribute.name, "must be True or False", value=repr(value))
+
+
+def _no_list_if_unrestricted(
+    instance: Staff, attribute: attrs.Attribute[frozenset[str]], value: frozenset[str]
+) -> None:
+    # Fail closed: a client list says "restricted"; unrestricted=True says the
+    # opposite. Neither is guessed; the host must say which it means.
+    if instance.unrestricted and value:
+        raise InvalidInputError(
+            "client_ids",
+            "an unrestricted staff member has no client list "
+            "(pass unrestricted=False with client_ids, or unrestricted=True alone)",
+            value=len(value),
+        )
 
 
 @attrs.frozen
@@ -116,8 +137,16 @@ class Contact:
 class Staff:
     """A staff member of the firm.
 
-    ``unrestricted`` staff have access to every client of the firm; otherwise
-    ``client_ids`` lists the clients they may see.
+    Access is restricted unless the host says otherwise: by default a staff
+    member reaches only the clients in ``client_ids`` (none, if it is empty).
+    ``unrestricted=True`` gives access to every client of the firm; it cannot be
+    combined with a client list (contradictory; refused). Administrators and
+    managers reach every client through their role in the default
+    :class:`~clientcomm.rules.access.RoleAccessPolicy`, whatever these flags say.
+
+    Raises:
+        InvalidInputError: ``unrestricted=True`` together with ``client_ids``
+            (``field="client_ids"``), or ``unrestricted`` not a bool.
     """
 
     id: str
@@ -125,8 +154,10 @@ class Staff:
     name: str
     role: Role
     email: str | None = None
-    unrestricted: bool = True
-    client_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_freeze)
+    unrestricted: bool = attrs.field(default=False, validator=_bool_flag)
+    client_ids: frozenset[str] = attrs.field(
+        default=frozenset(), converter=_freeze, validator=_no_list_if_unrestricted
+    )
     permissions: frozenset[StaffPermission] = attrs.field(
         default=frozenset(), converter=_permissions
     )

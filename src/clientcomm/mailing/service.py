@@ -307,14 +307,16 @@ class MailingService:
         for each client's copy; see :mod:`clientcomm.mailing.personalise`.
 
         Raises:
-            PermissionDeniedError: the sender may not send mailings, or picked
-                clients outside their access (``offending_ids``); nothing is written.
+            PermissionDeniedError: the sender may not send mailings; nothing is
+                written.
             InvalidInputError: empty text, a subject that is not one line of
                 at most 200 characters, an unknown or malformed placeholder
                 (the error names it), empty audience, groups in a firm
                 without groups, unknown groups, bad attachments, a naive
                 ``schedule_at`` (a past one means "send now").
-            NotFoundError: picked clients that do not exist.
+            NotFoundError: picked clients that do not exist or are outside the
+                sender's access (the same answer, naming them all); nothing is
+                written.
         """
         _check_audience(audience)
         if schedule_at is not None:
@@ -473,13 +475,20 @@ class MailingService:
     async def cancel(self, actor: StaffActor, mailing_id: str) -> MailingProgress:
         """Cancel a mailing: recipients not yet reached get nothing.
 
+        Cancelling needs authority over the whole mailing: ``mailing.cancel``
+        on every one of its clients (recipients and skipped ones).
+
         Raises:
-            PermissionDeniedError: the actor may not cancel mailings.
-            NotFoundError: unknown mailing (or another firm's).
+            PermissionDeniedError: the actor may not cancel mailings at all.
+            NotFoundError: unknown mailing, another firm's, or one with a client
+                outside the actor's authority (the same answer).
             ConflictError: the mailing is already completed or cancelled.
         """
-        await self.sender(actor, "mailing.cancel")
+        staff = await self.sender(actor, "mailing.cancel")
         firm_id = actor.firm_id
+        reach = await self._ledger.reach(staff, firm_id, mailing_id, "mailing.cancel")
+        if not reach.full:
+            raise NotFoundError(MAILING_KIND, mailing_id)
         now = self.clock.now()
         while True:
             try:
@@ -524,19 +533,22 @@ class MailingService:
                     raise
                 continue  # a worker finished some recipients meanwhile: retry
         await self.release_staging(firm_id, mailing_id)
-        return await self.status(actor, mailing_id)
+        return await self.progress(firm_id, mailing_id)  # she has the whole mailing
 
     # -- progress ------------------------------------------------------------------
     async def status(self, actor: StaffActor, mailing_id: str) -> MailingProgress:
         """Progress now: total, delivered, pending, failed, cancelled, skipped, and
-        the client notifications' outcomes.
+        the client notifications' outcomes, counted over the mailing's clients
+        the actor may see (``mailing.view``; all of them for full access).
 
         Raises:
-            PermissionDeniedError: the actor may not view mailings.
-            NotFoundError: unknown mailing.
+            PermissionDeniedError: the actor may not view mailings at all.
+            NotFoundError: unknown mailing, or one without a client the actor
+                may see (the same answer).
         """
-        await self.sender(actor, "mailing.view")
-        return await self.progress(actor.firm_id, mailing_id)
+        staff = await self.sender(actor, "mailing.view")
+        reach = await self._ledger.reach(staff, actor.firm_id, mailing_id, "mailing.view")
+        return await self._ledger.progress(actor.firm_id, reach)
 
     async def progress(self, firm_id: str, mailing_id: str) -> MailingProgress:
         """:meth:`status` without the access check (for the host's own jobs)."""
@@ -619,7 +631,8 @@ class MailingService:
             or interval <= 0
         ):
             raise InvalidInputError("interval", "must be a positive number of seconds")
-        await self.sender(actor, "mailing.view")
+        staff = await self.sender(actor, "mailing.view")
+        reach = await self._ledger.reach(staff, actor.firm_id, mailing_id, "mailing.view")
         wake = asyncio.Event()
 
         def on_event(ev: DeliveryEvent) -> None:
@@ -630,7 +643,7 @@ class MailingService:
         try:
             last: MailingProgress | None = None
             while True:
-                progress = await self.progress(actor.firm_id, mailing_id)
+                progress = await self._ledger.progress(actor.firm_id, reach)
                 if progress != last:
                     yield progress
                     last = progress
@@ -648,7 +661,8 @@ class MailingService:
     # -- ledger ------------------------------------------------------------------
     def ledger(self, actor: StaffActor, mailing_id: str) -> AsyncIterator[LedgerEntry]:
         """Stream the per-recipient delivery ledger (bounded memory): skipped
-        recipients first, then every frozen recipient in order.
+        recipients first, then every frozen recipient in order; only the
+        clients the actor may see (``mailing.view``).
 
         Raises:
             PermissionDeniedError / NotFoundError: as :meth:`status`.

@@ -36,7 +36,7 @@ from clientcomm.records import Records, RecordTx
 from clientcomm.rules.access import (
     AccessPolicy,
     as_policy,
-    require_client_access,
+    require_reach,
     resolve_staff,
 )
 from clientcomm.rules.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
@@ -114,7 +114,8 @@ class MessageService:
                 raise NotFoundError("chat", client_id)  # never leak another client's chat
         else:
             staff = await self.staff_for(actor)
-            require_client_access(self._access, staff, [client_id], action=action)
+            # out of reach answers as a missing client does (no existence oracle)
+            require_reach(self._access, staff, [client_id], action=action)
         return await self._directory.get_client(actor.firm_id, client_id)
 
     # -- writing ---------------------------------------------------------------
@@ -133,8 +134,9 @@ class MessageService:
         Returns the message id.
 
         Raises:
-            PermissionDeniedError: staff without access to the client.
-            NotFoundError: unknown client (or a client writing to another's chat).
+            PermissionDeniedError: not an actor, or unknown/inactive staff.
+            NotFoundError: unknown client, or one outside the staff member's
+                access (the same answer), or a client writing to another's chat.
             InvalidInputError: empty/oversized text, a subject that is not one
                 line of at most 200 characters, bad attachment.
         """
@@ -217,9 +219,19 @@ class MessageService:
     async def unread_counts(
         self, actor: StaffActor, client_ids: Sequence[str]
     ) -> Mapping[str, int]:
-        """Unread counts for a staff member over several chats (one transaction)."""
+        """Unread counts for a staff member over several chats (one transaction).
+
+        Raises:
+            NotFoundError: the first of ``client_ids`` (in order) that does not
+                exist or is outside the actor's access (the same answer for both).
+        """
         staff = await self.staff_for(actor)
-        require_client_access(self._access, staff, client_ids, action="chat.read")
+        client_ids = list(client_ids)
+        known = {c.id for c in await self._directory.list_clients(actor.firm_id, ids=client_ids)}
+        for cid in client_ids:
+            require_reach(self._access, staff, [cid], action="chat.read")
+            if cid not in known:
+                raise NotFoundError("client", cid)
         out: dict[str, int] = {}
         reader = _reader(actor)
         async with self._records.transaction(actor.firm_id) as tx:
@@ -328,8 +340,8 @@ class MessageService:
         out and logged, alone: its id is in the result's ``unreadable``.
 
         Raises:
-            PermissionDeniedError: no access to the client.
-            NotFoundError: unknown client.
+            PermissionDeniedError: not a staff actor, or unknown/inactive staff.
+            NotFoundError: unknown client, or one outside the actor's access.
         """
         require_actor(actor, StaffActor, action="chat.read")
         await self._authorise(actor, client_id)
@@ -397,15 +409,27 @@ class MessageService:
         """Stream an attachment's plaintext (an async iterator of bytes).
 
         Raises:
-            NotFoundError: unknown message/attachment or another client's.
-            PermissionDeniedError: staff without access.
+            NotFoundError: unknown message/attachment, another client's, or one
+                outside the staff member's access (the same answer).
+            PermissionDeniedError: not an actor, or unknown/inactive staff.
             IntegrityError: tampered data or a forgotten client key.
         """
         require_actor(actor, StaffActor, ClientActor, action="attachment.open")
+        # the actor first (the same answer for any id), then the message
+        staff = await self.staff_for(actor) if isinstance(actor, StaffActor) else None
         async with self._records.transaction(actor.firm_id) as tx:
             m = await tx.find(MessageRecord, message_id)
         if m is None or (isinstance(actor, ClientActor) and m.client_id != actor.client_id):
             raise NotFoundError("message", message_id)
+        if staff is not None:  # out of reach answers as a missing message
+            require_reach(
+                self._access,
+                staff,
+                [m.client_id],
+                action="attachment.open",
+                kind="message",
+                id=message_id,
+            )
         await self._authorise(actor, m.client_id, "attachment.open")
         for stored in m.attachments:
             if stored.info.id == attachment_id:
@@ -417,13 +441,22 @@ class MessageService:
         blob goes when its last copy does). Other clients' copies are untouched.
 
         Raises:
-            NotFoundError: unknown message.
-            PermissionDeniedError: no access to the message's client.
+            NotFoundError: unknown message, or one outside the actor's access.
+            PermissionDeniedError: not a staff actor, or unknown/inactive staff.
         """
         staff = await self.staff_for(actor)
         async with self._records.transaction(actor.firm_id) as tx:
-            m = await tx.get(MessageRecord, message_id)
-            require_client_access(self._access, staff, [m.client_id], action="message.delete")
+            m = await tx.find(MessageRecord, message_id)
+            if m is None:
+                raise NotFoundError("message", message_id)
+            require_reach(
+                self._access,
+                staff,
+                [m.client_id],
+                action="message.delete",
+                kind="message",
+                id=message_id,
+            )
             await tx.delete(MessageRecord, [message_id])
             orphaned = await self._attachments.release_refs(tx, m.attachments, message_id)
             for guard in self._keep_blobs:

@@ -88,6 +88,7 @@ from clientcomm.notifications.rules import (
 )
 from clientcomm.notifications.templates import TemplateSet
 from clientcomm.records import Meta, Records, RecordTx
+from clientcomm.rules.access import reaches
 from clientcomm.storage.base import Record, Store
 
 __all__ = [
@@ -874,7 +875,7 @@ async def _current_recipient(directory: Directory, job: NotifyJob) -> Recipient 
             )
         elif ref.startswith("staff:"):
             staff = await directory.get_staff(firm_id, ref.removeprefix("staff:"))
-            if job.client_id is not None and not staff.can_access(job.client_id):
+            if job.client_id is not None and not reaches(staff, job.client_id):
                 return None
             plan = staff_recipient(staff)
         elif ref == "office":

@@ -33,6 +33,7 @@ from clientcomm.notifications.models import (
     SkippedRecipient,
     SkipReason,
 )
+from clientcomm.rules.access import reaches
 
 __all__ = [
     "admin_recipients",
@@ -154,7 +155,7 @@ def comment_recipients(
     plan = office_recipient(firm)
     if assignee_id is not None:
         assignee = next((s for s in staff if s.id == assignee_id), None)
-        if assignee is not None and assignee.can_access(client_id):
+        if assignee is not None and reaches(assignee, client_id):
             plan = plan + staff_recipient(assignee, inapp=True)
     if notify_admins:
         plan = plan + admin_recipients(staff)

@@ -18,6 +18,17 @@ The default :class:`RoleAccessPolicy` holds the seeds' rules:
 
 An unknown action is refused (fail closed). A host adapts the rules with
 ``RoleAccessPolicy(overrides={...})`` or passes its own :class:`AccessPolicy`.
+
+How a refusal answers (no existence oracle):
+
+* a refusal that depends only on the *actor* (wrong actor type, unknown or
+  inactive staff, a role that may not do the action at all) is a
+  :class:`~clientcomm.errors.PermissionDeniedError`, raised before any object is
+  read, so it is the same for existing and missing ids;
+* a refusal that depends on the *object* (a client, message, attachment or
+  mailing outside the actor's reach) is the
+  :class:`~clientcomm.errors.NotFoundError` a missing id gets, with the same
+  kind, id and message (:func:`require_reach`).
 """
 
 from __future__ import annotations
@@ -36,9 +47,11 @@ __all__ = [
     "Rule",
     "client_access",
     "full_access",
+    "reaches",
     "require",
     "require_client_access",
     "require_mailing",
+    "require_reach",
     "resolve_staff",
 ]
 
@@ -64,6 +77,14 @@ def full_access(staff: Staff) -> bool:
 def client_access(staff: Staff, client_id: str | None) -> bool:
     """The staff member's own client access (``client_id`` None: any client)."""
     return staff.active and (client_id is None or staff.can_access(client_id))
+
+
+def reaches(staff: Staff, client_id: str) -> bool:
+    """The default rules' reach of a client's data, for pure rules without a
+    policy (whom to notify): administrators and managers reach every client of
+    the firm, other staff their own client access (restricted unless the host
+    says otherwise)."""
+    return full_access(staff) or staff.can_access(client_id)
 
 
 def _mailing(staff: Staff, client_id: str | None) -> bool:
@@ -183,11 +204,33 @@ def require_mailing(policy: AccessPolicy, staff: Staff) -> None:
     require(policy, staff, "mailing.send")
 
 
+def require_reach(
+    policy: AccessPolicy,
+    staff: Staff,
+    client_ids: Iterable[str],
+    *,
+    action: str,
+    kind: str = "client",
+    id: str | None = None,
+) -> None:
+    """Answer objects outside ``staff``'s reach exactly as missing ones.
+
+    Raises:
+        NotFoundError: ``staff`` may not do ``action`` on one of ``client_ids``:
+            ``NotFoundError(kind, id)`` (``id`` default: that client's id), the
+            very error a missing ``kind`` gets, never naming why.
+    """
+    for client_id in client_ids:
+        if not policy.allows(staff, action, client_id):
+            raise NotFoundError(kind, client_id if id is None else id)
+
+
 def require_client_access(
     policy: AccessPolicy, staff: Staff, client_ids: Iterable[str], *, action: str
 ) -> None:
     """Raises PermissionDeniedError naming every client on which ``staff`` may
-    not do ``action``."""
+    not do ``action``. (The services answer such clients as missing instead,
+    with :func:`require_reach`; this is for a host's own checks.)"""
     offending = [c for c in client_ids if not policy.allows(staff, action, c)]
     if offending:
         raise PermissionDeniedError(

@@ -15,7 +15,7 @@ import attrs
 
 from clientcomm.directory.models import Client, ClientGroup, Staff
 from clientcomm.errors import InvalidInputError, NotFoundError
-from clientcomm.rules.access import AccessPolicy, require_client_access
+from clientcomm.rules.access import AccessPolicy
 from clientcomm.rules.text import check_identifier, is_identifier, shown_id
 
 __all__ = ["Audience", "ResolvedAudience", "SkippedClient", "resolve_audience"]
@@ -129,9 +129,9 @@ def resolve_audience(
         InvalidInputError: nothing chosen; groups asked for in a firm without
             groups; an unknown group (``field="audience.group_ids"``); an empty
             result (``field="audience"``).
-        NotFoundError: a picked client does not exist.
-        PermissionDeniedError: picked clients outside the sender's access, named
-            in ``offending_ids`` (never silently dropped).
+        NotFoundError: picked clients that do not exist or are outside the
+            sender's access (never silently dropped), all named in ``id``
+            (sorted, comma-separated); the two are not told apart.
     """
     if not (audience.all_active or audience.group_ids or audience.client_ids):
         raise InvalidInputError("audience", "choose all clients, groups or clients")
@@ -150,10 +150,15 @@ def resolve_audience(
                 value=sorted(unknown),
             )
     by_id = {c.id: c for c in clients}
-    missing = sorted(audience.client_ids - by_id.keys())
-    if missing:
-        raise NotFoundError("client", ", ".join(missing))
-    require_client_access(policy, sender, sorted(audience.client_ids), action="mailing.send")
+    # A picked client outside the sender's reach answers exactly as a missing
+    # one (no existence oracle): one NotFoundError naming all of them, sorted.
+    unseen = sorted(
+        c
+        for c in audience.client_ids
+        if c not in by_id or not policy.allows(sender, "mailing.send", c)
+    )
+    if unseen:
+        raise NotFoundError("client", ", ".join(unseen))
 
     chosen: set[str] = set(audience.client_ids)
     for c in clients:

@@ -721,7 +721,12 @@ class DirectoryConformance:
         assert contacts["c1"][0].address == addr
         assert contacts["c1"][0].preference is ContactPreference.LETTER
         assert await directory.get_staff("f1", "s1") == staff
-        assert [s.id for s in await directory.list_staff("f1")] == ["s0", "s1"]
+        # restricted unless the host says otherwise; the flag round-trips
+        assert not (await directory.get_staff("f1", "s0")).unrestricted
+        everyone = Staff("s2", "f1", "Uwe", Role.CLERK, unrestricted=True)
+        await directory.put_staff(everyone)
+        assert await directory.get_staff("f1", "s2") == everyone
+        assert [s.id for s in await directory.list_staff("f1")] == ["s0", "s1", "s2"]
         case = await directory.get_case_file("f1", "a1")
         assert case.assistant_ids == frozenset({"s0"}) and case.handler_id == "s1"
         assert [c.id for c in await directory.list_case_files("f1", "c1")] == ["a1"]
