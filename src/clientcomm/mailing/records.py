@@ -92,6 +92,7 @@ class RecipientPage:
     cancelled: int = 0
     reasons: dict[str, str] = attrs.field(factory=dict)
     segments: tuple[PageSegment, ...] = ()
+    mac: bytes = attrs.field(default=b"", repr=False)
     meta: Meta = meta_field()
 
     @property

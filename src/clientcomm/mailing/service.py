@@ -55,13 +55,13 @@ from clientcomm.mailing.records import (
     RecipientPage,
     staging_owner,
 )
-from clientcomm.mailing.rules import cancel_page, new_pages
+from clientcomm.mailing.rules import cancel_page, mailing_meta, new_pages
 from clientcomm.messages.records import MessageRecord
 from clientcomm.messages.rules import validate_text
 from clientcomm.notifications.fanout import FanoutBatch, FanoutStatus
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.records import NotifyJob
-from clientcomm.records import Records, RecordTx
+from clientcomm.records import Records, RecordTx, bound
 from clientcomm.rules.access import AccessPolicy, as_policy, require, resolve_staff
 from clientcomm.rules.audience import Audience, ResolvedAudience, resolve_audience
 from clientcomm.rules.readstate import DefaultReadPolicy, ReadPolicy
@@ -209,7 +209,7 @@ class MailingService:
         firm_id = actor.firm_id
         mailing_id = new_id()
         owner = staging_owner(mailing_id)
-        # Reserved before the staging key exists (sealing the text makes it):
+        # Reserved before the staging key exists (staging or sealing makes it):
         # a submit killed from here on leaves a reservation, and the sweep
         # deletes its blobs and forgets the key (the mailing never committed).
         reservation = await self.attachments.reserve(
@@ -220,21 +220,13 @@ class MailingService:
         )
         staged: list[StagedAttachment] = []
         try:
-            [sealed_text] = await self.sealer.seal_many(
-                [
-                    SealRequest(
-                        SealContext(firm_id, owner, MAILING_KIND, mailing_id, "text"),
-                        text.encode(),
-                    )
-                ]
-            )
             staged, reservation = await self.attachments.stage(
                 firm_id, owner, mailing_id, prepared, attachment_mode, reservation=reservation
             )
             mailing = MailingRecord(
                 id=mailing_id,
                 status=MailingState.SCHEDULED if schedule_at else MailingState.SENDING,
-                sealed_text=sealed_text,
+                sealed_text=b"",
                 sender=actor.staff_id,
                 audience=audience.to_dict(),
                 total=resolved.count,
@@ -245,6 +237,20 @@ class MailingService:
                 scheduled_at=schedule_at,
                 skipped=tuple((s.client_id, s.reason) for s in resolved.skipped),
                 copy_secret=os.urandom(32),
+            )
+            page_key = os.urandom(32)  # held only in the sealed value (the pages' MAC key)
+            [sealed_text] = await self.sealer.seal_many(
+                [
+                    SealRequest(
+                        SealContext(firm_id, owner, MAILING_KIND, mailing_id, "text"),
+                        bound.pack(mailing_meta(mailing, page_key), text.encode()),
+                    )
+                ]
+            )
+            mailing = attrs.evolve(
+                mailing,
+                sealed_text=sealed_text,
+                attachments=tuple(a.stripped() for a in mailing.attachments),
             )
             ids = resolved.recipient_ids
             size = self.batch_size
@@ -272,6 +278,7 @@ class MailingService:
                             due_at=schedule_at,
                             now=now,
                             first_index=first // size,
+                            key=page_key,
                         )
                     )
         except BaseException:

@@ -33,10 +33,17 @@ from clientcomm.mailing.records import (
     RecipientPage,
     staging_owner,
 )
-from clientcomm.mailing.rules import advance_page, cancel_page, copy_message_id
+from clientcomm.mailing.rules import (
+    advance_page,
+    authenticated_mailing,
+    cancel_page,
+    copy_message_id,
+    page_mac_ok,
+)
 from clientcomm.messages.records import MessageRecord
-from clientcomm.messages.rules import text_contexts
+from clientcomm.messages.rules import bound_meta, text_contexts
 from clientcomm.notifications.fanout import fanout_batch
+from clientcomm.records import bound
 from clientcomm.notifications.models import NotificationKind
 from clientcomm.rules.readstate import Author
 from clientcomm.steps import Step
@@ -54,8 +61,9 @@ _LIVE = (MailingState.SENDING, MailingState.SCHEDULED)
 
 @attrs.frozen
 class _Loaded:
-    mailing: MailingRecord
+    mailing: MailingRecord  # as its sealed value authenticates it
     text: bytes = attrs.field(repr=False)
+    page_key: bytes | None = attrs.field(default=None, repr=False)  # None: before 0.2
 
 
 class MailingFanout:
@@ -91,7 +99,8 @@ class MailingFanout:
                 )
             ]
         )
-        loaded = _Loaded(mailing, text)
+        mailing, text, page_key = authenticated_mailing(mailing, text)
+        loaded = _Loaded(mailing, text, page_key)
         if len(self._cache) > 64:
             self._cache.clear()
         self._cache[key] = loaded
@@ -160,11 +169,12 @@ class MailingFanout:
         return done
 
     async def _seal_copies(
-        self, loaded: _Loaded, firm_id: str, take: Sequence[str]
+        self, loaded: _Loaded, firm_id: str, take: Sequence[str], template: MessageRecord
     ) -> tuple[list[tuple[str, str]], list[bytes], Copies, set[str]] | None:
-        """Seal the text (and attachments) for each client in ``take``; clients
-        whose keys were destroyed are left out and returned as ``gone``. None
-        when the staging key itself is gone (the mailing was cancelled)."""
+        """Seal the text (and attachments) for each client in ``take``, with the
+        copy's metadata of ``template`` bound in; clients whose keys were
+        destroyed are left out and returned as ``gone``. None when the staging
+        key itself is gone (the mailing was cancelled)."""
         svc = self._svc
         mailing_id = loaded.mailing.id
         gone: set[str] = set()
@@ -172,15 +182,21 @@ class MailingFanout:
             live = [c for c in take if c not in gone] if gone else list(take)
             secret = loaded.mailing.copy_secret
             pairs = [(c, copy_message_id(mailing_id, c, secret)) for c in live]
+            copies: Copies | None = None
             try:
-                text = loaded.text
-                sealed = await svc.sealer.seal_many(
-                    [SealRequest(ctx, text) for ctx in text_contexts(firm_id, pairs)]
-                )
                 copies = await svc.attachments.copies(
                     firm_id, staging_owner(mailing_id), loaded.mailing.attachments, pairs
                 )
+                plains = _copy_plaintexts(template, loaded.text, live, copies)
+                sealed = await svc.sealer.seal_many(
+                    [
+                        SealRequest(ctx, plain)
+                        for ctx, plain in zip(text_contexts(firm_id, pairs), plains, strict=True)
+                    ]
+                )
             except KeyDestroyedError as exc:
+                if copies is not None:
+                    await svc.attachments.discard(firm_id, copies)
                 # Forgotten clients (crypto-shredded after submit) can never receive:
                 # they fail alone and the rest of the page is delivered.
                 newly = set(exc.context.get("client_ids", ())) & set(live)
@@ -203,12 +219,24 @@ class MailingFanout:
             loaded = None  # staging key forgotten: the mailing was cancelled meanwhile
         if loaded is None or loaded.mailing.status not in _LIVE:
             return await self._cancel_page(page, now)
+        if not page_mac_ok(loaded.page_key, page):
+            return await self._fail_page(page, now)
         mailing = loaded.mailing
-        outcome = await self._seal_copies(loaded, firm_id, take)
+        unread_for = svc.read_policy.unread_for(Author.STAFF, via_mailing=True)
+        template = MessageRecord(
+            id=mailing_id,
+            client_id="",
+            unread_for=unread_for,
+            sealed_text=b"",
+            sent_at=now,
+            author=Author.STAFF,
+            author_id=mailing.sender,
+            mailing_id=mailing_id,
+        )
+        outcome = await self._seal_copies(loaded, firm_id, take, template)
         if outcome is None:
             return await self._cancel_page(page, now)
         live, sealed, copies, gone = outcome
-        unread_for = svc.read_policy.unread_for(Author.STAFF, via_mailing=True)
         stored = copies.stored
         none: tuple[StoredAttachment, ...] = ()
         messages = [
@@ -220,7 +248,7 @@ class MailingFanout:
                 sent_at=now,
                 author=Author.STAFF,
                 author_id=mailing.sender,
-                attachments=stored.get(cid, none),
+                attachments=tuple(a.stripped() for a in stored.get(cid, none)),
                 mailing_id=mailing_id,
             )
             for (cid, mid), body in zip(live, sealed, strict=True)
@@ -280,6 +308,27 @@ class MailingFanout:
             )
         return len(take)
 
+    async def _fail_page(self, page: RecipientPage, now: datetime) -> int:
+        """A page that is not as its mailing froze it (its MAC fails: edited
+        client ids or send time, or moved): none of it is delivered; its
+        recipients not yet reached are failed with the reason
+        ``page_integrity`` (in the status, the ledger and the log) and the rest
+        of the mailing goes on. Returns how many."""
+        svc = self._svc
+        log.error(
+            "mailing %s: recipient page %s failed its integrity check; not delivered",
+            page.mailing_id,
+            page.id,
+        )
+        n = page.remaining
+        failed = {page.pos + i: "page_integrity" for i in range(n)}
+        try:
+            async with svc.records.transaction(page.meta.firm_id) as tx:
+                await tx.update([advance_page(page, taken=n, failed=failed, at=now, batch=None)])
+        except ConflictError:
+            return 0
+        return n
+
     async def _cancel_page(self, page: RecipientPage, now: datetime) -> int:
         """Mark the page's recipients not yet reached as cancelled (the mailing
         was cancelled or is gone); returns how many."""
@@ -322,6 +371,24 @@ class MailingFanout:
         except ConflictError:
             return
         await svc.release_staging(firm_id, mailing_id)
+
+
+def _copy_plaintexts(
+    template: MessageRecord, text: bytes, clients: Sequence[str], copies: Copies
+) -> list[bytes]:
+    """Each copy's sealed plaintext: its bound metadata, then the text. Without
+    attachments every copy of the batch binds the same metadata (its client
+    and id are in the associated data), so the header is encoded once."""
+    if not copies.stored:
+        plain = bound.pack(bound_meta(template), text)
+        return [plain] * len(clients)
+    none: tuple[StoredAttachment, ...] = ()
+    return [
+        bound.pack(
+            bound_meta(attrs.evolve(template, attachments=copies.stored.get(c, none))), text
+        )
+        for c in clients
+    ]
 
 
 async def fanout(app: ClientComm, limit: int) -> int:

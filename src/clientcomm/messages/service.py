@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from clientcomm.actors import ClientActor, StaffActor, require_actor
 from clientcomm.attachments.service import AttachmentStore
 from clientcomm.clock import Clock, SystemClock
@@ -24,7 +26,12 @@ from clientcomm.errors import NotFoundError
 from clientcomm.ids import new_id
 from clientcomm.messages.models import ChatMessage, ClientMessage
 from clientcomm.messages.records import MessageRecord, ReadCursor
-from clientcomm.messages.rules import text_context, validate_text
+from clientcomm.messages.rules import (
+    authenticated,
+    sealed_plaintext,
+    text_context,
+    validate_text,
+)
 from clientcomm.records import Records, RecordTx
 from clientcomm.rules.access import (
     AccessPolicy,
@@ -125,18 +132,29 @@ class MessageService:
         inputs = await self._attachments.intake(attachments)
         copies = await self._attachments.store_copies(firm_id, client.id, message_id, inputs)
         try:
-            [sealed] = await self._sealer.seal_many(
-                [SealRequest(text_context(firm_id, client.id, message_id), text.encode())]
-            )
             message = MessageRecord(
                 id=message_id,
                 client_id=client.id,
                 unread_for=self._read.unread_for(author, via_mailing=False),
-                sealed_text=sealed,
+                sealed_text=b"",
                 sent_at=self._clock.now(),
                 author=author,
                 author_id=author_id,
                 attachments=copies.stored.get(client.id, ()),
+            )
+            # the metadata are sealed with the text; only stripped descriptors stay in clear
+            [sealed] = await self._sealer.seal_many(
+                [
+                    SealRequest(
+                        text_context(firm_id, client.id, message_id),
+                        sealed_plaintext(message, text.encode()),
+                    )
+                ]
+            )
+            message = attrs.evolve(
+                message,
+                sealed_text=sealed,
+                attachments=tuple(a.stripped() for a in message.attachments),
             )
             async with self._records.transaction(firm_id) as tx:
                 await tx.insert([message])
@@ -199,15 +217,24 @@ class MessageService:
                 )
         return out
 
-    async def _open(self, firm_id: str, messages: Sequence[MessageRecord]) -> list[str]:
+    async def _open(
+        self, firm_id: str, messages: Sequence[MessageRecord]
+    ) -> list[tuple[MessageRecord, str]]:
+        """Open messages: each as its sealed value authenticates it, with its
+        text (:func:`~clientcomm.messages.rules.authenticated`).
+
+        Raises:
+            IntegrityError: a sealed value or a stored value checked against it
+                was tampered with.
+        """
         plain = await self._sealer.open_many(
             [OpenRequest(text_context(firm_id, m.client_id, m.id), m.sealed_text) for m in messages]
         )
-        return [p.decode() for p in plain]
+        return [authenticated(m, p) for m, p in zip(messages, plain, strict=True)]
 
     async def _page(
         self, actor: StaffActor | ClientActor, client_id: str, limit: int, before_seq: int
-    ) -> tuple[int, list[MessageRecord], list[str]]:
+    ) -> tuple[int, list[MessageRecord], list[tuple[MessageRecord, str]]]:
         async with self._records.transaction(actor.firm_id) as tx:
             seen = await self._seen(tx, client_id, _reader(actor))
             messages = await tx.list(
@@ -217,8 +244,8 @@ class MessageService:
                 after_seq=before_seq,
                 limit=limit,
             )
-        texts = await self._open(actor.firm_id, messages)
-        return seen, messages, texts
+        opened = await self._open(actor.firm_id, messages)
+        return seen, messages, opened
 
     async def list_for_client(
         self, actor: ClientActor, *, limit: int = 50, before_seq: int = 0, mark_read: bool = True
@@ -231,7 +258,7 @@ class MessageService:
         """
         require_actor(actor, ClientActor, action="chat.read")
         await self._authorise(actor, actor.client_id)
-        seen, messages, texts = await self._page(actor, actor.client_id, limit, before_seq)
+        seen, messages, opened = await self._page(actor, actor.client_id, limit, before_seq)
         out = [
             ClientMessage(
                 id=m.id,
@@ -242,7 +269,7 @@ class MessageService:
                 unread=m.unread_for is UnreadFor.CLIENT and m.meta.seq > seen,
                 seq=m.meta.seq,
             )
-            for m, t in zip(messages, texts, strict=True)
+            for m, t in opened
         ]
         if mark_read and messages:
             await self.mark_read(actor, actor.client_id, up_to_seq=messages[0].meta.seq)
@@ -265,7 +292,7 @@ class MessageService:
         """
         require_actor(actor, StaffActor, action="chat.read")
         await self._authorise(actor, client_id)
-        seen, messages, texts = await self._page(actor, client_id, limit, before_seq)
+        seen, messages, opened = await self._page(actor, client_id, limit, before_seq)
         out = [
             ChatMessage(
                 id=m.id,
@@ -279,7 +306,7 @@ class MessageService:
                 seq=m.meta.seq,
                 mailing_id=m.mailing_id,
             )
-            for m, t in zip(messages, texts, strict=True)
+            for m, t in opened
         ]
         if mark_read and messages:
             await self.mark_read(actor, client_id, up_to_seq=messages[0].meta.seq)
@@ -297,7 +324,7 @@ class MessageService:
             m = await tx.find(MessageRecord, message_id)
         if m is None or m.client_id != actor.client_id:
             raise NotFoundError("message", message_id)
-        [text] = await self._open(actor.firm_id, [m])
+        [(m, text)] = await self._open(actor.firm_id, [m])
         return ClientMessage(
             id=m.id,
             from_firm=m.author is Author.STAFF,
@@ -332,6 +359,7 @@ class MessageService:
         if m is None or (isinstance(actor, ClientActor) and m.client_id != actor.client_id):
             raise NotFoundError("message", message_id)
         await self._authorise(actor, m.client_id, "attachment.open")
+        [(m, _)] = await self._open(actor.firm_id, [m])  # the descriptors it authenticates
         for stored in m.attachments:
             if stored.info.id == attachment_id:
                 return self._attachments.open(actor.firm_id, m.client_id, stored)
