@@ -130,8 +130,10 @@ class StoredAttachment:
     def sealed_info(self) -> bool:
         """Whether the descriptor (file name, size, media type) is held only in
         the referencing record's sealed value (the stored form since 0.2; an
-        empty file name is never valid, so it marks the stripped form)."""
-        return self.info.filename == ""
+        empty file name is never valid, so it marks the stripped form:
+        :meth:`stripped`)."""
+        info = self.info
+        return info.filename == "" and info.size == 0 and info.content_type == ""
 
     def stripped(self) -> StoredAttachment:
         """The form stored in clear: id, blob, mode and stream key only."""
