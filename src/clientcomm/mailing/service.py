@@ -72,6 +72,17 @@ __all__ = ["MailingService"]
 log = logging.getLogger("clientcomm.mailing")
 
 
+def _own_staged(mailing_id: str, staged: Sequence[StagedAttachment]) -> list[StagedAttachment]:
+    """The staged attachments whose blobs are this mailing's own (named
+    ``mail-<mailing id>-...`` when staged): a blob id edited in the database
+    never makes the clean-up delete another blob."""
+    own = f"mail-{mailing_id}-"
+    keep = [s for s in staged if s.blob_id.startswith(own)]
+    if len(keep) != len(staged):
+        log.error("mailing %s: staged attachments name foreign blobs; left alone", mailing_id)
+    return keep
+
+
 class MailingService:
     """Submit, follow, cancel and report mass mailings.
 
@@ -321,7 +332,7 @@ class MailingService:
         nobody received, and the staging key (crypto-shredding the staged text)."""
         async with self.records.transaction(firm_id) as tx:
             cur = await tx.find(MailingRecord, mailing_id)
-            staged = cur.attachments if cur else ()
+            staged = _own_staged(mailing_id, cur.attachments) if cur else ()
             unreferenced = [
                 s
                 for s in staged

@@ -233,7 +233,12 @@ class MailingFanout:
             author_id=mailing.sender,
             mailing_id=mailing_id,
         )
-        outcome = await self._seal_copies(loaded, firm_id, take, template)
+        try:
+            outcome = await self._seal_copies(loaded, firm_id, take, template)
+        except IntegrityError as exc:  # a staged attachment does not open: tampered
+            if isinstance(exc, KeyDestroyedError):
+                raise
+            return await self._fail_page(page, now, "staged_integrity")
         if outcome is None:
             return await self._cancel_page(page, now)
         live, sealed, copies, gone = outcome
@@ -308,20 +313,23 @@ class MailingFanout:
             )
         return len(take)
 
-    async def _fail_page(self, page: RecipientPage, now: datetime) -> int:
+    async def _fail_page(
+        self, page: RecipientPage, now: datetime, reason: str = "page_integrity"
+    ) -> int:
         """A page that is not as its mailing froze it (its MAC fails: edited
-        client ids or send time, or moved): none of it is delivered; its
-        recipients not yet reached are failed with the reason
-        ``page_integrity`` (in the status, the ledger and the log) and the rest
-        of the mailing goes on. Returns how many."""
+        client ids or send time, or moved), or whose staged attachments do not
+        open (``staged_integrity``): none of it is delivered; its recipients
+        not yet reached are failed with ``reason`` (in the status, the ledger
+        and the log) and the rest goes on. Returns how many."""
         svc = self._svc
         log.error(
-            "mailing %s: recipient page %s failed its integrity check; not delivered",
+            "mailing %s: recipient page %s failed its integrity check (%s); not delivered",
             page.mailing_id,
             page.id,
+            reason,
         )
         n = page.remaining
-        failed = {page.pos + i: "page_integrity" for i in range(n)}
+        failed = {page.pos + i: reason for i in range(n)}
         try:
             async with svc.records.transaction(page.meta.firm_id) as tx:
                 await tx.update([advance_page(page, taken=n, failed=failed, at=now, batch=None)])
@@ -369,6 +377,9 @@ class MailingFanout:
                     ]
                 )
         except ConflictError:
+            return
+        except IntegrityError:  # the mailing record does not decode: it fails alone
+            log.error("mailing %s does not decode; left as it is", mailing_id)
             return
         await svc.release_staging(firm_id, mailing_id)
 
