@@ -49,8 +49,7 @@ def protected(kind: Kind[Any]) -> list[str]:
     return [
         f.name
         for f in attrs.fields(kind.cls)
-        if f.name != "meta"
-        and (kind.integrity_of(f.name) or "").partition(":")[0] in PROTECTED
+        if f.name != "meta" and (kind.integrity_of(f.name) or "").partition(":")[0] in PROTECTED
     ]
 
 
@@ -208,9 +207,12 @@ def cases_for(
             def effective(record: Record, loc: Location = loc, default: Any = default) -> Any:
                 # data omits a default value: an edit or swap must differ from it
                 value = read_at(record, loc)
-                if value is None and loc[0] == "data" and default not in (None, attrs.NOTHING):
-                    if not isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-                        return converter.unstructure(default)
+                plain_default = default not in (None, attrs.NOTHING) and not isinstance(
+                    default,
+                    attrs.Factory,  # type: ignore[arg-type]
+                )
+                if value is None and loc[0] == "data" and plain_default:
+                    return converter.unstructure(default)
                 return value
 
             value = effective(target)
@@ -255,6 +257,7 @@ async def views(app: ClientComm) -> list[dict[str, Any] | IntegrityError]:
     """What each reader is shown: messages by id, or the error of the page."""
     out: list[dict[str, Any] | IntegrityError] = []
     for side, actor, client_id in VIEWS:
+        page: list[Any]
         try:
             if side == "staff":
                 page = await app.messages.list_for_staff(actor, client_id, mark_read=False)
@@ -311,7 +314,9 @@ async def test_message_metadata_tampering_is_refused(app: ClientComm) -> None:
     pdf = [AttachmentInput.from_bytes("Kündigung.pdf", PDF, "application/pdf")]
     reply = [AttachmentInput.from_bytes("Antwort.pdf", PDF2, "application/pdf")]
     # the file name and media type are not stored in clear any more
-    probe = await raw(app.store, MESSAGE_KIND, await app.messages.send(ADMIN, "c1", "P", attachments=pdf))
+    probe = await raw(
+        app.store, MESSAGE_KIND, await app.messages.send(ADMIN, "c1", "P", attachments=pdf)
+    )
     assert "Kündigung" not in repr(probe.data) and "application/pdf" not in repr(probe.data)
 
     refusals = 0
@@ -322,7 +327,9 @@ async def test_message_metadata_tampering_is_refused(app: ClientComm) -> None:
         # fresh records every round: the target (staff to c1), another message
         # of the same client (its reply) and another client's message
         target = await app.messages.send(ADMIN, "c1", f"Ihre Kündigung {i}", attachments=pdf)
-        same = await app.messages.send(ClientActor("f1", "c1"), "c1", f"Antwort {i}", attachments=reply)
+        same = await app.messages.send(
+            ClientActor("f1", "c1"), "c1", f"Antwort {i}", attachments=reply
+        )
         other = await app.messages.send(MANAGER, "c2", f"Vertrag {i}", attachments=reply)
         t, s, o = [await raw(app.store, MESSAGE_KIND, m) for m in (target, same, other)]
         cases = message_cases(kind, t, s, o)
@@ -456,7 +463,9 @@ async def test_mailing_and_page_tampering_is_refused(app: ClientComm) -> None:
             await raw(app.store, PAGE_KIND, RecipientPage.id_for(m, n))
             for m, n in ((m1, 0), (m1, 1), (m2, 0))
         ]
-        cases = [("mailing", c) for c in cases_for(mailing_kind, *mailing, extra=attachment_locations)]
+        cases = [
+            ("mailing", c) for c in cases_for(mailing_kind, *mailing, extra=attachment_locations)
+        ]
         moved = mailing[1].data["attachments"][0]
         cases.append(("mailing", Case("attachments", "move-in", ("data", "attachments"), [moved])))
         page_cases = cases_for(page_kind, *pages)

@@ -124,7 +124,9 @@ class StoredAttachment:
     def from_dict(cls, d: Any) -> StoredAttachment:
         if not isinstance(d["id"], str) or not isinstance(d["blob_id"], str):
             raise TypeError("attachment ids must be text")
-        info = AttachmentInfo.from_dict(d) if "filename" in d else AttachmentInfo(d["id"], "", 0, "")
+        info = (
+            AttachmentInfo.from_dict(d) if "filename" in d else AttachmentInfo(d["id"], "", 0, "")
+        )
         return cls(info, d["blob_id"], AttachmentMode(d["mode"]), decode_sealed(d["stream_key"]))
 
     # -- bound into the referencing record's sealed value (see clientcomm.records.bound)

@@ -13,17 +13,17 @@ from typing import Any
 
 import attrs
 
-from clientcomm.mailing.models import RecipientState
 from clientcomm.errors import IntegrityError
+from clientcomm.mailing.models import RecipientState
 from clientcomm.mailing.records import MailingRecord, PageSegment, PageState, RecipientPage
 from clientcomm.records import bound
 
 __all__ = [
     "advance_page",
     "authenticated_mailing",
-    "mailing_meta",
     "cancel_page",
     "copy_message_id",
+    "mailing_meta",
     "new_pages",
     "page_mac",
     "page_mac_ok",
@@ -51,7 +51,9 @@ def copy_message_id(mailing_id: str, client_id: str, secret: bytes = b"") -> str
     return hashlib.sha256(message).hexdigest()[:32]
 
 
-def page_mac(key: bytes, page_id: str, mailing_id: str, clients: Sequence[str], due_at: datetime | None) -> bytes:
+def page_mac(
+    key: bytes, page_id: str, mailing_id: str, clients: Sequence[str], due_at: datetime | None
+) -> bytes:
     """The MAC binding a recipient page's frozen part (its id, mailing, client
     ids and send time) under the mailing's page key (held only in the
     mailing's sealed value): a keyed BLAKE2b, one C call per page.

@@ -43,8 +43,8 @@ from clientcomm.mailing.rules import (
 from clientcomm.messages.records import MessageRecord
 from clientcomm.messages.rules import bound_meta, text_contexts
 from clientcomm.notifications.fanout import fanout_batch
-from clientcomm.records import bound
 from clientcomm.notifications.models import NotificationKind
+from clientcomm.records import bound
 from clientcomm.rules.readstate import Author
 from clientcomm.steps import Step
 
@@ -395,9 +395,7 @@ def _copy_plaintexts(
         return [plain] * len(clients)
     none: tuple[StoredAttachment, ...] = ()
     return [
-        bound.pack(
-            bound_meta(attrs.evolve(template, attachments=copies.stored.get(c, none))), text
-        )
+        bound.pack(bound_meta(attrs.evolve(template, attachments=copies.stored.get(c, none))), text)
         for c in clients
     ]
 

@@ -107,7 +107,11 @@ READ_CURSOR = REGISTRY.register(
         client_column="parent",
         capability="messages",
         integrity=unbound(
-            "a read cursor moves unread flags and counts only", "id", "client_id", "seq", "created_at"
+            "a read cursor moves unread flags and counts only",
+            "id",
+            "client_id",
+            "seq",
+            "created_at",
         ),
     )
 )
