@@ -26,12 +26,21 @@ import attrs
 import pytest
 
 from clientcomm import Audience, ClientActor, ClientComm, ManualClock, StaffActor
-from clientcomm.attachments import AttachmentInput, AttachmentMode
+from clientcomm.attachments import (
+    AttachmentInfo,
+    AttachmentInput,
+    AttachmentMode,
+    StoredAttachment,
+)
+from clientcomm.crypto.context import SealContext
+from clientcomm.crypto.envelope import SealRequest
 from clientcomm.errors import IntegrityError, NotFoundError
-from clientcomm.mailing.records import MAILING_KIND, PAGE_KIND, RecipientPage
-from clientcomm.messages.records import MESSAGE_KIND
-from clientcomm.records import INTEGRITY, REGISTRY, Kind, converter
+from clientcomm.mailing.records import MAILING_KIND, PAGE_KIND, RecipientPage, staging_owner
+from clientcomm.messages.records import MESSAGE_KIND, MessageRecord
+from clientcomm.messages.rules import authenticated, sealed_plaintext, text_context
+from clientcomm.records import INTEGRITY, REGISTRY, Kind, Records, bound, converter
 from clientcomm.records.docs import load_all
+from clientcomm.rules.readstate import Author, UnreadFor
 from clientcomm.storage.base import Record, Store
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
 from tests.mailing_support import T0, make_app
@@ -198,8 +207,6 @@ def cases_for(
         if isinstance(field_type, type) and issubclass(field_type, enum.Enum):
             enum_type = field_type
         if attr == "author":
-            from clientcomm.rules.readstate import Author
-
             enum_type = Author
         default = attrs.fields_dict(kind.cls)[attr].default
         for loc in extra(attr, location_of(kind, attr)):
@@ -530,3 +537,101 @@ async def test_mailing_and_page_tampering_is_refused(app: ClientComm) -> None:
     assert {a for w, a in done if w == "mailing"} == set(protected(mailing_kind))
     assert {a for w, a in done if w == "page"} == set(protected(page_kind))
     assert refusals == total
+
+
+# -- records written before 0.2 ----------------------------------------------------------------
+
+
+async def test_records_written_before_bound_metadata_are_read_as_before(app: ClientComm) -> None:
+    """A message whose sealed text has no bound header and whose attachment
+    descriptor is in clear, and a mailing whose staged text is plain and whose
+    pages carry no MAC (the layout before 0.2), read and deliver as before."""
+    firm = "f1"
+    prepared = await app.attachments.intake(
+        [AttachmentInput.from_bytes("Alt.pdf", PDF, "application/pdf")]
+    )
+    mid = "0" * 32
+    copies = await app.attachments.store_copies(firm, "c1", mid, prepared)
+    [sealed] = await app.sealer.seal_many(
+        [SealRequest(text_context(firm, "c1", mid), b"Alte Nachricht")]
+    )
+    old = MessageRecord(
+        id=mid,
+        client_id="c1",
+        unread_for=UnreadFor.CLIENT,
+        sealed_text=sealed,
+        sent_at=T0,
+        author=Author.STAFF,
+        author_id="admin",
+        attachments=copies.stored["c1"],
+    )
+    async with Records(app.store).transaction(firm) as tx:
+        await tx.insert([old])
+        await app.attachments.settle(tx, copies.reservation)
+    stored = await raw(app.store, MESSAGE_KIND, mid)
+    assert stored.data["attachments"][0]["filename"] == "Alt.pdf"  # the old, clear layout
+    [shown] = await app.messages.list_for_client(ClientActor(firm, "c1"), mark_read=False)
+    assert shown.text == "Alte Nachricht" and shown.from_firm
+    assert [(a.filename, a.size) for a in shown.attachments] == [("Alt.pdf", len(PDF))]
+    chunks = await app.messages.open_attachment(
+        ClientActor(firm, "c1"), mid, shown.attachments[0].id
+    )
+    assert b"".join([c async for c in chunks]) == PDF
+
+    # a mailing staged the old way: plain staged text, pages without a MAC
+    receipt = await app.mailings.submit(ADMIN, Audience.clients(*M1_CLIENTS), "Altes Rundschreiben")
+    [plain] = await app.sealer.seal_many(
+        [
+            SealRequest(
+                SealContext(firm, staging_owner(receipt.id), MAILING_KIND, receipt.id, "text"),
+                b"Altes Rundschreiben",
+            )
+        ]
+    )
+    await rewrite(
+        app.store, await raw(app.store, MAILING_KIND, receipt.id), lambda r: r.evolve(body=plain)
+    )
+    for n in (0, 1):
+        page = await raw(app.store, PAGE_KIND, RecipientPage.id_for(receipt.id, n))
+        await rewrite(
+            app.store,
+            page,
+            lambda r: r.evolve(data={k: v for k, v in r.data.items() if k != "mac"}),
+        )
+    await app.drain()
+    got = await copies_of(app, "Altes Rundschreiben")
+    assert set(got) == set(M1_CLIENTS)
+    progress = await app.mailings.status(ADMIN, receipt.id)
+    assert progress.delivered == 3 and progress.failed == 0
+
+
+def test_bound_plaintexts_refuse_damaged_headers() -> None:
+    assert bound.unpack(b"plain text") == (None, b"plain text")
+    meta = {"a": 1, "name": "K\u00fcndigung.pdf"}
+    assert bound.unpack(bound.pack(meta, b"\x00text")) == (meta, b"\x00text")
+    for damaged in (bound.MAGIC, bound.MAGIC + b"[1]\x00x", bound.MAGIC + b"{\x00x"):
+        with pytest.raises(IntegrityError):
+            bound.unpack(damaged)
+
+
+def test_each_bound_message_field_edited_is_refused() -> None:
+    """The checks themselves, pure: each bound field edited is refused."""
+    info = AttachmentInfo("a1", "K\u00fcndigung.pdf", 10, "application/pdf")
+    att = StoredAttachment(info, "att-1", AttachmentMode.PER_COPY, b"k")
+    m = MessageRecord("m1", "c1", UnreadFor.CLIENT, b"", T0, Author.STAFF, "admin", (att,))
+    plain = sealed_plaintext(m, b"Text")
+    stored = attrs.evolve(m, attachments=(att.stripped(),))
+    assert authenticated(stored, plain) == (m, "Text")
+    for edited in (
+        attrs.evolve(stored, author=Author.CLIENT),
+        attrs.evolve(stored, author_id="clerk"),
+        attrs.evolve(stored, sent_at=T0 + timedelta(microseconds=1)),
+        attrs.evolve(stored, unread_for=UnreadFor.STAFF),
+        attrs.evolve(stored, mailing_id="x"),
+        attrs.evolve(stored, attachments=()),
+        attrs.evolve(stored, attachments=(att.stripped(), att.stripped())),
+        attrs.evolve(stored, attachments=(attrs.evolve(att.stripped(), blob_id="att-2"),)),
+        attrs.evolve(stored, attachments=(attrs.evolve(att, info=attrs.evolve(info, size=11)),)),
+    ):
+        with pytest.raises(IntegrityError):
+            authenticated(edited, plain)
