@@ -86,11 +86,6 @@ class Meta:
     lease_until: datetime | None = None
 
 
-def unbound(reason: str, *names: str) -> dict[str, str]:
-    """:attr:`Kind.integrity` entries ``"unbound: <reason>"`` for ``names``."""
-    return {n: f"unbound: {reason}" for n in names}
-
-
 def meta_field() -> Any:
     """The ``meta`` attribute of a record class: ``meta: Meta = meta_field()``."""
     return attrs.field(factory=Meta, eq=False, repr=False, kw_only=True)
@@ -142,6 +137,11 @@ def _flat_text(data: dict[str, Any]) -> bool:
 
 def _created_value(created: datetime | None) -> datetime:
     return EPOCH if created is None else created
+
+
+def unbound(reason: str, *names: str) -> dict[str, str]:
+    """:attr:`Kind.integrity` entries ``"unbound: <reason>"`` for ``names``."""
+    return {n: f"unbound: {reason}" for n in names}
 
 
 @attrs.frozen
