@@ -8,6 +8,12 @@ page was cancelled meanwhile) conflicts and rolls back; a copy's id is derived
 from mailing and client, so the store's unique id refuses a second copy
 outright. No copy is lost, none is doubled, whatever instant a worker dies at.
 One row per recipient is written in the fan-out: its copy.
+
+Each copy's sealed plaintext binds its metadata (author, sent time, mailing,
+attachment descriptors; :mod:`clientcomm.records.bound`): without attachments
+the header is built once per batch, so a copy costs one concatenation more;
+with attachments one small JSON encoding per copy. A page is checked against
+its MAC (:func:`~clientcomm.mailing.rules.page_mac`) once per step.
 """
 
 from __future__ import annotations
@@ -390,12 +396,13 @@ def _copy_plaintexts(
     """Each copy's sealed plaintext: its bound metadata, then the text. Without
     attachments every copy of the batch binds the same metadata (its client
     and id are in the associated data), so the header is encoded once."""
+    base = bound_meta(template)
     if not copies.stored:
-        plain = bound.pack(bound_meta(template), text)
+        plain = bound.pack(base, text)
         return [plain] * len(clients)
     none: tuple[StoredAttachment, ...] = ()
     return [
-        bound.pack(bound_meta(attrs.evolve(template, attachments=copies.stored.get(c, none))), text)
+        bound.pack({**base, "attachments": [a.bound() for a in copies.stored.get(c, none)]}, text)
         for c in clients
     ]
 
