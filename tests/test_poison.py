@@ -313,8 +313,13 @@ async def test_an_unrenderable_job_does_not_resend_its_batch(bad_name: str) -> N
 async def test_a_bad_client_id_in_a_page_fails_alone(store: Store, value: str) -> None:
     """A page written before ids were checked at submit (or kept by an
     integrator's store) names a client id no cipher or store takes: that
-    recipient fails alone, the rest of its page is delivered."""
+    recipient fails alone, the rest of its page is delivered. (The page is
+    re-MACed under the mailing's page key as its writer would have: an edited,
+    un-MACed page fails as a whole, see tests/records/test_metadata_tamper.py.)"""
+    from clientcomm.crypto.context import SealContext
     from clientcomm.mailing import RecipientPage
+    from clientcomm.mailing.records import MAILING_KIND, MailingRecord, staging_owner
+    from clientcomm.mailing.rules import authenticated_mailing, page_mac
 
     directory = RawDirectory()
     populate(directory, GOOD, "Kanzlei Gut")
@@ -323,9 +328,18 @@ async def test_a_bad_client_id_in_a_page_fails_alone(store: Store, value: str) -
     records = app.mailings.records
     async with records.transaction(GOOD) as tx:
         [page] = await tx.list(RecipientPage, parent=receipt.id)
-        clients = (*page.clients[:2], value, *page.clients[2:])
+        mailing = await tx.get(MailingRecord, receipt.id)
+    plain = await app.sealer.open(
+        SealContext(GOOD, staging_owner(receipt.id), MAILING_KIND, receipt.id, "text"),
+        mailing.sealed_text,
+    )
+    _, _, key = authenticated_mailing(mailing, plain)
+    assert key is not None
+    clients = (*page.clients[:2], value, *page.clients[2:])
+    mac = page_mac(key, page.id, page.mailing_id, clients, page.due_at)
+    async with records.transaction(GOOD) as tx:
         try:
-            await tx.update([attrs.evolve(page, clients=clients)])
+            await tx.update([attrs.evolve(page, clients=clients, mac=mac)])
         except Exception:
             pytest.skip("this store refuses the value at write (it can never be in a page)")
     await cycles(app)

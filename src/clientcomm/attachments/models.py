@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import attrs
 
 from clientcomm.crypto.envelope import decode_sealed, encode_sealed
+from clientcomm.errors import IntegrityError
 from clientcomm.records import converter
 
 __all__ = [
@@ -108,8 +109,12 @@ class StoredAttachment:
     stream_key: bytes = attrs.field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
+        if self.sealed_info:
+            head: dict[str, Any] = {"id": self.info.id}
+        else:
+            head = self.info.to_dict()
         return {
-            **self.info.to_dict(),
+            **head,
             "blob_id": self.blob_id,
             "mode": self.mode.value,
             "stream_key": encode_sealed(self.stream_key),
@@ -117,12 +122,51 @@ class StoredAttachment:
 
     @classmethod
     def from_dict(cls, d: Any) -> StoredAttachment:
-        return cls(
-            AttachmentInfo.from_dict(d),
-            d["blob_id"],
-            AttachmentMode(d["mode"]),
-            decode_sealed(d["stream_key"]),
+        if not isinstance(d["id"], str) or not isinstance(d["blob_id"], str):
+            raise TypeError("attachment ids must be text")
+        info = (
+            AttachmentInfo.from_dict(d) if "filename" in d else AttachmentInfo(d["id"], "", 0, "")
         )
+        return cls(info, d["blob_id"], AttachmentMode(d["mode"]), decode_sealed(d["stream_key"]))
+
+    # -- bound into the referencing record's sealed value (see clientcomm.records.bound)
+    @property
+    def sealed_info(self) -> bool:
+        """Whether the descriptor (file name, size, media type) is held only in
+        the referencing record's sealed value (the stored form since 0.2; an
+        empty file name is never valid, so it marks the stripped form:
+        :meth:`stripped`)."""
+        info = self.info
+        return info.filename == "" and info.size == 0 and info.content_type == ""
+
+    def stripped(self) -> StoredAttachment:
+        """The form stored in clear: id, blob, mode and stream key only."""
+        return attrs.evolve(self, info=AttachmentInfo(self.info.id, "", 0, ""))
+
+    def bound(self) -> dict[str, Any]:
+        """What the referencing record's sealed value holds of this attachment."""
+        return {**self.info.to_dict(), "blob_id": self.blob_id, "mode": self.mode.value}
+
+    def authenticated(self, bound: Any) -> StoredAttachment:
+        """This stored attachment with the descriptor from ``bound`` (its entry
+        in the opened sealed value), checked against what is stored in clear.
+
+        Raises:
+            IntegrityError: the blob, mode or id (or a clear descriptor, for
+                records that still hold one) differ from the sealed ones.
+        """
+        try:
+            info = AttachmentInfo.from_dict(bound)
+            blob_id, mode = bound["blob_id"], bound["mode"]
+        except (KeyError, TypeError, ValueError):
+            raise IntegrityError("sealed attachment descriptor is malformed") from None
+        clear = self.info if not self.sealed_info else attrs.evolve(info, id=self.info.id)
+        if blob_id != self.blob_id or mode != self.mode.value or clear != info:
+            raise IntegrityError(
+                "attachment reference does not match its sealed descriptor (edited or moved?)",
+                attachment_id=self.info.id,
+            )
+        return attrs.evolve(self, info=info)
 
 
 StagedAttachment = StoredAttachment

@@ -67,6 +67,10 @@ BLOB_REF = REGISTRY.register(
         columns={"id": "id", "parent": "blob_id", "created_at": "created_at"},
         meanings={"id": "blob id : message id", "parent": "the shared blob's id"},
         client=lambda r: r.client_id,
+        integrity={
+            "*": "unbound: lifetime bookkeeping of a shared blob: decides when its bytes"
+            " go, never who opens them (a copy opens its blob by its own bound descriptor)"
+        },
         capability="attachments",
     )
 )
@@ -84,6 +88,7 @@ BLOB_INTENT = REGISTRY.register(
         },
         meanings={"due_at": "when an unsettled reservation is swept"},
         status=IntentStatus,
+        integrity={"*": "unbound: crash-safety bookkeeping (which blobs and keys to sweep)"},
         capability="attachments",
     )
 )

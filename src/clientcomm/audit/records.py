@@ -44,6 +44,7 @@ AUDIT = REGISTRY.register(
         "one audit record: actor, operation, object, time (no content)",
         columns={"id": "id", "parent": "subject", "status": "operation", "created_at": "at"},
         meanings={"parent": "the object, '<kind>:<id>'", "status": "the operation"},
+        integrity={"*": "unbound: no content, decides no delivery (not tamper-evident)"},
         capability="audit",
     )
 )

@@ -11,7 +11,7 @@ import attrs
 
 from clientcomm.attachments.models import AttachmentMode, StoredAttachment
 from clientcomm.mailing.models import MailingState
-from clientcomm.records import REGISTRY, Kind, Meta, SealedField, meta_field
+from clientcomm.records import REGISTRY, Kind, Meta, SealedField, meta_field, unbound
 
 __all__ = [
     "MAILING_KIND",
@@ -94,6 +94,7 @@ class RecipientPage:
     cancelled: int = 0
     reasons: dict[str, str] = attrs.field(factory=dict)
     segments: tuple[PageSegment, ...] = ()
+    mac: bytes = attrs.field(default=b"", repr=False)
     meta: Meta = meta_field()
 
     @property
@@ -139,6 +140,30 @@ MAILING = REGISTRY.register(
         ),
         owner=lambda m: staging_owner(m.id),
         capability="mailing",
+        integrity={
+            "id": "aad: in the associated data of the staged text",
+            "sealed_text": "sealed: the text, after the bound metadata and the page key",
+            "sender": "bound: checked before a copy is made (the copies' author)",
+            "mode": "bound: checked",
+            "attachments": "bound: descriptors sealed, clear blob, mode and id checked",
+            "notify": "bound: checked (decides the e-mail notices)",
+            "scheduled_at": "bound: checked (the pages' send time is MACed)",
+            "copy_secret": "bound: checked (the copy ids derive from it)",
+            "status": "unbound: a completed or cancelled mailing's staging key is forgotten,"
+            " so no status edit revives it; pages are claimed by their MACed send time",
+            **unbound(
+                "a report (the MACed pages decide who receives)",
+                "audience",
+                "total",
+                "created_at",
+                "skipped",
+                "completed_at",
+                "cancelled_at",
+                "cancelled_by",
+                "failure",
+                "failed_at",
+            ),
+        },
     )
 )
 
@@ -166,5 +191,24 @@ PAGE = REGISTRY.register(
         upcasters={1: _page_v1_to_v2},
         body_codec=(_encode_clients, _decode_clients),
         capability="mailing",
+        integrity={
+            "id": "mac: under the mailing's page key (held only in its sealed value)",
+            "mailing_id": "mac: a page moved to another mailing fails its MAC",
+            "clients": "mac: a client id added, removed, reordered or moved fails the page alone",
+            "due_at": "mac: the send time",
+            "mac": "mac: the MAC itself",
+            **unbound(
+                "the delivery cursor: an edit can stall, skip or misreport this page's"
+                " recipients, never deliver to anyone else, nor twice (copy ids are unique)",
+                "status",
+                "pos",
+                "delivered",
+                "failed",
+                "cancelled",
+                "reasons",
+                "segments",
+                "created_at",
+            ),
+        },
     )
 )

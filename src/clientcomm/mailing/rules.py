@@ -3,24 +3,34 @@ cursor moves, and what the ledger says of each recipient."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import hmac
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import attrs
 
+from clientcomm.errors import IntegrityError
 from clientcomm.mailing.models import RecipientState
-from clientcomm.mailing.records import PageSegment, PageState, RecipientPage
+from clientcomm.mailing.records import MailingRecord, PageSegment, PageState, RecipientPage
 from clientcomm.messages.rules import decode_body, encode_body
+from clientcomm.records import bound
 
 __all__ = [
     "advance_page",
+    "authenticated_mailing",
     "cancel_page",
     "copy_message_id",
     "decode_staged",
     "encode_staged",
     "fail_page",
+    "mailing_meta",
     "new_pages",
+    "page_mac",
+    "page_mac_ok",
     "recipient_states",
 ]
 
@@ -78,6 +88,33 @@ def copy_message_id(mailing_id: str, client_id: str, secret: bytes = b"") -> str
     return hashlib.sha256(message).hexdigest()[:32]
 
 
+def page_mac(
+    key: bytes, page_id: str, mailing_id: str, clients: Sequence[str], due_at: datetime | None
+) -> bytes:
+    """The MAC binding a recipient page's frozen part (its id, mailing, client
+    ids and send time) under the mailing's page key (held only in the
+    mailing's sealed value): a keyed BLAKE2b, one C call per page.
+
+    A client id added to, removed from, reordered in or moved between pages,
+    a page moved to another mailing or its send time changed no longer match.
+    """
+    message = "\x00".join(
+        ("clientcomm.mailing-page", page_id, mailing_id, bound.stamp(due_at) or "", *clients)
+    )
+    return hashlib.blake2b(
+        message.encode("utf-8", "surrogatepass"), key=key, digest_size=16
+    ).digest()
+
+
+def page_mac_ok(key: bytes | None, page: RecipientPage) -> bool:
+    """Whether ``page`` is as its mailing froze it. ``key`` is ``None`` only for
+    mailings submitted before 0.2 (no page key; their pages are read as before)."""
+    if key is None:
+        return True
+    expected = page_mac(key, page.id, page.mailing_id, page.clients, page.due_at)
+    return hmac.compare_digest(expected, page.mac)
+
+
 def new_pages(
     mailing_id: str,
     client_ids: Sequence[str],
@@ -86,16 +123,21 @@ def new_pages(
     due_at: datetime | None,
     now: datetime,
     first_index: int = 0,
+    key: bytes | None = None,
 ) -> Iterator[RecipientPage]:
-    """The frozen recipient list as pages of up to ``size`` clients."""
+    """The frozen recipient list as pages of up to ``size`` clients, each with
+    its :func:`page_mac` under ``key`` (the mailing's page key)."""
     for start in range(0, len(client_ids), size):
+        page_id = RecipientPage.id_for(mailing_id, first_index + start // size)
+        clients = tuple(client_ids[start : start + size])
         yield RecipientPage(
-            id=RecipientPage.id_for(mailing_id, first_index + start // size),
+            id=page_id,
             mailing_id=mailing_id,
             status=PageState.QUEUED,
-            clients=tuple(client_ids[start : start + size]),
+            clients=clients,
             created_at=now,
             due_at=due_at,
+            mac=page_mac(key, page_id, mailing_id, clients, due_at) if key else b"",
         )
 
 
@@ -185,3 +227,52 @@ def recipient_states(page: RecipientPage) -> Iterator[RecipientFact]:
             yield RecipientFact(cid, RecipientState.CANCELLED, "cancelled", None, None)
         else:
             yield RecipientFact(cid, RecipientState.QUEUED, None, None, None)
+
+
+def mailing_meta(m: MailingRecord, page_key: bytes) -> dict[str, Any]:
+    """What a mailing's sealed value authenticates besides its text: what its
+    copies carry and how they are made (sender, attachments' descriptors, mode,
+    notices, send time, copy secret) and the page key its recipient pages are
+    MACed with (:func:`page_mac`, held nowhere else)."""
+    return {
+        "sender": m.sender,
+        "notify": m.notify,
+        "mode": m.mode.value,
+        "scheduled_at": bound.stamp(m.scheduled_at),
+        "copy_secret": base64.b64encode(m.copy_secret).decode("ascii"),
+        "page_key": base64.b64encode(page_key).decode("ascii"),
+        "attachments": [a.bound() for a in m.attachments],
+    }
+
+
+def authenticated_mailing(
+    m: MailingRecord, plain: bytes
+) -> tuple[MailingRecord, bytes, bytes | None]:
+    """``(mailing, text, page key)`` as the mailing's opened sealed value says:
+    the clear values the fan-out trusts are checked against it, and the staged
+    attachments' descriptors come from it. A mailing submitted before 0.2 (no
+    bound metadata) is returned as stored, with no page key.
+
+    Raises:
+        IntegrityError: a stored value differs from the sealed one (edited).
+    """
+    meta, text = bound.unpack(plain, what=f"mailing {m.id}")
+    if meta is None:
+        return m, text, None
+    what = f"mailing {m.id}"
+    check = bound.check_equal
+    check(what, "sender", m.sender, meta.get("sender"), id=m.id)
+    check(what, "notify", m.notify, meta.get("notify"), id=m.id)
+    check(what, "mode", m.mode.value, meta.get("mode"), id=m.id)
+    check(what, "scheduled_at", bound.stamp(m.scheduled_at), meta.get("scheduled_at"), id=m.id)
+    try:
+        secret = base64.b64decode(meta["copy_secret"], validate=True)
+        page_key = base64.b64decode(meta["page_key"], validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise IntegrityError(f"{what}: sealed keys are malformed", id=m.id) from None
+    check(what, "copy_secret", m.copy_secret, secret, id=m.id)
+    sealed = meta.get("attachments")
+    if not isinstance(sealed, list) or len(sealed) != len(m.attachments):
+        raise IntegrityError(f"{what}: attachments do not match the sealed ones", id=m.id)
+    attachments = tuple(a.authenticated(b) for a, b in zip(m.attachments, sealed, strict=True))
+    return attrs.evolve(m, attachments=attachments), text, page_key

@@ -67,13 +67,13 @@ from clientcomm.mailing.records import (
     RecipientPage,
     staging_owner,
 )
-from clientcomm.mailing.rules import cancel_page, encode_staged, new_pages
+from clientcomm.mailing.rules import cancel_page, encode_staged, mailing_meta, new_pages
 from clientcomm.messages.records import MessageRecord
 from clientcomm.messages.rules import decode_body, validate_subject, validate_text
 from clientcomm.notifications.fanout import FanoutBatch, FanoutStatus
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.records import NotifyJob
-from clientcomm.records import Records, RecordTx
+from clientcomm.records import Records, RecordTx, bound
 from clientcomm.records.tx import check_lease
 from clientcomm.rules.access import AccessPolicy, as_policy, require, resolve_staff
 from clientcomm.rules.audience import Audience, ResolvedAudience, resolve_audience
@@ -101,6 +101,17 @@ def _check_schedule(schedule_at: object) -> None:
         )
     if schedule_at.tzinfo is None or schedule_at.utcoffset() is None:
         raise InvalidInputError("schedule_at", "must be timezone-aware (e.g. tzinfo=UTC)")
+
+
+def _own_staged(mailing_id: str, staged: Sequence[StagedAttachment]) -> list[StagedAttachment]:
+    """The staged attachments whose blobs are this mailing's own (named
+    ``mail-<mailing id>-...`` when staged): a blob id edited in the database
+    never makes the clean-up delete another blob."""
+    own = f"mail-{mailing_id}-"
+    keep = [s for s in staged if s.blob_id.startswith(own)]
+    if len(keep) != len(staged):
+        log.error("mailing %s: staged attachments name foreign blobs; left alone", mailing_id)
+    return keep
 
 
 class MailingService:
@@ -341,7 +352,7 @@ class MailingService:
         firm_id = actor.firm_id
         mailing_id = new_id()
         owner = staging_owner(mailing_id)
-        # Reserved before the staging key exists (sealing the text makes it):
+        # Reserved before the staging key exists (staging or sealing makes it):
         # a submit killed from here on leaves a reservation, and the sweep
         # deletes its blobs and forgets the key (the mailing never committed).
         reservation = await self.attachments.reserve(
@@ -352,21 +363,13 @@ class MailingService:
         )
         staged: list[StagedAttachment] = []
         try:
-            [sealed_text] = await self.sealer.seal_many(
-                [
-                    SealRequest(
-                        SealContext(firm_id, owner, MAILING_KIND, mailing_id, "text"),
-                        staged_body,
-                    )
-                ]
-            )
             staged, reservation = await self.attachments.stage(
                 firm_id, owner, mailing_id, prepared, attachment_mode, reservation=reservation
             )
             mailing = MailingRecord(
                 id=mailing_id,
                 status=MailingState.SCHEDULED if schedule_at else MailingState.SENDING,
-                sealed_text=sealed_text,
+                sealed_text=b"",
                 sender=actor.staff_id,
                 audience=audience.to_dict(),
                 total=resolved.count,
@@ -377,6 +380,20 @@ class MailingService:
                 scheduled_at=schedule_at,
                 skipped=tuple((s.client_id, s.reason) for s in resolved.skipped),
                 copy_secret=os.urandom(32),
+            )
+            page_key = os.urandom(32)  # held only in the sealed value (the pages' MAC key)
+            [sealed_text] = await self.sealer.seal_many(
+                [
+                    SealRequest(
+                        SealContext(firm_id, owner, MAILING_KIND, mailing_id, "text"),
+                        bound.pack(mailing_meta(mailing, page_key), staged_body),
+                    )
+                ]
+            )
+            mailing = attrs.evolve(
+                mailing,
+                sealed_text=sealed_text,
+                attachments=tuple(a.stripped() for a in mailing.attachments),
             )
             ids = resolved.recipient_ids
             size = self.batch_size
@@ -404,6 +421,7 @@ class MailingService:
                             due_at=schedule_at,
                             now=now,
                             first_index=first // size,
+                            key=page_key,
                         )
                     )
         except BaseException:
@@ -446,7 +464,7 @@ class MailingService:
         nobody received, and the staging key (crypto-shredding the staged text)."""
         async with self.records.transaction(firm_id) as tx:
             cur = await tx.find(MailingRecord, mailing_id)
-            staged = cur.attachments if cur else ()
+            staged = _own_staged(mailing_id, cur.attachments) if cur else ()
             unreferenced = [
                 s
                 for s in staged

@@ -16,12 +16,18 @@ is cancelled, failed or forgotten. Staged text that does not open
 (``IntegrityError``: tampered, or a damaged staging key record) fails the
 mailing with :data:`STAGED_TEXT_DAMAGED`, with an audit record, and keeps the
 staging key.
+
+Each copy's sealed plaintext binds its metadata (author, sent time, mailing,
+attachment descriptors; :mod:`clientcomm.records.bound`): without attachments
+the header is built once per batch, so a copy costs one concatenation more;
+with attachments one small JSON encoding per copy. A page is checked against
+its MAC (:func:`~clientcomm.mailing.rules.page_mac`) once per step.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -53,15 +59,18 @@ from clientcomm.mailing.records import (
 from clientcomm.mailing.rules import (
     TEMPLATE_MARK,
     advance_page,
+    authenticated_mailing,
     cancel_page,
     copy_message_id,
     decode_staged,
     fail_page,
+    page_mac_ok,
 )
 from clientcomm.messages.records import MessageRecord
-from clientcomm.messages.rules import text_contexts
+from clientcomm.messages.rules import bound_meta, text_contexts
 from clientcomm.notifications.fanout import fanout_batch
 from clientcomm.notifications.models import NotificationKind
+from clientcomm.records import bound
 from clientcomm.rules.readstate import Author
 from clientcomm.rules.text import is_identifier
 from clientcomm.steps import Step
@@ -84,14 +93,16 @@ does not open: tampered or damaged, not cancelled."""
 
 @attrs.frozen
 class _Loaded:
-    """A live mailing as a worker holds it: ``text`` is every copy's body, or,
-    for a personalised mailing, the staged sources and their ``template``
-    (parsed once here, rendered per copy)."""
+    """A live mailing as a worker holds it, as its sealed value authenticates
+    it: ``text`` is every copy's body, or, for a personalised mailing, the
+    staged sources and their ``template`` (parsed once here, rendered per
+    copy); ``page_key`` MACs its recipient pages (None: submitted before 0.2)."""
 
     mailing: MailingRecord
     text: bytes = attrs.field(repr=False)
     template: CopyTemplate | None = attrs.field(default=None, repr=False)
     language: str | None = None
+    page_key: bytes | None = attrs.field(default=None, repr=False)
 
 
 class _StagedDamage(Exception):
@@ -142,8 +153,10 @@ class MailingFanout:
             self._cache.pop(key, None)
             raise _StagedDamage(exc) from exc
         try:
-            loaded = await self._prepare(firm_id, mailing, text)
-        except IntegrityError as exc:  # staged template content that does not parse
+            # bound metadata checked against the clear record (edited: damaged)
+            mailing, text, page_key = authenticated_mailing(mailing, text)
+            loaded = attrs.evolve(await self._prepare(firm_id, mailing, text), page_key=page_key)
+        except IntegrityError as exc:  # edited metadata, or a template that does not parse
             self._cache.pop(key, None)
             raise _StagedDamage(exc) from exc
         if len(self._cache) > 64:
@@ -230,6 +243,8 @@ class MailingFanout:
             page = claimed[0]
             self._touched.add((page.meta.firm_id, page.mailing_id))
             finished = await self._deliver(page, budget)
+            if finished is None:
+                continue  # left alone (its mailing does not decode): go on with others
             if finished == 0:
                 conflicts += 1  # lease lost or cancelled meanwhile: try another page
                 if conflicts > 3:
@@ -256,12 +271,13 @@ class MailingFanout:
         return done
 
     async def _seal_copies(
-        self, loaded: _Loaded, firm_id: str, take: Sequence[str]
+        self, loaded: _Loaded, firm_id: str, take: Sequence[str], template: MessageRecord
     ) -> tuple[list[tuple[str, str]], list[bytes], Copies, dict[str, str]] | None:
-        """Seal the text (and attachments) for each client in ``take``; clients
-        whose keys were destroyed or whose personalised copy cannot be rendered
-        are left out and returned in ``gone`` with their reasons. None when the
-        staging key itself is gone (the mailing was cancelled)."""
+        """Seal the text (and attachments) for each client in ``take``, with the
+        copy's metadata of ``template`` bound in; clients whose keys were
+        destroyed or whose personalised copy cannot be rendered are left out and
+        returned in ``gone`` with their reasons. None when the staging key
+        itself is gone (the mailing was cancelled)."""
         svc = self._svc
         mailing_id = loaded.mailing.id
         gone: dict[str, str] = {}
@@ -272,21 +288,21 @@ class MailingFanout:
             live = [c for c in take if c not in gone] if gone else list(take)
             secret = loaded.mailing.copy_secret
             pairs = [(c, copy_message_id(mailing_id, c, secret)) for c in live]
+            copies: Copies | None = None
             try:
-                contexts = text_contexts(firm_id, pairs)
-                if bodies is None:
-                    text = loaded.text
-                    requests = [SealRequest(ctx, text) for ctx in contexts]
-                else:
-                    requests = [
-                        SealRequest(ctx, bodies[cid])
-                        for ctx, (cid, _) in zip(contexts, pairs, strict=True)
-                    ]
-                sealed = await svc.sealer.seal_many(requests)
                 copies = await svc.attachments.copies(
                     firm_id, staging_owner(mailing_id), loaded.mailing.attachments, pairs
                 )
+                plains = _copy_plaintexts(template, loaded.text, live, copies, bodies)
+                sealed = await svc.sealer.seal_many(
+                    [
+                        SealRequest(ctx, plain)
+                        for ctx, plain in zip(text_contexts(firm_id, pairs), plains, strict=True)
+                    ]
+                )
             except KeyDestroyedError as exc:
+                if copies is not None:
+                    await svc.attachments.discard(firm_id, copies)
                 # Forgotten clients (crypto-shredded after submit) can never receive:
                 # they fail alone and the rest of the page is delivered.
                 newly = set(exc.context.get("client_ids", ())) & set(live)
@@ -296,9 +312,11 @@ class MailingFanout:
                 continue
             return pairs, sealed, copies, gone
 
-    async def _deliver(self, page: RecipientPage, budget: int) -> int:
+    async def _deliver(self, page: RecipientPage, budget: int) -> int | None:
         """Deliver up to ``budget`` recipients of a claimed page from its cursor
-        on, in one transaction guarded by the page's version."""
+        on, in one transaction guarded by the page's version. Returns how many
+        were finished (0: lease lost or changed meanwhile), or None when the page
+        is left alone, leased, because its mailing record does not decode."""
         svc = self._svc
         firm_id, mailing_id = page.meta.firm_id, page.mailing_id
         now = svc.clock.now()
@@ -318,18 +336,39 @@ class MailingFanout:
                     mailing_id,
                     page.id,
                 )
-                return 0
+                return None
             if loaded is not None and loaded.mailing.status is MailingState.FAILED:
                 return await self._fail_page(page, loaded.mailing.failure, now)
             if loaded is None or loaded.mailing.status not in _LIVE:
                 return await self._cancel_page(page, now)
+            if not page_mac_ok(loaded.page_key, page):
+                return await self._fail_integrity(page, now)
             mailing = loaded.mailing
+            unread_for = svc.read_policy.unread_for(Author.STAFF, via_mailing=True)
+            template = MessageRecord(
+                id=mailing_id,
+                client_id="",
+                unread_for=unread_for,
+                sealed_text=b"",
+                sent_at=now,
+                author=Author.STAFF,
+                author_id=mailing.sender,
+                mailing_id=mailing_id,
+            )
             # A client id no store or cipher takes (NUL, a lone surrogate; pages
             # written before ids were checked at submit) fails that recipient alone.
             unusable = {cid for cid in take if not is_identifier(cid)}
-            outcome = await self._seal_copies(
-                loaded, firm_id, [c for c in take if c not in unusable] if unusable else take
-            )
+            try:
+                outcome = await self._seal_copies(
+                    loaded,
+                    firm_id,
+                    [c for c in take if c not in unusable] if unusable else take,
+                    template,
+                )
+            except IntegrityError as exc:  # a staged attachment does not open: tampered
+                if isinstance(exc, KeyDestroyedError):
+                    raise
+                return await self._fail_integrity(page, now, "staged_integrity")
         except ConfigurationError:
             # The wrong master key: nothing is cancelled, failed or forgotten;
             # the page goes back to the queue for a worker with the right key.
@@ -342,7 +381,6 @@ class MailingFanout:
             log.error(
                 "mailing %s: %d recipients with unusable ids failed", mailing_id, len(unusable)
             )
-        unread_for = svc.read_policy.unread_for(Author.STAFF, via_mailing=True)
         stored = copies.stored
         none: tuple[StoredAttachment, ...] = ()
         messages = [
@@ -354,7 +392,7 @@ class MailingFanout:
                 sent_at=now,
                 author=Author.STAFF,
                 author_id=mailing.sender,
-                attachments=stored.get(cid, none),
+                attachments=tuple(a.stripped() for a in stored[cid]) if cid in stored else none,
                 mailing_id=mailing_id,
             )
             for (cid, mid), body in zip(live, sealed, strict=True)
@@ -505,6 +543,30 @@ class MailingFanout:
             return 0
         return page.remaining
 
+    async def _fail_integrity(
+        self, page: RecipientPage, now: datetime, reason: str = "page_integrity"
+    ) -> int:
+        """A page that is not as its mailing froze it (its MAC fails: edited
+        client ids or send time, or moved), or whose staged attachments do not
+        open (``staged_integrity``): none of it is delivered; its recipients
+        not yet reached are failed with ``reason`` (in the status, the ledger
+        and the log) and the rest goes on. Returns how many."""
+        svc = self._svc
+        log.error(
+            "mailing %s: recipient page %s failed its integrity check (%s); not delivered",
+            page.mailing_id,
+            page.id,
+            reason,
+        )
+        n = page.remaining
+        failed = {page.pos + i: reason for i in range(n)}
+        try:
+            async with svc.records.transaction(page.meta.firm_id) as tx:
+                await tx.update([advance_page(page, taken=n, failed=failed, at=now, batch=None)])
+        except ConflictError:
+            return 0
+        return n
+
     async def _cancel_page(self, page: RecipientPage, now: datetime) -> int:
         """Mark the page's recipients not yet reached as cancelled (the mailing
         was cancelled or is gone); returns how many."""
@@ -550,6 +612,34 @@ class MailingFanout:
             log.error("mailing %s: the mailing record does not decode; not completed", mailing_id)
             return
         await svc.release_staging(firm_id, mailing_id)
+
+
+def _copy_plaintexts(
+    template: MessageRecord,
+    text: bytes,
+    clients: Sequence[str],
+    copies: Copies,
+    bodies: Mapping[str, bytes] | None = None,
+) -> list[bytes]:
+    """Each copy's sealed plaintext: its bound metadata, then its body (``text``,
+    or the client's rendered body of a personalised mailing). Without
+    attachments every copy of the batch binds the same metadata (its client
+    and id are in the associated data), so the header is encoded once."""
+    base = bound_meta(template)
+    if not copies.stored:
+        if bodies is None:
+            plain = bound.pack(base, text)
+            return [plain] * len(clients)
+        head = bound.prefix(base)
+        return [head + bodies[c] for c in clients]
+    none: tuple[StoredAttachment, ...] = ()
+    return [
+        bound.pack(
+            {**base, "attachments": [a.bound() for a in copies.stored.get(c, none)]},
+            text if bodies is None else bodies[c],
+        )
+        for c in clients
+    ]
 
 
 async def fanout(app: ClientComm, limit: int) -> int:

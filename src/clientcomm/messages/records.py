@@ -8,7 +8,7 @@ from datetime import datetime
 import attrs
 
 from clientcomm.attachments.models import StoredAttachment
-from clientcomm.records import REGISTRY, Kind, Meta, SealedField, meta_field
+from clientcomm.records import REGISTRY, Kind, Meta, SealedField, meta_field, unbound
 from clientcomm.rules.readstate import Author, UnreadFor
 from clientcomm.storage.base import EPOCH
 
@@ -80,6 +80,19 @@ MESSAGE = REGISTRY.register(
         client=lambda m: m.client_id,
         client_column="parent",
         capability="messages",
+        integrity={
+            "id": "aad: in the associated data of the text (a moved text fails to open)",
+            "client_id": "aad: in the associated data of the text, whose key is the client's",
+            "sealed_text": "sealed: the text, after the bound metadata",
+            "unread_for": "bound: checked when shown (unread counts count the indexed column)",
+            "sent_at": "bound: checked; the shown time is the sealed one",
+            "author": "bound: checked; a staff message cannot pass for the client's",
+            "author_id": "bound: checked",
+            "attachments": "bound: descriptors (id, file name, size, media type, blob, mode)"
+            " are sealed, only id, blob, mode and stream key stay in clear and are checked;"
+            " the stream key is a wrapped key bound to its blob",
+            "mailing_id": "bound: checked (staff-only information)",
+        },
     )
 )
 
@@ -93,5 +106,12 @@ READ_CURSOR = REGISTRY.register(
         client=lambda c: c.client_id,
         client_column="parent",
         capability="messages",
+        integrity=unbound(
+            "a read cursor moves unread flags and counts only",
+            "id",
+            "client_id",
+            "seq",
+            "created_at",
+        ),
     )
 )

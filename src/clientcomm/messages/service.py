@@ -15,6 +15,8 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from clientcomm.actors import ClientActor, StaffActor, require_actor
 from clientcomm.attachments.service import AttachmentStore
 from clientcomm.clock import Clock, SystemClock
@@ -26,8 +28,9 @@ from clientcomm.ids import new_id
 from clientcomm.messages.models import ChatMessage, ClientMessage, MessageList
 from clientcomm.messages.records import MessageRecord, ReadCursor
 from clientcomm.messages.rules import (
-    decode_body,
+    authenticated,
     encode_body,
+    sealed_plaintext,
     text_context,
     validate_subject,
     validate_text,
@@ -56,14 +59,6 @@ mailing that is still fanning out), which are then not deleted."""
 def _check_int(value: object, field: str, *, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_SIGNED_64:
         raise InvalidInputError(field, f"must be an integer from {low} to 2**63-1")
-
-
-def _decoded(plain: bytes) -> tuple[str | None, str] | None:
-    """``(subject, text)`` of an opened body, or None when it is not one we wrote."""
-    try:
-        return decode_body(plain)
-    except ValueError:  # UnicodeDecodeError is a ValueError
-        return None
 
 
 def _reader(actor: StaffActor | ClientActor) -> str:
@@ -154,22 +149,29 @@ class MessageService:
         inputs = await self._attachments.intake(attachments)
         copies = await self._attachments.store_copies(firm_id, client.id, message_id, inputs)
         try:
-            [sealed] = await self._sealer.seal_many(
-                [
-                    SealRequest(
-                        text_context(firm_id, client.id, message_id), encode_body(text, subject)
-                    )
-                ]
-            )
             message = MessageRecord(
                 id=message_id,
                 client_id=client.id,
                 unread_for=self._read.unread_for(author, via_mailing=False),
-                sealed_text=sealed,
+                sealed_text=b"",
                 sent_at=self._clock.now(),
                 author=author,
                 author_id=author_id,
                 attachments=copies.stored.get(client.id, ()),
+            )
+            # the metadata are sealed with the text; only stripped descriptors stay in clear
+            [sealed] = await self._sealer.seal_many(
+                [
+                    SealRequest(
+                        text_context(firm_id, client.id, message_id),
+                        sealed_plaintext(message, encode_body(text, subject)),
+                    )
+                ]
+            )
+            message = attrs.evolve(
+                message,
+                sealed_text=sealed,
+                attachments=tuple(a.stripped() for a in message.attachments),
             )
             async with self._records.transaction(firm_id) as tx:
                 await tx.insert([message])
@@ -244,18 +246,25 @@ class MessageService:
 
     async def _open(
         self, firm_id: str, messages: Sequence[MessageRecord]
-    ) -> list[tuple[str | None, str]]:
-        """``(subject, text)`` of each message."""
+    ) -> list[tuple[MessageRecord, str | None, str]]:
+        """Open messages: each as its sealed value authenticates it, with its
+        subject and text (:func:`~clientcomm.messages.rules.authenticated`).
+
+        Raises:
+            IntegrityError: a sealed value or a stored value checked against it
+                was tampered with.
+        """
         plain = await self._sealer.open_many(
             [OpenRequest(text_context(firm_id, m.client_id, m.id), m.sealed_text) for m in messages]
         )
-        return [decode_body(p) for p in plain]
+        return [authenticated(m, p) for m, p in zip(messages, plain, strict=True)]
 
     async def _page(
         self, actor: StaffActor | ClientActor, client_id: str, limit: int, before_seq: int
-    ) -> tuple[int, list[MessageRecord], list[tuple[str | None, str]], tuple[str, ...]]:
-        """The reader's cursor, the page's messages that open with their texts,
-        and the ids of those that do not (each fails alone, logged)."""
+    ) -> tuple[int, list[tuple[MessageRecord, str | None, str]], tuple[str, ...]]:
+        """The reader's cursor, the page's messages that open (each as its
+        sealed value authenticates it, with subject and text), and the ids of
+        those that do not (each fails alone, logged)."""
         _check_int(limit, "limit", low=1)
         _check_int(before_seq, "before_seq", low=0)
         kind = self._records.registry.of(MessageRecord)
@@ -278,18 +287,18 @@ class MessageService:
             ],
             return_exceptions=True,
         )
-        opened: list[MessageRecord] = []
-        texts: list[tuple[str | None, str]] = []
+        opened: list[tuple[MessageRecord, str | None, str]] = []
         for m, p in zip(messages, plain, strict=True):
-            text = None if isinstance(p, IntegrityError) else _decoded(p)
-            if text is None:
+            if isinstance(p, IntegrityError):
                 unreadable.append(m.id)
-            else:
-                opened.append(m)
-                texts.append(text)
+                continue
+            try:
+                opened.append(authenticated(m, p))
+            except IntegrityError:
+                unreadable.append(m.id)
         for mid in unreadable:
             log.error("message %s of client %s does not open; left out", mid, client_id)
-        return seen, opened, texts, tuple(unreadable)
+        return seen, opened, tuple(unreadable)
 
     async def list_for_client(
         self, actor: ClientActor, *, limit: int = 50, before_seq: int = 0, mark_read: bool = True
@@ -305,9 +314,7 @@ class MessageService:
         """
         require_actor(actor, ClientActor, action="chat.read")
         await self._authorise(actor, actor.client_id)
-        seen, messages, texts, unreadable = await self._page(
-            actor, actor.client_id, limit, before_seq
-        )
+        seen, opened, unreadable = await self._page(actor, actor.client_id, limit, before_seq)
         out = [
             ClientMessage(
                 id=m.id,
@@ -319,10 +326,10 @@ class MessageService:
                 seq=m.meta.seq,
                 subject=subj,
             )
-            for m, (subj, t) in zip(messages, texts, strict=True)
+            for m, subj, t in opened
         ]
-        if mark_read and messages:
-            await self.mark_read(actor, actor.client_id, up_to_seq=messages[0].meta.seq)
+        if mark_read and opened:
+            await self.mark_read(actor, actor.client_id, up_to_seq=opened[0][0].meta.seq)
         return MessageList(out, unreadable)
 
     async def list_for_staff(
@@ -345,7 +352,7 @@ class MessageService:
         """
         require_actor(actor, StaffActor, action="chat.read")
         await self._authorise(actor, client_id)
-        seen, messages, texts, unreadable = await self._page(actor, client_id, limit, before_seq)
+        seen, opened, unreadable = await self._page(actor, client_id, limit, before_seq)
         out = [
             ChatMessage(
                 id=m.id,
@@ -360,10 +367,10 @@ class MessageService:
                 mailing_id=m.mailing_id,
                 subject=subj,
             )
-            for m, (subj, t) in zip(messages, texts, strict=True)
+            for m, subj, t in opened
         ]
-        if mark_read and messages:
-            await self.mark_read(actor, client_id, up_to_seq=messages[0].meta.seq)
+        if mark_read and opened:
+            await self.mark_read(actor, client_id, up_to_seq=opened[0][0].meta.seq)
         return MessageList(out, unreadable)
 
     async def get_for_client(self, actor: ClientActor, message_id: str) -> ClientMessage:
@@ -378,7 +385,7 @@ class MessageService:
             m = await tx.find(MessageRecord, message_id)
         if m is None or m.client_id != actor.client_id:
             raise NotFoundError("message", message_id)
-        [(subject, text)] = await self._open(actor.firm_id, [m])
+        [(m, subject, text)] = await self._open(actor.firm_id, [m])
         return ClientMessage(
             id=m.id,
             from_firm=m.author is Author.STAFF,
@@ -431,6 +438,7 @@ class MessageService:
                 id=message_id,
             )
         await self._authorise(actor, m.client_id, "attachment.open")
+        [(m, _, _)] = await self._open(actor.firm_id, [m])  # the descriptors it authenticates
         for stored in m.attachments:
             if stored.info.id == attachment_id:
                 return self._attachments.open(actor.firm_id, m.client_id, stored)

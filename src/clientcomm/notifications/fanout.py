@@ -94,6 +94,10 @@ FANOUT = REGISTRY.register(
         columns={"id": "id", "parent": "event_id", "status": "status", "created_at": "created_at"},
         meanings={"parent": "the event (mailing, share, ...)", "status": "pending/done/failed"},
         status=FanoutStatus,
+        integrity={
+            "*": "unbound: OPEN - decides who gets a content-free e-mail notice"
+            " (not yet authenticated)"
+        },
         capability="notifications",
     )
 )

@@ -163,6 +163,10 @@ NOTIFY_JOB = REGISTRY.register(
         },
         status=JobStatus,
         client=lambda j: j.client_id,
+        integrity={
+            "*": "unbound: OPEN - a content-free e-mail notice: address, names and link"
+            " are not yet authenticated"
+        },
         capability="notifications",
     )
 )
@@ -185,6 +189,10 @@ INAPP = REGISTRY.register(
         },
         status=InAppStatus,
         client=lambda r: r.client_id,
+        integrity={
+            "*": "unbound: OPEN - a staff member's in-app notice (client name, no content)"
+            " is not yet authenticated"
+        },
         capability="notifications",
     )
 )

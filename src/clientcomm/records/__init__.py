@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from clientcomm.records.registry import (
     COLUMNS,
+    INTEGRITY,
     REGISTRY,
     Kind,
     Meta,
@@ -12,11 +13,13 @@ from clientcomm.records.registry import (
     SealedField,
     converter,
     meta_field,
+    unbound,
 )
 from clientcomm.records.tx import Records, RecordTx
 
 __all__ = [
     "COLUMNS",
+    "INTEGRITY",
     "REGISTRY",
     "Kind",
     "Meta",
@@ -26,4 +29,5 @@ __all__ = [
     "SealedField",
     "converter",
     "meta_field",
+    "unbound",
 ]

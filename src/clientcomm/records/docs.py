@@ -57,6 +57,10 @@ def _kind_section(kind: Kind[object]) -> str:
     if kind.sealed:
         places = ", ".join(f"`{f.path}` ({f.what})" for f in kind.sealed)
         lines += [f"Sealed values: {places}.", ""]
+    if kind.integrity:
+        lines += ["Integrity against edits in the database:", ""]
+        lines += [f"- `{a}`: {how}" for a, how in kind.integrity.items()]
+        lines.append("")
     if kind.client is not None:
         where = f" (indexed: `{kind.client_column}`)" if kind.client_column else ""
         lines += [f"Belongs to a client{where}: reached by export and erasure.", ""]

@@ -40,12 +40,14 @@ from clientcomm.storage.base import EPOCH, Record
 
 __all__ = [
     "COLUMNS",
+    "INTEGRITY",
     "REGISTRY",
     "Kind",
     "Meta",
     "Registry",
     "SealedField",
     "converter",
+    "unbound",
 ]
 
 T = TypeVar("T")
@@ -54,6 +56,17 @@ COLUMNS = ("id", "parent", "key", "ref", "status", "due_at", "created_at", "body
 """The Record columns an attribute can be mapped to (everything else goes to ``data``)."""
 
 _VERSION_KEY = "_v"
+
+INTEGRITY = {
+    "sealed": "inside a sealed value (encrypted and authenticated)",
+    "aad": "in the associated data of the record's sealed value (moving it fails to open)",
+    "bound": "bound into the record's sealed value; the clear copy is checked against it",
+    "mac": "covered by a MAC under a key held only in a sealed value",
+    "key": "a wrapped key: the key provider authenticates it, a key commitment binds it",
+    "unbound": "not authenticated: decides neither who receives nor what is shown (why: see text)",
+}
+"""How a stored attribute is protected against edits in the database (the
+first word of a :attr:`Kind.integrity` entry); see ``docs/security.md``."""
 
 
 @attrs.frozen
@@ -158,6 +171,11 @@ def _created_value(created: datetime | None) -> datetime:
     return EPOCH if created is None else created
 
 
+def unbound(reason: str, *names: str) -> dict[str, str]:
+    """:attr:`Kind.integrity` entries ``"unbound: <reason>"`` for ``names``."""
+    return {n: f"unbound: {reason}" for n in names}
+
+
 @attrs.frozen
 class SealedField:
     """A place in a kind's records that holds sealed values.
@@ -221,6 +239,12 @@ class Kind(Generic[T]):
         capability: the capability package that owns the kind.
         body_codec: ``(encode, decode)`` between the attribute mapped to
             ``body`` and bytes, for a body that is not a sealed value.
+        integrity: attribute -> ``"<how>: <what it means here>"``, ``how``
+            one of :data:`INTEGRITY`: how each stored value is protected
+            against edits in the database (the metadata tamper suite edits
+            and swaps every attribute declared protected, and requires every
+            attribute to be declared); ``"*"`` stands for every attribute
+            not named.
     """
 
     name: str
@@ -237,6 +261,7 @@ class Kind(Generic[T]):
     upcasters: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] = attrs.field(factory=dict)
     capability: str = ""
     body_codec: tuple[Callable[[Any], bytes], Callable[[bytes], Any]] | None = None
+    integrity: Mapping[str, str] = attrs.field(factory=dict)
     _encode_data: Callable[[T], dict[str, Any]] = attrs.field(init=False, repr=False)
     _decode_data: Callable[[Mapping[str, Any], Any], T] = attrs.field(init=False, repr=False)
     _column_attrs: tuple[tuple[str, str], ...] = attrs.field(init=False, repr=False)
@@ -257,6 +282,9 @@ class Kind(Generic[T]):
             raise ConfigurationError(f"kind {self.name}: sealed fields need an owner")
         if self.client_column is not None and self.client_column not in self.columns:
             raise ConfigurationError(f"kind {self.name}: client column is not mapped")
+        for attr, how in self.integrity.items():
+            if (attr not in fields and attr != "*") or how.partition(":")[0] not in INTEGRITY:
+                raise ConfigurationError(f"kind {self.name}: bad integrity entry {attr!r}")
         for v in range(1, self.version):
             if v not in self.upcasters:
                 raise ConfigurationError(f"kind {self.name}: no upcaster from version {v}")
@@ -335,6 +363,10 @@ class Kind(Generic[T]):
         }
         exec(compile(source, f"<clientcomm.records encode {self.name}>", "exec"), namespace)  # noqa: S102
         return cast(Callable[[T, str | None], Record], namespace["encode"])
+
+    def integrity_of(self, attr: str) -> str | None:
+        """The :attr:`integrity` entry of ``attr`` (or of ``"*"``), if declared."""
+        return self.integrity.get(attr, self.integrity.get("*"))
 
     # -- codec -------------------------------------------------------------------
     def id_of(self, value: T) -> str:

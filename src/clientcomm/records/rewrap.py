@@ -77,6 +77,7 @@ REWRAP = REGISTRY.register(
         columns={"id": "id", "status": "status", "created_at": "created_at"},
         meanings={"status": "pending until every sealed kind was walked"},
         status=RewrapStatus,
+        integrity={"*": "unbound: job bookkeeping (a re-wrap never changes what opens)"},
         capability="crypto",
     )
 )
