@@ -112,15 +112,15 @@ async def append(
         raise InvalidInputError("clients", f"{operation} concerns one client at most")
     unknown = sorted(set(details) - op.details)
     if unknown:
-        raise InvalidInputError(
-            f"details.{unknown[0]}", f"is not a declared detail of {operation}"
-        )
+        raise InvalidInputError(f"details.{unknown[0]}", f"is not a declared detail of {operation}")
     if not isinstance(at, datetime) or at.utcoffset() is None:
         raise InvalidInputError("at", "must be a timezone-aware datetime")
     try:
         canonical_json(details)
     except (TypeError, ValueError):
-        raise InvalidInputError("details", "must be JSON values (str, numbers, lists, maps)") from None
+        raise InvalidInputError(
+            "details", "must be JSON values (str, numbers, lists, maps)"
+        ) from None
     if _SUSPENDED.get():
         return None
     entry = PendingAudit(

@@ -137,7 +137,9 @@ async def chain_firm(records: Records, firm_id: str, *, limit: int, now: datetim
         if head is None:
             await tx.insert([AuditHead(HEAD_ID, position, prev.hex(), now)])
         else:
-            await tx.update([attrs.evolve(head, position=position, hash=prev.hex(), updated_at=now)])
+            await tx.update(
+                [attrs.evolve(head, position=position, hash=prev.hex(), updated_at=now)]
+            )
     return len(pending)
 
 
@@ -245,8 +247,10 @@ def _verifies(firm_id: str, row: Row, position: int) -> bool:
     if body is None or len(body) < 2 * HASH_SIZE or subject is None or operation is None:
         return False
     header = header_bytes(firm_id, position, rid, subject, client, operation, at)
-    return clean and link_hash(body[HASH_SIZE : 2 * HASH_SIZE], header, body[2 * HASH_SIZE :]) == (
-        body[:HASH_SIZE]
+    return (
+        clean
+        and link_hash(body[HASH_SIZE : 2 * HASH_SIZE], header, body[2 * HASH_SIZE :])
+        == (body[:HASH_SIZE])
     )
 
 
@@ -344,14 +348,14 @@ def _explain_bad(firm_id: str, row: Row, position: int, prev: bytes) -> ChainFau
             None,
             f"an entry was inserted before the one now at position {position}",
         )
-    if _verifies(firm_id, row, position) and body is not None:
-        if body[HASH_SIZE : 2 * HASH_SIZE] != prev:
-            return ChainFault(
-                Fault.INSERTED,
-                position,
-                rid,
-                "the entry does not link to the entry before it",
-            )
+    if (
+        _verifies(firm_id, row, position)
+        and body is not None
+        and body[HASH_SIZE : 2 * HASH_SIZE] != prev
+    ):
+        return ChainFault(
+            Fault.INSERTED, position, rid, "the entry does not link to the entry before it"
+        )
     return ChainFault(Fault.EDITED, position, rid, "the entry does not match its hash")
 
 
@@ -366,9 +370,7 @@ def _explain_gap(firm_id: str, row: Row, expected: int) -> ChainFault:
         # positions expected..found-1 are missing; the entry at found may also
         # have been displaced (renumbered) by a removal
         if _verifies(firm_id, row, expected):
-            return ChainFault(
-                Fault.EDITED, expected, row[1], "the entry's position was changed"
-            )
+            return ChainFault(Fault.EDITED, expected, row[1], "the entry's position was changed")
         return ChainFault(
             Fault.REMOVED,
             expected,

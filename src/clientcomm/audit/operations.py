@@ -62,7 +62,12 @@ class OperationRegistry:
         if op.name in self._ops:
             raise ConfigurationError(f"audit operation {op.name!r} is declared twice")
         head, dot, tail = op.name.partition(".")
-        if not dot or not head or not tail or not op.name.replace(".", "").replace("_", "").isalnum():
+        if (
+            not dot
+            or not head
+            or not tail
+            or not op.name.replace(".", "").replace("_", "").isalnum()
+        ):
             raise ConfigurationError(f"audit operation {op.name!r} must look like 'thing.done'")
         self._ops[op.name] = op
         return op

@@ -167,6 +167,9 @@ class _ChainKind(Kind[AuditEntry]):
     the previous hash and the canonical payload (what verification reads
     without decoding JSON)."""
 
+    in_body = ("prev", "actor", "clients", "objects", "details")
+    """The attributes kept in the body beside the hash (for ``docs/records.md``)."""
+
     def _make_encoder(self) -> Callable[[AuditEntry, str | None], Record]:
         def encode(value: AuditEntry, firm_id: str | None = None) -> Record:
             body = bytes.fromhex(value.hash) + bytes.fromhex(value.prev) + payload_of(value)
@@ -235,7 +238,10 @@ AUDIT = REGISTRY.register(
             "ref": "the client it concerns (none for firm-level and batch entries)",
             "status": "the operation",
             "key": "its position in the firm's chain, zero-padded (unique)",
-            "body": "link hash, previous hash, canonical JSON of actor, clients, objects, details",
+            "body": (
+                "link hash, then `prev`, then canonical JSON of"
+                " `actor`, `clients`, `objects`, `details`"
+            ),
         },
         capability="audit",
     )

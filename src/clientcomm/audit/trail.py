@@ -296,11 +296,10 @@ class AuditTrail:
         reader = getattr(self.store, "sql_read", None)
         dialect = getattr(self.store, "dialect", None)
         if reader is not None and dialect in ("sqlite", "postgres"):
-            mark = "?" if dialect == "sqlite" else "%s"
-            sql = (
+            sql = (  # sql_read takes ``?`` placeholders on both backends
                 "SELECT seq, id, key, parent, ref, status, created_at, body, data FROM records"
-                f" WHERE firm_id={mark} AND kind={mark} AND key IS NOT NULL"
-                f" AND key > {mark} AND key <= {mark} ORDER BY key LIMIT {mark}"
+                " WHERE firm_id=? AND kind=? AND key IS NOT NULL"
+                " AND key > ? AND key <= ? ORDER BY key LIMIT ?"
             )
             after = ""
             while True:
@@ -322,7 +321,7 @@ class AuditTrail:
                             r[5],
                             to_micros(r[6]) or 0,
                             bytes(r[7]) if r[7] is not None else None,
-                            not r[8],
+                            r[8] == {} or r[8] == "{}",
                         )
                         for r in raw
                     ]
@@ -468,9 +467,7 @@ class AuditTrail:
         while True:
             async with self.records.transaction(firm_id) as tx:
                 index = await tx.list(ActorIndex, parent=actor, after_seq=after, limit=chunk, **rng)
-                entries = await tx.get_many(
-                    AuditEntry, [i.id for i in index], decode_errors="skip"
-                )
+                entries = await tx.get_many(AuditEntry, [i.id for i in index], decode_errors="skip")
             for i in index:
                 e = entries.get(i.id)
                 if e is not None and keep(e):
