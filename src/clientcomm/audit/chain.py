@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 import enum
 import hashlib
+from array import array
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -221,10 +222,10 @@ class Verification:
     pending: int = 0
 
 
-Row = tuple[int, str, str | None, str | None, str | None, str | None, int, bytes | None, bool]
+Row = tuple[int, str, str | None, str | None, str | None, str | None, int, bytes | None, Any]
 """A chained row as verification reads it: seq, id, key, parent (subject),
 ref (client), status (operation), created_at (microseconds), body, and
-whether ``data`` is empty."""
+``data`` (which must be empty: ``"{}"`` as stored, or ``{}``)."""
 
 
 def row_of(record: Record) -> Row:
@@ -238,12 +239,13 @@ def row_of(record: Record) -> Row:
         record.status,
         _micros(record.created_at),
         record.body,
-        not record.data,
+        dict(record.data),
     )
 
 
 def _verifies(firm_id: str, row: Row, position: int) -> bool:
-    _seq, rid, _key, subject, client, operation, at, body, clean = row
+    _seq, rid, _key, subject, client, operation, at, body, data = row
+    clean = data == "{}" or data == {}
     if body is None or len(body) < 2 * HASH_SIZE or subject is None or operation is None:
         return False
     header = header_bytes(firm_id, position, rid, subject, client, operation, at)
@@ -269,7 +271,7 @@ async def verify_rows(
     want = dict(anchors)
     expected = 1
     prev = GENESIS
-    seqs: list[int] = []
+    seqs = array("q")  # the walked entries' seqs, increasing (8 bytes each)
     sha = _sha256
     sep = _SEP
     psep = _PAYLOAD_SEP
@@ -277,7 +279,7 @@ async def verify_rows(
     h2 = 2 * HASH_SIZE
     async for batch in batches:
         for row in batch:
-            seq, rid, key, subject, client, operation, at, body, clean = row
+            seq, rid, key, subject, client, operation, at, body, data = row
             ekey = position_key(expected)
             if key != ekey:
                 fault = _explain_gap(firm_id, row, expected)
@@ -285,7 +287,7 @@ async def verify_rows(
             # the hot loop: one join, one hash, two compares per entry
             if (
                 body is not None
-                and clean
+                and (data == "{}" or data == {})
                 and subject is not None
                 and operation is not None
                 and body[HASH_SIZE:h2] == prev

@@ -147,7 +147,7 @@ declare(
     "mailing",
     "a mailing could not go on (e.g. its staged content does not open)",
     "`mailing.fanout` step",
-    ("reason",),
+    ("reason", "error", "recipients_failed"),
 )
 declare(
     "message.sent",

@@ -229,7 +229,7 @@ class AuditTrail:
         firm_id: str,
         *,
         checkpoint: Checkpoint | Iterable[Checkpoint] | None = None,
-        batch: int = 5000,
+        batch: int = 20_000,
     ) -> Verification:
         """Walk ``firm_id``'s chain from position 1 to its head and report the
         first edited, removed, inserted or reordered entry by position; with
@@ -307,9 +307,7 @@ class AuditTrail:
                 if not raw:
                     return
                 if dialect == "sqlite":
-                    yield [
-                        (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8] == "{}") for r in raw
-                    ]
+                    yield raw  # already a Row: created_at is stored as microseconds
                 else:
                     yield [
                         (
@@ -321,7 +319,7 @@ class AuditTrail:
                             r[5],
                             to_micros(r[6]) or 0,
                             bytes(r[7]) if r[7] is not None else None,
-                            r[8] == {} or r[8] == "{}",
+                            r[8],
                         )
                         for r in raw
                     ]
