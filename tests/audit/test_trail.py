@@ -567,3 +567,22 @@ def test_payload_is_canonical() -> None:
         payload_of(a)
         == '{"actor":"x","clients":[],"details":{"a":"ü","b":1},"objects":[]}'.encode()
     )
+
+
+async def test_suspended_appends_validate_but_write_nothing(store: Store) -> None:
+    from clientcomm.testing.audit import suspended
+
+    with suspended():
+        async with Records(store).transaction("f1") as tx:
+            assert (
+                await append(
+                    tx, subject="mailing:m", operation="mailing.cancelled", actor="a", at=T0
+                )
+                is None
+            )
+            with pytest.raises(InvalidInputError):
+                await append(tx, subject="mailing:m", operation="no.such", actor="a", at=T0)
+    assert await pending(store) == []
+    async with Records(store).transaction("f1") as tx:  # and on again outside
+        await append(tx, subject="mailing:m", operation="mailing.cancelled", actor="a", at=T0)
+    assert len(await pending(store)) == 1
