@@ -113,11 +113,15 @@ def services(app: ClientComm) -> list[tuple[str, object]]:
 
 
 def public_methods(cls: type) -> list[str]:
-    return [
-        name
-        for name, fn in inspect.getmembers(cls, inspect.isfunction)
-        if not name.startswith("_") and "actor" in inspect.signature(fn).parameters
-    ]
+    """Public methods taking an ``actor`` typed as an actor (a ``StaffActor``
+    or ``ClientActor``; not a host API's ``actor: str`` filter, as in
+    ``app.audit.query``)."""
+    out = []
+    for name, fn in inspect.getmembers(cls, inspect.isfunction):
+        param = inspect.signature(fn).parameters.get("actor")
+        if not name.startswith("_") and param is not None and "Actor" in str(param.annotation):
+            out.append(name)
+    return out
 
 
 async def seed(app: ClientComm) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from clientcomm.attachments import (
     AttachmentMode,
     AttachmentScanner,
 )
+from clientcomm.audit import AuditEntry, AuditTrail, Checkpoint, Verification
 from clientcomm.blobs import BlobStore, FileBlobStore, MemoryBlobStore
 from clientcomm.clock import Clock, ManualClock, SystemClock
 from clientcomm.crypto import (
@@ -111,10 +112,13 @@ __all__ = [
     "AttachmentMode",
     "AttachmentScanner",
     "Audience",
+    "AuditEntry",
+    "AuditTrail",
     "Author",
     "BlobStore",
     "CaseFile",
     "ChatMessage",
+    "Checkpoint",
     "Client",
     "ClientActor",
     "ClientComm",
@@ -200,6 +204,7 @@ __all__ = [
     "TemporaryDeliveryError",
     "Transaction",
     "UnreadFor",
+    "Verification",
     "Worker",
     "WritableDirectory",
     "__version__",

@@ -17,6 +17,9 @@ from datetime import timedelta
 
 from clientcomm.attachments import DEFAULT_MAX_SIZE, AttachmentScanner, AttachmentStore
 from clientcomm.attachments.steps import STEPS as ATTACHMENT_STEPS
+from clientcomm.audit import AuditTrail
+from clientcomm.audit import append as audit
+from clientcomm.audit.steps import STEPS as AUDIT_STEPS
 from clientcomm.blobs.base import BlobStore
 from clientcomm.blobs.memory import MemoryBlobStore
 from clientcomm.clock import Clock, SystemClock
@@ -61,6 +64,7 @@ BUILTIN_STEPS: tuple[Step, ...] = (
     *ATTACHMENT_STEPS,
     *NOTIFICATION_STEPS,
     *KEY_STEPS,
+    *AUDIT_STEPS,
 )
 
 
@@ -89,7 +93,8 @@ class ClientComm:
             workers need the same one as the submitting process).
         steps: extra background steps of the host's own (run after ours).
 
-    Services: :attr:`messages` (client chats), :attr:`mailings` (mass mailing).
+    Services: :attr:`messages` (client chats), :attr:`mailings` (mass mailing),
+    :attr:`audit` (the tamper-evident audit trail: query, export, verify).
     Background work: :attr:`steps`, run by :meth:`run_once`, :meth:`run_step`
     or :class:`clientcomm.worker.Worker`.
     """
@@ -160,6 +165,7 @@ class ClientComm:
             fields=fields,
         )
         self.messages.keep_blobs_while(self.mailings.shared_blobs_in_use)
+        self.audit = AuditTrail(store, clock=self.clock)
         self.steps = StepRegistry((*BUILTIN_STEPS, *steps))
 
     @classmethod
@@ -188,26 +194,86 @@ class ClientComm:
         )
 
     # -- keys ------------------------------------------------------------------------
-    async def rotate_client_key(self, firm_id: str, client_id: str) -> RewrapJob:
+    async def rotate_client_key(
+        self, firm_id: str, client_id: str, *, actor: str = "system"
+    ) -> RewrapJob:
         """Rotate ``client_id``'s key to a new version and queue the re-wrap of
         every value sealed for it (the ``keys.rewrap`` step, resumable, in
         batches; :meth:`drain` or a worker runs it). Returns the queued job.
+        Audited as ``keys.rotated`` in the transaction that queues the job
+        (the key provider rotates first: if that transaction fails, rotate
+        again).
 
         Raises:
             KeyDestroyedError: the client was forgotten.
             StorageError: the backend failed.
         """
         await self.sealer.rotate_client_key(firm_id, client_id)
-        return await self.queue_rewrap(firm_id, client_id)
+        return await self._queue_rewrap(firm_id, client_id, actor, rotated=True)
 
-    async def queue_rewrap(self, firm_id: str, client_id: str | None = None) -> RewrapJob:
+    async def queue_rewrap(
+        self, firm_id: str, client_id: str | None = None, *, actor: str = "system"
+    ) -> RewrapJob:
         """Queue a re-wrap of one client's sealed values (``None``: every owner
         of the firm, mailing staging included), e.g. after a key provider's
-        own rotation. Returns the job; its counts fill in as it runs."""
+        own rotation. Returns the job; its counts fill in as it runs. Audited
+        as ``keys.rewrap_queued``."""
+        return await self._queue_rewrap(firm_id, client_id, actor, rotated=False)
+
+    async def _queue_rewrap(
+        self, firm_id: str, client_id: str | None, actor: str, *, rotated: bool
+    ) -> RewrapJob:
         records = Records(self.store)
+        now = self.clock.now()
+        job = rewrap_job(client_id, now=now)
         async with records.transaction(firm_id) as tx:
-            job = await tx.insert_one(rewrap_job(client_id, now=self.clock.now()))
+            if rotated and client_id is not None:
+                await audit(
+                    tx,
+                    subject=f"client:{client_id}",
+                    operation="keys.rotated",
+                    actor=actor,
+                    at=now,
+                    client=client_id,
+                    objects=(f"key.rewrap:{job.id}",),
+                )
+            else:
+                await audit(
+                    tx,
+                    subject=f"key.rewrap:{job.id}",
+                    operation="keys.rewrap_queued",
+                    actor=actor,
+                    at=now,
+                    client=client_id,
+                )
+            job = await tx.insert_one(job)
         return job
+
+    async def forget_client(
+        self, firm_id: str, client_id: str, *, actor: str = "system", override: bool = False
+    ) -> bool:
+        """Crypto-shred a client (:meth:`Sealer.forget_client`: the retention
+        rule is asked first) and audit it as ``client.forgotten``. Returns
+        whether keys existed. Idempotent: if writing the audit record fails
+        after the keys were destroyed, call it again (it records the retry).
+
+        Raises:
+            RetentionError: records must still be kept (nothing destroyed or written).
+            StorageError: a backend failed.
+        """
+        existed = await self.sealer.forget_client(firm_id, client_id, override=override)
+        async with Records(self.store).transaction(firm_id) as tx:
+            await audit(
+                tx,
+                subject=f"client:{client_id}",
+                operation="client.forgotten",
+                actor=actor,
+                at=self.clock.now(),
+                client=client_id,
+                keys_existed=existed,
+                override=override,
+            )
+        return existed
 
     async def rewrap_status(self, firm_id: str, job_id: str) -> RewrapJob:
         """A re-wrap job as it stands.

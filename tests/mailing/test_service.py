@@ -451,10 +451,14 @@ async def test_ledger_notifications_hooks_and_audit(app: ClientComm) -> None:
     csv_text = "".join([line async for line in app.mailings.export_csv(ADMIN, receipt.id)])
     assert csv_text.splitlines()[0].startswith("mailing_id,client_id,state")
     assert len(csv_text.splitlines()) == 4
-    async with app.store.transaction("f1") as tx:
-        [audit] = await tx.list("audit", parent=f"mailing:{receipt.id}")
-    assert audit.data["details"]["recipient_count"] == 3 and audit.data["actor"] == "admin"
-    assert TEXT not in json.dumps(audit.data)
+    page = await app.audit.query("f1", subject=f"mailing:{receipt.id}")
+    submitted, delivered, completed = page.entries
+    assert submitted.operation == "mailing.submitted"
+    assert submitted.details["recipient_count"] == 3 and submitted.actor == "admin"
+    assert sorted(delivered.clients) == ["c1", "c2", "c3"]
+    assert completed.operation == "mailing.completed"
+    exported = "".join([line async for line in app.audit.export_jsonl("f1")])
+    assert TEXT not in exported and "Fristen" not in exported
 
 
 # -- exactly once ---------------------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 from clientcomm import ConfigurationError
 from clientcomm.actors import StaffActor
 from clientcomm.app import ClientComm
-from clientcomm.audit import AUDIT_KIND
+from clientcomm.audit.records import AuditEntry, PendingAudit
 from clientcomm.crypto import KEY_RECORD_KIND, LocalKeyProvider, MasterKey
 from clientcomm.mail.memory import MemoryTransport
 from clientcomm.mailing import (
@@ -32,6 +32,7 @@ from clientcomm.mailing import (
     staging_owner,
 )
 from clientcomm.messages import MESSAGE_KIND
+from clientcomm.records import Records
 from clientcomm.rules.audience import Audience
 from clientcomm.storage.base import Store
 from clientcomm.worker import Worker
@@ -82,9 +83,14 @@ async def staging_key_alive(app: ClientComm, mailing_id: str) -> bool:
 
 
 async def audit_operations(store: Store, mailing_id: str) -> list[str]:
-    async with store.transaction("f1") as tx:
-        entries = await tx.list(AUDIT_KIND, parent=f"mailing:{mailing_id}")
-    return [e.status or "" for e in entries]
+    """The mailing's audit operations in order: chained entries, then those
+    appended but not chained yet."""
+    subject = f"mailing:{mailing_id}"
+    records = Records(store)
+    async with records.transaction("f1") as tx:
+        chained = await tx.list(AuditEntry, parent=subject)
+        pending = await tx.list(PendingAudit)
+    return [e.operation for e in chained] + [e.operation for e in pending if e.subject == subject]
 
 
 async def flip_staged_text(store: Store, mailing_id: str) -> None:
@@ -169,6 +175,7 @@ async def test_flipped_bit_in_staged_text_fails_the_mailing_with_a_reason(
     assert await staging_key_alive(app, receipt.id)  # nothing forgotten
     assert await audit_operations(env.store, receipt.id) == [
         "mailing.submitted",
+        "mailing.delivered",  # the two copies delivered before the damage
         "mailing.failed",
     ]
     ledger = [e async for e in app.mailings.ledger(ADMIN, receipt.id)]

@@ -121,8 +121,23 @@ def records_of(kind: Kind[Any], *, store_safe: bool = False) -> st.SearchStrateg
     """Values of ``kind`` that the Record layout can represent exactly: an
     optional attribute mapped to ``created_at`` is always set (None is stored
     as the epoch; ``test_optional_created_at_survives`` covers that)."""
-    overrides: dict[str, st.SearchStrategy[Any]] = {}
+    overrides: dict[str, st.SearchStrategy[Any]] = dict(_KIND_OVERRIDES.get(kind.name, {}))
     created = optional_created_attr(kind)
     if created is not None:
         overrides[created] = AWARE
     return values_of(kind.cls, store_safe=store_safe, overrides=overrides)
+
+
+_HEX32 = st.binary(min_size=32, max_size=32).map(bytes.hex)
+_KIND_OVERRIDES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
+    # chained audit entries keep their link hashes as 32 raw bytes and the rest
+    # as UTF-8 canonical JSON in the body (append refuses what UTF-8 cannot hold)
+    "audit": {
+        "hash": _HEX32,
+        "prev": _HEX32,
+        "actor": texts(True),
+        "details": st.dictionaries(texts(True), json_values(True), max_size=3),
+        "clients": st.lists(texts(True), max_size=3).map(tuple),
+        "objects": st.lists(texts(True), max_size=3).map(tuple),
+    },
+}

@@ -410,6 +410,7 @@ class MailingService:
                     recipient_count=resolved.count,
                     attachment_count=len(staged),
                     scheduled_at=schedule_at.isoformat() if schedule_at else None,
+                    skipped_count=len(resolved.skipped),
                 )
                 await self.attachments.settle(tx, reservation)
                 for first in range(0, len(ids), chunk):

@@ -422,6 +422,20 @@ class MailingFanout:
                 if batch is not None:
                     await tx.insert([batch])
                 await tx.update([moved])
+                # one audit record per delivered batch (not per copy: the fan-out's cost)
+                await audit(
+                    tx,
+                    subject=f"mailing:{mailing_id}",
+                    operation="mailing.delivered",
+                    actor="system",
+                    at=now,
+                    clients=[cid for cid, _ in live],
+                    objects=[f"mailing.page:{page.id}"],
+                    page=page.id,
+                    delivered=len(live),
+                    failed=len(gone),
+                    failed_clients=sorted(gone),
+                )
                 if mailing.status is MailingState.SCHEDULED:
                     cur = await tx.get(MailingRecord, mailing_id)
                     await tx.update([attrs.evolve(cur, status=MailingState.SENDING)])
@@ -596,15 +610,24 @@ class MailingFanout:
                     return
                 if await tx.count(RecipientPage, parent=mailing_id, status=PageState.QUEUED.value):
                     return
+                completed_at = svc.clock.now()
                 await tx.update(
                     [
                         attrs.evolve(
                             cur,
                             status=MailingState.COMPLETED,
-                            completed_at=svc.clock.now(),
+                            completed_at=completed_at,
                             meta=attrs.evolve(cur.meta, lease_owner=None, lease_until=None),
                         )
                     ]
+                )
+                await audit(
+                    tx,
+                    subject=f"mailing:{mailing_id}",
+                    operation="mailing.completed",
+                    actor="system",
+                    at=completed_at,
+                    total=cur.total,
                 )
         except ConflictError:
             return

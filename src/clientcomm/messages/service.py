@@ -19,6 +19,7 @@ import attrs
 
 from clientcomm.actors import ClientActor, StaffActor, require_actor
 from clientcomm.attachments.service import AttachmentStore
+from clientcomm.audit import append as audit
 from clientcomm.clock import Clock, SystemClock
 from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
@@ -175,6 +176,21 @@ class MessageService:
             )
             async with self._records.transaction(firm_id) as tx:
                 await tx.insert([message])
+                await audit(
+                    tx,
+                    subject=f"message:{message_id}",
+                    operation="message.sent",
+                    actor=actor.staff_id
+                    if isinstance(actor, StaffActor)
+                    else f"client:{actor.client_id}",
+                    at=message.sent_at,
+                    client=client.id,
+                    objects=[f"contact:{actor.contact_id}"]
+                    if isinstance(actor, ClientActor) and actor.contact_id
+                    else [],
+                    author=author.value,
+                    attachment_count=len(message.attachments),
+                )
                 await self._attachments.settle(tx, copies.reservation)
                 if author is Author.STAFF:
                     stored = await tx.get(MessageRecord, message_id)
@@ -466,6 +482,16 @@ class MessageService:
                 id=message_id,
             )
             await tx.delete(MessageRecord, [message_id])
+            await audit(
+                tx,
+                subject=f"message:{message_id}",
+                operation="message.deleted",
+                actor=actor.staff_id,
+                at=self._clock.now(),
+                client=m.client_id,
+                objects=[f"mailing:{m.mailing_id}"] if m.mailing_id else [],
+                attachment_count=len(m.attachments),
+            )
             orphaned = await self._attachments.release_refs(tx, m.attachments, message_id)
             for guard in self._keep_blobs:
                 if orphaned:

@@ -46,7 +46,8 @@ def _kind_section(kind: Kind[object]) -> str:
         if column in kind.columns:
             meaning = kind.meanings.get(column, "")
             lines.append(f"| `{column}` | `{kind.columns[column]}` | {meaning} |")
-    mapped = set(kind.columns.values()) | {"meta"}
+    # a kind with its own body layout names the attributes kept there (``in_body``)
+    mapped = set(kind.columns.values()) | {"meta"} | set(getattr(kind, "in_body", ()))
     data = [f.name for f in attrs.fields(cast(Any, kind.cls)) if f.name not in mapped]
     if data:
         lines.append(f"| `data` | {', '.join(f'`{d}`' for d in data)} | |")

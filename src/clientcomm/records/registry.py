@@ -63,6 +63,7 @@ INTEGRITY = {
     "bound": "bound into the record's sealed value; the clear copy is checked against it",
     "mac": "covered by a MAC under a key held only in a sealed value",
     "key": "a wrapped key: the key provider authenticates it, a key commitment binds it",
+    "chain": "hash-chained per firm: an edit is found by the audit trail's verify, not on read",
     "unbound": "not authenticated: decides neither who receives nor what is shown (why: see text)",
 }
 """How a stored attribute is protected against edits in the database (the

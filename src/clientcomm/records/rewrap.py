@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from clientcomm.audit import append as audit
 from clientcomm.crypto.envelope import Sealer
 from clientcomm.errors import ConfigurationError, ConflictError, IntegrityError
 from clientcomm.ids import new_id
@@ -185,6 +186,19 @@ async def _batch(
             conflicts=job.conflicts + conflicts,
         )
         advanced = await tx.update_one(advanced)
+        if advanced.status is RewrapStatus.DONE:
+            await audit(
+                tx,
+                subject=f"key.rewrap:{job.id}",
+                operation="keys.rewrapped",
+                actor="system",
+                at=now,
+                client=job.client_id,
+                examined=advanced.examined,
+                rewrapped=advanced.rewrapped,
+                failed=advanced.failed,
+                conflicts=advanced.conflicts,
+            )
     return advanced, len(items)
 
 
