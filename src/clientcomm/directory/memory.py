@@ -82,13 +82,16 @@ class MemoryDirectory:
         active: bool | None = None,
     ) -> Sequence[Client]:
         table = self._clients.get(firm_id, {})
-        wanted = set(ids) if ids is not None else None
         groups = set(group_ids) if group_ids is not None else None
+        if ids is not None:  # by id: a lookup per id, not a scan of the firm
+            found = (table.get(i) for i in set(ids) if isinstance(i, str))
+            candidates: Collection[Client] = [c for c in found if c is not None]
+        else:
+            candidates = table.values()
         out = [
             c
-            for c in table.values()
-            if (wanted is None or c.id in wanted)
-            and (groups is None or not groups.isdisjoint(c.group_ids))
+            for c in candidates
+            if (groups is None or not groups.isdisjoint(c.group_ids))
             and (active is None or c.active == active)
         ]
         out.sort(key=lambda c: c.id)
