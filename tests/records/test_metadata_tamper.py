@@ -46,7 +46,7 @@ from clientcomm.attachments import (
 from clientcomm.blobs.memory import MemoryBlobStore
 from clientcomm.crypto import LocalKeyProvider, MasterKey
 from clientcomm.crypto.context import SealContext
-from clientcomm.crypto.envelope import SealRequest
+from clientcomm.crypto.envelope import SealRequest, sealed_key_version
 from clientcomm.errors import IntegrityError, NotFoundError
 from clientcomm.mail.memory import MemoryTransport
 from clientcomm.mailing.records import MAILING_KIND, PAGE_KIND, RecipientPage, staging_owner
@@ -76,7 +76,7 @@ from clientcomm.notifications import (
     prepare,
 )
 from clientcomm.notifications.inapp import inapp_records
-from clientcomm.notifications.keys import NOTICE_KEY_ID
+from clientcomm.notifications.keys import NOTICE_KEY_ID, NOTICE_KEY_OWNER
 from clientcomm.records import INTEGRITY, REGISTRY, Kind, Records, bound, converter
 from clientcomm.records.docs import load_all
 from clientcomm.rules.readstate import Author, UnreadFor
@@ -1150,3 +1150,26 @@ async def test_notification_records_written_before_the_notice_key(
         [batch] = await tx.list(FanoutBatch, parent="late-mailing")
     assert status.reasons() == {"integrity": len(late)}
     assert batch.status is FanoutStatus.FAILED and batch.reason == "integrity"
+
+
+async def test_the_notice_key_survives_rotation_and_rewrap(notice_app: ClientComm) -> None:
+    """The key record is reached by key rotation and the firm-wide re-wrap
+    (its SealedField declaration): re-wrapped to the owner's new key version,
+    it opens to the same key, so notices written before and after verify."""
+    app = notice_app
+    await enqueue_jobs(app, 0)
+    before = await raw_of(app.store, "f1", NOTICE_KEY_KIND, NOTICE_KEY_ID)
+    assert sealed_key_version(before.body or b"") == 1
+    await app.sealer.rotate_client_key("f1", NOTICE_KEY_OWNER)
+    job = await app.queue_rewrap("f1")
+    await app.drain()
+    after = await raw_of(app.store, "f1", NOTICE_KEY_KIND, NOTICE_KEY_ID)
+    assert sealed_key_version(after.body or b"") == 2
+    done = await app.rewrap_status("f1", job.id)
+    assert done.failed == 0 and done.rewrapped >= 1
+    old_key = await app.notice_keys.get("f1")
+    app.notice_keys = NoticeKeys(app.store, app.sealer, clock=app.clock)  # a fresh process
+    assert await app.notice_keys.get("f1") == old_key
+    await enqueue_jobs(app, 1)
+    await app.drain()
+    assert len(sent_notices(app)) == 6
