@@ -37,6 +37,7 @@ from clientcomm.mailing import MailingService
 from clientcomm.mailing.personalise import ClientFields
 from clientcomm.mailing.steps import STEPS as MAILING_STEPS
 from clientcomm.messages import MessageService
+from clientcomm.notifications.keys import NoticeKeys
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.outbox import (
     MailSettings,
@@ -95,6 +96,11 @@ class ClientComm:
 
     Services: :attr:`messages` (client chats), :attr:`mailings` (mass mailing),
     :attr:`audit` (the tamper-evident audit trail: query, export, verify).
+    :attr:`notice_keys` holds the firms' notice MAC keys
+    (:class:`~clientcomm.notifications.keys.NoticeKeys`): pass
+    ``await app.notice_keys.get(firm_id)`` as ``key`` to
+    :func:`~clientcomm.notifications.outbox.enqueue` and
+    :func:`~clientcomm.notifications.inapp.list_inapp`.
     Background work: :attr:`steps`, run by :meth:`run_once`, :meth:`run_step`
     or :class:`clientcomm.worker.Worker`.
     """
@@ -132,6 +138,7 @@ class ClientComm:
         self.worker_id = worker_id()
         self.clock: Clock = clock or SystemClock()
         self.sealer = Sealer(keys, clock=self.clock, retention=retention)
+        self.notice_keys = NoticeKeys(store, self.sealer, clock=self.clock)
         self.attachments = AttachmentStore(
             blobs,
             self.sealer,
@@ -163,6 +170,7 @@ class ClientComm:
             lease=lease,
             batch_size=mailing_batch,
             fields=fields,
+            notice_keys=self.notice_keys,
         )
         self.messages.keep_blobs_while(self.mailings.shared_blobs_in_use)
         self.audit = AuditTrail(store, clock=self.clock)
@@ -289,16 +297,23 @@ class ClientComm:
         as it is now (:func:`~clientcomm.notifications.outbox.retry_failed` with
         this app's Directory and links): a contact skipped for lack of an
         address that has one now is mailed at it; one that still has none stays
-        failed. Returns how many jobs were requeued (the
+        failed, as does a job that does not match its MAC (edited in the
+        database). Returns how many jobs were requeued (the
         ``notifications.deliver`` step sends them).
 
         Raises:
             ConflictError: a job changed concurrently (nothing was requeued).
             StorageError: the backend failed.
         """
+        key = await self.notice_keys.get(firm_id, create=False)
         async with Records(self.store).transaction(firm_id) as tx:
             return await retry_failed(
-                tx, job_ids, now=self.clock.now(), directory=self.directory, links=self.links
+                tx,
+                job_ids,
+                now=self.clock.now(),
+                directory=self.directory,
+                links=self.links,
+                key=key,
             )
 
     async def run_step(self, name: str, *, limit: int = 500) -> int:

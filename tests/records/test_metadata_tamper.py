@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import copy
 import enum
+import functools
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -25,32 +27,78 @@ from typing import Any
 import attrs
 import pytest
 
-from clientcomm import Audience, ClientActor, ClientComm, ManualClock, StaffActor
+from clientcomm import (
+    Audience,
+    ClientActor,
+    ClientComm,
+    Contact,
+    ManualClock,
+    StaffActor,
+    WritableDirectory,
+    directory_for,
+)
 from clientcomm.attachments import (
     AttachmentInfo,
     AttachmentInput,
     AttachmentMode,
     StoredAttachment,
 )
+from clientcomm.blobs.memory import MemoryBlobStore
+from clientcomm.crypto import LocalKeyProvider, MasterKey
 from clientcomm.crypto.context import SealContext
-from clientcomm.crypto.envelope import SealRequest
+from clientcomm.crypto.envelope import SealRequest, sealed_key_version
 from clientcomm.errors import IntegrityError, NotFoundError
+from clientcomm.mail.memory import MemoryTransport
 from clientcomm.mailing.records import MAILING_KIND, PAGE_KIND, RecipientPage, staging_owner
 from clientcomm.messages.records import MESSAGE_KIND, MessageRecord
 from clientcomm.messages.rules import authenticated, encode_body, sealed_plaintext, text_context
+from clientcomm.notifications import (
+    FANOUT_KIND,
+    INAPP_KIND,
+    JOB_KIND,
+    NOTICE_KEY_KIND,
+    FanoutBatch,
+    FanoutStatus,
+    InAppNotification,
+    InAppRecord,
+    JobStatus,
+    LinkTemplates,
+    NoticeKey,
+    NoticeKeys,
+    NotificationEvent,
+    NotificationKind,
+    NotifyJob,
+    client_contact_recipients,
+    delivery_status,
+    enqueue,
+    fanout_batch,
+    list_inapp,
+    prepare,
+)
+from clientcomm.notifications.inapp import inapp_records
+from clientcomm.notifications.keys import NOTICE_KEY_ID, NOTICE_KEY_OWNER
 from clientcomm.records import INTEGRITY, REGISTRY, Kind, Records, bound, converter
 from clientcomm.records.docs import load_all
 from clientcomm.rules.readstate import Author, UnreadFor
 from clientcomm.storage.base import Record, Store
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
-from tests.mailing_support import T0, make_app
+from tests.mailing_support import MAIL, T0, make_app, seed
 
 ADMIN = StaffActor("f1", "admin")
 MANAGER = StaffActor("f1", "manager")
 PDF = b"%PDF-1.4\n" + b"k" * 300
 PDF2 = b"%PDF-1.4\n" + b"v" * 700
 PROTECTED = {"sealed", "aad", "bound", "mac", "key"}
-SCENARIOS = {MESSAGE_KIND, MAILING_KIND, PAGE_KIND}
+NEW = NotificationKind.NEW_MESSAGE
+SCENARIOS = {
+    MESSAGE_KIND,
+    MAILING_KIND,
+    PAGE_KIND,
+    FANOUT_KIND,
+    JOB_KIND,
+    INAPP_KIND,
+    NOTICE_KEY_KIND,
+}
 """The kinds with protected attributes, each with its scenario below."""
 
 
@@ -84,7 +132,7 @@ def test_every_kind_with_protected_attributes_has_a_tamper_scenario() -> None:
 # -- raw tampering ------------------------------------------------------------------------
 
 Location = tuple[Any, ...]
-"""("column", name) | ("data", key) | ("item", key, index, sub)"""
+"""("column", name) | ("data", key) | ("item", key, index, sub) | ("field", key, sub)"""
 
 
 def location_of(kind: Kind[Any], attr: str) -> Location:
@@ -99,6 +147,8 @@ def read_at(record: Record, loc: Location) -> Any:
         return getattr(record, loc[1])
     if loc[0] == "data":
         return record.data.get(loc[1])
+    if loc[0] == "field":
+        return (record.data.get(loc[1]) or {}).get(loc[2])
     items = record.data.get(loc[1]) or []
     return items[loc[2]].get(loc[3]) if loc[2] < len(items) else None
 
@@ -112,6 +162,8 @@ def write_at(record: Record, loc: Location, value: Any) -> Record:
             data.pop(loc[1], None)
         else:
             data[loc[1]] = value
+    elif loc[0] == "field":
+        data[loc[1]][loc[2]] = value
     else:
         data[loc[1]][loc[2]][loc[3]] = value
     return record.evolve(data=data)
@@ -637,3 +689,487 @@ def test_each_bound_message_field_edited_is_refused() -> None:
     ):
         with pytest.raises(IntegrityError):
             authenticated(edited, plain)
+
+
+# -- notifications: fan-out batches, outbox jobs, in-app records, the notice key -----------
+
+NOTICE_LINKS = LinkTemplates(
+    default="https://portal.example/{firm_id}/{kind}/{event_id}/{client_id}/{cause_id}"
+)
+NOTICE_CONTACTS = (
+    Contact("k2", "f1", "c2", "Bernd Bau", email="bernd@example.com", registered=True),
+    Contact("k1b", "f1", "c1", "Armin Alt", email="armin@example.com", registered=True),
+    Contact("k3b", "f1", "c3", "Carla Chor", email="carla.chor@example.com", registered=True),
+    Contact("k4", "f1", "c4", "Dora Dach", email="dora@example.com", registered=True),
+    Contact("k5", "f1", "c5", "Emil Ehemalig", email="emil@example.com", registered=True),
+    Contact("k6", "f1", "c6", "Frieda Fink", email="frieda@example.com", registered=True),
+    Contact("kx", "f2", "x1", "Xaver Fremd", email="xaver@example.com", registered=True),
+)
+Notice = tuple[str, str, str]
+"""What a sent notice says: (address, display name, link)."""
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+async def notice_app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ClientComm]:
+    """An app whose links name everything a notice is about (firm, kind,
+    event, client, cause), and a registered contact with an address for
+    every client."""
+    async for store in open_backend(request.param, tmp_path):
+        directory = directory_for(store)
+        await seed(directory)
+        for contact in NOTICE_CONTACTS:
+            await directory.put_contact(contact)
+        clock = ManualClock(T0)
+        yield ClientComm(
+            store=store,
+            directory=directory,
+            keys=LocalKeyProvider(store, MasterKey.generate(), clock=clock),
+            blobs=MemoryBlobStore(),
+            transport=MemoryTransport(),
+            links=NOTICE_LINKS,
+            mail=MAIL,
+            clock=clock,
+        )
+
+
+def sent_notices(app: ClientComm) -> list[Notice]:
+    transport = app.transport
+    assert isinstance(transport, MemoryTransport)
+    out: list[Notice] = []
+    for message in transport.messages():
+        to = message["To"].addresses[0]
+        body = message.get_body(("plain",))
+        assert body is not None
+        found = re.search(r"https://portal\.example/\S+", body.get_content())
+        assert found is not None
+        out.append((to.addr_spec, to.display_name, found.group(0)))
+    return out
+
+
+def clear_sent(app: ClientComm) -> None:
+    transport = app.transport
+    assert isinstance(transport, MemoryTransport)
+    transport.clear()
+
+
+def _event(kind: NotificationKind, event_id: str, client: str, cause: str) -> NotificationEvent:
+    return NotificationEvent(
+        kind=kind,
+        firm_id="f1",
+        firm_name="Kanzlei Müller",
+        event_id=event_id,
+        cause_id=cause,
+        client_id=client,
+    )
+
+
+async def batch_notices(app: ClientComm, batch: FanoutBatch) -> set[Notice]:
+    """The notices an untampered ``batch`` gives (through the recipient rules)."""
+    contacts = await app.directory.list_contacts("f1", list(batch.client_ids))
+    out: set[Notice] = set()
+    for client, cause in batch.items:
+        link = NOTICE_LINKS.link(_event(batch.kind, batch.event_id, client, cause))
+        for r in client_contact_recipients(contacts.get(client, ())).recipients:
+            out.add((r.email, r.name, link))
+    return out
+
+
+def decodes(record: Record) -> bool:
+    try:
+        REGISTRY.decode(record)
+    except IntegrityError:
+        return False
+    return True
+
+
+def job_notice(job: NotifyJob) -> Notice:
+    assert job.to.email is not None and job.to.name is not None and job.link is not None
+    return (job.to.email, job.to.name, job.link)
+
+
+async def test_fanout_batch_tampering_is_refused(notice_app: ClientComm) -> None:
+    app = notice_app
+    kind = REGISTRY.kind(FANOUT_KIND)
+    key = await app.notice_keys.get("f1")
+    i = 0
+    total = 1
+    done: set[str] = set()
+    while i < total:
+        # the target and another batch of the same event, and another event's
+        # batch for other clients
+        made = [
+            fanout_batch(f"ev{i}", NEW, [("c1", f"m1-{i}"), ("c2", f"m2-{i}")], now=T0, key=key),
+            fanout_batch(f"ev{i}", NEW, [("c3", f"m3-{i}")], now=T0, key=key),
+            fanout_batch(f"other{i}", NEW, [("c4", f"m4-{i}"), ("c6", f"m6-{i}")], now=T0, key=key),
+        ]
+        async with Records(app.store).transaction("f1") as tx:
+            await tx.insert(made)
+        t, s, o = [await raw(app.store, FANOUT_KIND, b.id) for b in made]
+        cases = cases_for(kind, t, s, o)
+        # a MAC stripped (as if written before 0.2), and a client added with
+        # a cause, both lists edited together
+        cases.append(Case("mac", "strip", ("data", "mac"), None))
+        for add in ("c5", "c4"):
+            cases.append(Case("client_ids", f"add {add}", ("data", "client_ids"), add))
+        total = len(cases)
+        case = cases[i]
+        i += 1
+        label = f"{case} on {type(app.store).__name__}"
+        if case.how.startswith("add "):
+            extra = case.value
+
+            def both(r: Record, extra: str = extra) -> Record:
+                data = {
+                    **r.data,
+                    "client_ids": [*r.data["client_ids"], extra],
+                    "cause_ids": [*r.data["cause_ids"], f"m-{extra}"],
+                }
+                return r.evolve(data=data)
+
+            await rewrite(app.store, t, both)
+        else:
+            await apply(app.store, case, t, s, o)
+        await app.drain()
+        expected = {b.id: await batch_notices(app, b) for b in made}
+        legit = set().union(*expected.values())
+        sent = sent_notices(app)
+        assert set(sent) <= legit, f"{label}: a notice to {set(sent) - legit}"
+        assert len(sent) == len(set(sent)), f"{label}: a notice sent twice"
+        # the tampered batch notifies nobody; the others (unless an id swap
+        # tampered with them too) are notified in full
+        swapped = case.loc == ("column", "id") and case.how.startswith("swap")
+        hurt = {made[1 if case.how == "swap-same" else 2].id} if swapped else set()
+        assert not expected[made[0].id] & set(sent), f"{label}: the tampered batch notified"
+        for b in made[1:]:
+            if b.id not in hurt:
+                assert expected[b.id] <= set(sent), f"{label}: batch {b.id} was hurt"
+        # ... and fails visibly: marked failed, nothing left pending
+        async with app.store.transaction("f1") as rtx:
+            rows = await rtx.list(FANOUT_KIND)  # this round's (each round removes its own)
+        assert all(r.status != FanoutStatus.PENDING.value for r in rows), f"{label}: pending"
+        failed = [r for r in rows if r.status == FanoutStatus.FAILED.value]
+        assert any(r.data.get("reason") == "integrity" or not decodes(r) for r in failed), (
+            f"{label}: not failed for integrity"
+        )
+        async with app.store.transaction("f1") as rtx:
+            await rtx.delete(FANOUT_KIND, [r.id for r in rows])
+        clear_sent(app)
+        done.add(case.attr)
+    assert done == set(protected(kind))
+
+
+async def test_a_mailing_with_a_tampered_batch_shows_the_failed_notices(
+    notice_app: ClientComm,
+) -> None:
+    """A client added to a queued mailing's fan-out batch: the copies were
+    delivered as frozen, no notice goes out from that batch (nobody at c4 is
+    notified), and the status and ledger show the notices failed."""
+    app = notice_app
+    receipt = await app.mailings.submit(ADMIN, Audience.clients(*M1_CLIENTS), "Rundschreiben")
+    await app.run_step("mailing.fanout")
+    async with app.store.transaction("f1") as rtx:
+        [batch] = await rtx.list(FANOUT_KIND, parent=receipt.id)
+
+    def add_c4(r: Record) -> Record:
+        data = {
+            **r.data,
+            "client_ids": [*r.data["client_ids"], "c4"],
+            "cause_ids": [*r.data["cause_ids"], "0" * 32],
+        }
+        return r.evolve(data=data)
+
+    await rewrite(app.store, batch, add_c4)
+    await app.drain()
+    assert sent_notices(app) == []
+    progress = await app.mailings.status(ADMIN, receipt.id)
+    assert progress.delivered == 3 and progress.notifications_sent == 0
+    assert progress.notifications_failed >= 3 and progress.notifications_pending == 0
+    rows = [e async for e in app.mailings.ledger(ADMIN, receipt.id)]
+    assert [r.client_id for r in rows] == list(M1_CLIENTS)
+    assert all(r.notification_errors == ("integrity",) for r in rows)
+
+
+async def enqueue_jobs(app: ClientComm, i: int) -> list[NotifyJob]:
+    """The target (to Anna for c1), another notice of the same event to
+    another contact of c1 (Armin), and another client's (Dora for c4)."""
+    key = await app.notice_keys.get("f1")
+    contacts = await app.directory.list_contacts("f1", ["c1", "c4"])
+    out: list[NotifyJob] = []
+    async with Records(app.store).transaction("f1") as tx:
+        for client, event_id in (("c1", f"ev{i}"), ("c4", f"other{i}")):
+            plan = client_contact_recipients(contacts[client])
+            event = _event(NEW, event_id, client, f"m-{client}-{i}")
+            out += await enqueue(tx, prepare(event, plan, NOTICE_LINKS), now=T0, key=key)
+    [anna] = [j for j in out if j.to.email == "anna@example.com"]
+    [armin] = [j for j in out if j.to.email == "armin@example.com"]
+    [dora] = [j for j in out if j.to.email == "dora@example.com"]
+    return [anna, armin, dora]
+
+
+def recipient_locations(attr: str, loc: Location) -> list[Location]:
+    if attr != "to":
+        return [loc]
+    return [("field", "to", sub) for sub in ("ref", "role", "name", "email", "language")]
+
+
+async def test_notify_job_tampering_is_refused(notice_app: ClientComm) -> None:
+    app = notice_app
+    kind = REGISTRY.kind(JOB_KIND)
+    i = 0
+    total = 1
+    done: set[str] = set()
+    while i < total:
+        jobs = await enqueue_jobs(app, i)
+        t, s, o = [await raw(app.store, JOB_KIND, j.id) for j in jobs]
+        cases = cases_for(kind, t, s, o, extra=recipient_locations)
+        cases.append(Case("mac", "strip", ("data", "mac"), None))
+        cases.append(Case("to", "edit", ("field", "to", "email"), "attacker@evil.example"))
+        total = len(cases)
+        case = cases[i]
+        i += 1
+        label = f"{case} on {type(app.store).__name__}"
+        await apply(app.store, case, t, s, o)
+        await app.drain()
+        sent = sent_notices(app)
+        legit = {job_notice(j) for j in jobs}
+        assert set(sent) <= legit, f"{label}: a notice to {set(sent) - legit}"
+        assert len(sent) == len(set(sent)), f"{label}: a notice sent twice"
+        assert job_notice(jobs[0]) not in sent, f"{label}: the tampered job was sent"
+        swapped = case.loc == ("column", "id") and case.how.startswith("swap")
+        hurt = {jobs[1 if case.how == "swap-same" else 2].id} if swapped else set()
+        for job in jobs[1:]:
+            if job.id not in hurt:
+                assert job_notice(job) in sent, f"{label}: job {job.id} was hurt"
+        # failed visibly (integrity, or malformed when it does not decode),
+        # nothing left pending, and a retry does not send it either
+        ids = {t.id, s.id, o.id, *([case.value] if case.loc == ("column", "id") else [])}
+        async with Records(app.store).transaction("f1") as tx:
+            rows = await tx.raw.get_many(JOB_KIND, ids)
+        assert all(r.status != JobStatus.PENDING.value for r in rows.values()), label
+        reasons = {(r.data.get("error") or {}).get("reason") for r in rows.values()}
+        assert reasons & {"integrity", "malformed"}, f"{label}: failed for {reasons}"
+        assert await app.retry_notifications("f1", [r for r in rows]) == 0, f"{label}: requeued"
+        await app.drain()
+        assert sent_notices(app) == sent, f"{label}: sent after a retry"
+        async with app.store.transaction("f1") as rtx:
+            await rtx.delete(JOB_KIND, list(ids))
+        clear_sent(app)
+        done.add(case.attr)
+    assert done == set(protected(kind))
+
+
+async def test_a_retried_job_gets_a_fresh_mac(notice_app: ClientComm) -> None:
+    """retry_failed rebuilds a job from the Directory (a fixed address): the
+    rebuilt job carries a MAC over what it is now and is delivered."""
+    app = notice_app
+    directory = app.directory
+    assert isinstance(directory, WritableDirectory)
+    await directory.put_contact(Contact("k4", "f1", "c4", "Dora Dach", email=None, registered=True))
+    [job] = [j for j in await enqueue_jobs_for(app, "c4") if j.status is JobStatus.FAILED]
+    await directory.put_contact(
+        Contact("k4", "f1", "c4", "Dora Dach", email="dora.neu@example.com", registered=True)
+    )
+    assert await app.retry_notifications("f1", [job.id]) == 1
+    await app.drain()
+    assert [n[0] for n in sent_notices(app)] == ["dora.neu@example.com"]
+
+
+async def enqueue_jobs_for(app: ClientComm, client: str) -> list[NotifyJob]:
+    key = await app.notice_keys.get("f1")
+    contacts = await app.directory.list_contacts("f1", [client])
+    plan = client_contact_recipients(contacts[client])
+    async with Records(app.store).transaction("f1") as tx:
+        return await enqueue(
+            tx, prepare(_event(NEW, "retry", client, "m-r"), plan, NOTICE_LINKS), now=T0, key=key
+        )
+
+
+async def listed(app: ClientComm, staff_id: str) -> dict[str, InAppNotification]:
+    key = await app.notice_keys.get("f1", create=False)
+    async with Records(app.store).transaction("f1") as tx:
+        return {
+            n.id: attrs.evolve(n, seq=0) for n in await list_inapp(tx, staff_id, key=key, limit=500)
+        }
+
+
+async def test_inapp_tampering_is_refused(notice_app: ClientComm) -> None:
+    app = notice_app
+    kind = REGISTRY.kind(INAPP_KIND)
+    i = 0
+    total = 1
+    done: set[str] = set()
+    while i < total:
+        # the admin's notices: the target (a comment of c1), another of c1,
+        # another client's (c4); the manager gets one of c1 too
+        key = await app.notice_keys.get("f1")
+        made: list[InAppRecord] = []
+        for event_id, client, name, staff_ids in (
+            (f"conv{i}", "c1", "Anna Alt", ("admin", "manager")),
+            (f"conv{i}b", "c1", "Anna Alt", ("admin",)),
+            (f"conv{i}c", "c4", "Dora Dach", ("admin",)),
+        ):
+            event = attrs.evolve(
+                _event(NotificationKind.NEW_COMMENT, event_id, client, f"k-{event_id}"),
+                client_name=name,
+            )
+            made += inapp_records(event, staff_ids, now=T0, key=key)
+        async with Records(app.store).transaction("f1") as tx:
+            await tx.insert(made)
+        target, same, other = made[0], made[2], made[3]
+        t, s, o = [await raw(app.store, INAPP_KIND, r.id) for r in (target, same, other)]
+        before = {staff: await listed(app, staff) for staff in ("admin", "manager")}
+        assert set(before["admin"]) == {target.id, same.id, other.id}
+        cases = cases_for(kind, t, s, o)
+        cases.append(Case("mac", "strip", ("data", "mac"), None))
+        total = len(cases)
+        case = cases[i]
+        i += 1
+        label = f"{case} on {type(app.store).__name__}"
+        await apply(app.store, case, t, s, o)
+        swapped = case.loc == ("column", "id") and case.how.startswith("swap")
+        hurt = {(same if case.how == "swap-same" else other).id} if swapped else set()
+        for staff in ("admin", "manager"):
+            after = await listed(app, staff)
+            for nid, shown in after.items():
+                # nothing tampered is shown, nothing of another staff member
+                assert before[staff].get(nid) == shown, f"{label}: {staff} is shown {shown}"
+            assert target.id not in after, f"{label}: the tampered record is shown"
+            missing = set(before[staff]) - set(after)
+            assert missing <= {target.id, *hurt}, f"{label}: {staff} misses {missing}"
+        async with app.store.transaction("f1") as rtx:
+            ids = [r.id for r in made] + ([case.value] if case.loc == ("column", "id") else [])
+            await rtx.delete(INAPP_KIND, ids)
+        done.add(case.attr)
+    assert done == set(protected(kind))
+
+
+async def test_notice_key_tampering_is_refused(notice_app: ClientComm) -> None:
+    """The firm's key record edited, swapped with another firm's, moved or
+    deleted: a process that has not cached the key sends none of the firm's
+    notices (left leased, or failed for integrity), never to another address;
+    another firm's notices go out."""
+    app = notice_app
+    kind = REGISTRY.kind(NOTICE_KEY_KIND)
+    for firm in ("f1", "f2"):
+        await app.notice_keys.get(firm)
+    f1_key, f2_key = [
+        await raw_of(app.store, firm, NOTICE_KEY_KIND, NOTICE_KEY_ID) for firm in ("f1", "f2")
+    ]
+    cases = [Case("sealed_key", "edit", ("column", "body"), v) for v in edits(f1_key.body)]
+    cases.append(Case("sealed_key", "swap-other", ("column", "body"), f2_key.body))
+    cases.append(Case("id", "edit", ("column", "id"), "another-key"))
+    cases.append(Case("id", "delete", ("column", "id"), None))
+    done: set[str] = set()
+    for n, case in enumerate(cases):
+        label = f"{case} on {type(app.store).__name__}"
+        key1 = await app.notice_keys.get("f1")
+        key2 = await app.notice_keys.get("f2")
+        event1 = _event(NEW, f"ev{n}", "c1", f"m{n}")
+        event2 = attrs.evolve(_event(NEW, f"f2ev{n}", "x1", f"x{n}"), firm_id="f2")
+        for firm, event, key in (("f1", event1, key1), ("f2", event2, key2)):
+            contacts = await app.directory.list_contacts(firm, [event.client_id or ""])
+            plan = client_contact_recipients(contacts[event.client_id or ""])
+            async with Records(app.store).transaction(firm) as tx:
+                await enqueue(tx, prepare(event, plan, NOTICE_LINKS), now=T0, key=key)
+        current = await raw_of(app.store, "f1", NOTICE_KEY_KIND, NOTICE_KEY_ID)
+        if case.how == "delete":
+            async with app.store.transaction("f1") as rtx:
+                await rtx.delete(NOTICE_KEY_KIND, [NOTICE_KEY_ID])
+        else:
+            await rewrite(
+                app.store, current, functools.partial(write_at, loc=case.loc, value=case.value)
+            )
+        app.notice_keys = NoticeKeys(app.store, app.sealer, clock=app.clock)  # a fresh process
+        await app.drain()
+        sent = sent_notices(app)
+        assert [s for s in sent if s[0] != "xaver@example.com"] == [], f"{label}: f1 notified"
+        assert [s[0] for s in sent] == ["xaver@example.com"], f"{label}: f2 not notified"
+        done.add(case.attr)
+        # repair for the next case: the original key record back, leases run out
+        async with app.store.transaction("f1") as rtx:
+            await rtx.delete(NOTICE_KEY_KIND, [NOTICE_KEY_ID, "another-key"])
+            await rtx.insert([f1_key.evolve(seq=0, version=0)])
+            pending = await rtx.list(JOB_KIND, status=JobStatus.PENDING.value)
+            await rtx.delete(JOB_KIND, [r.id for r in pending])
+        app.notice_keys = NoticeKeys(app.store, app.sealer, clock=app.clock)
+        clear_sent(app)
+    assert done == set(protected(kind))
+
+
+async def raw_of(store: Store, firm: str, kind: str, id: str) -> Record:
+    async with store.transaction(firm) as tx:
+        return await tx.get(kind, id)
+
+
+async def test_notification_records_written_before_the_notice_key(
+    notice_app: ClientComm,
+) -> None:
+    """Batches, jobs and in-app records without a MAC (the layout before 0.2)
+    are read as before while the firm has no notice key; when the key is made
+    they are adopted (and delivered, listed); after that a record without a
+    MAC is refused like an edited one."""
+    app = notice_app
+    old_batch = fanout_batch("old-mailing", NEW, [("c1", "m-old")], now=T0)
+    contacts = await app.directory.list_contacts("f1", ["c4"])
+    plan = client_contact_recipients(contacts["c4"])
+    comment = attrs.evolve(
+        _event(NotificationKind.NEW_COMMENT, "conv-old", "c4", "k-old"), client_name="Dora Dach"
+    )
+    async with Records(app.store).transaction("f1") as tx:
+        await tx.insert([old_batch])
+        await enqueue(
+            tx, prepare(_event(NEW, "old-job", "c4", "m-old4"), plan, NOTICE_LINKS), now=T0
+        )
+        await tx.insert(inapp_records(comment, ["admin"], now=T0))
+    stored = await raw(app.store, FANOUT_KIND, old_batch.id)
+    assert "mac" not in stored.data
+    # no key yet: listed as before
+    assert await app.notice_keys.get("f1", create=False) == NoticeKey(None)
+    assert len(await listed(app, "admin")) == 1
+    # the expansion makes the key (adopting the old records) and delivers all
+    await app.drain()
+    assert {n[0] for n in sent_notices(app)} == {
+        "anna@example.com",
+        "armin@example.com",
+        "dora@example.com",
+    }
+    assert len(await listed(app, "admin")) == 1
+    adopted = await raw(app.store, INAPP_KIND, next(iter(await listed(app, "admin"))))
+    assert adopted.data.get("mac")
+    clear_sent(app)
+    # a record without a MAC written now is refused
+    async with Records(app.store).transaction("f1") as tx:
+        late = await enqueue(
+            tx, prepare(_event(NEW, "late-job", "c4", "m-late"), plan, NOTICE_LINKS), now=T0
+        )
+        await tx.insert([fanout_batch("late-mailing", NEW, [("c1", "m-late1")], now=T0)])
+    await app.drain()
+    assert sent_notices(app) == []
+    async with Records(app.store).transaction("f1") as tx:
+        status = await delivery_status(tx, "late-job")
+        [batch] = await tx.list(FanoutBatch, parent="late-mailing")
+    assert status.reasons() == {"integrity": len(late)}
+    assert batch.status is FanoutStatus.FAILED and batch.reason == "integrity"
+
+
+async def test_the_notice_key_survives_rotation_and_rewrap(notice_app: ClientComm) -> None:
+    """The key record is reached by key rotation and the firm-wide re-wrap
+    (its SealedField declaration): re-wrapped to the owner's new key version,
+    it opens to the same key, so notices written before and after verify."""
+    app = notice_app
+    await enqueue_jobs(app, 0)
+    before = await raw_of(app.store, "f1", NOTICE_KEY_KIND, NOTICE_KEY_ID)
+    assert sealed_key_version(before.body or b"") == 1
+    await app.sealer.rotate_client_key("f1", NOTICE_KEY_OWNER)
+    job = await app.queue_rewrap("f1")
+    await app.drain()
+    after = await raw_of(app.store, "f1", NOTICE_KEY_KIND, NOTICE_KEY_ID)
+    assert sealed_key_version(after.body or b"") == 2
+    done = await app.rewrap_status("f1", job.id)
+    assert done.failed == 0 and done.rewrapped >= 1
+    old_key = await app.notice_keys.get("f1")
+    app.notice_keys = NoticeKeys(app.store, app.sealer, clock=app.clock)  # a fresh process
+    assert await app.notice_keys.get("f1") == old_key
+    await enqueue_jobs(app, 1)
+    await app.drain()
+    assert len(sent_notices(app)) == 6

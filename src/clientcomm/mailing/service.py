@@ -71,6 +71,7 @@ from clientcomm.mailing.rules import cancel_page, encode_staged, mailing_meta, n
 from clientcomm.messages.records import MessageRecord
 from clientcomm.messages.rules import decode_body, validate_subject, validate_text
 from clientcomm.notifications.fanout import FanoutBatch, FanoutStatus
+from clientcomm.notifications.keys import NoticeKeys
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.records import NotifyJob
 from clientcomm.records import Records, RecordTx, bound
@@ -142,6 +143,7 @@ class MailingService:
         lease: timedelta = timedelta(seconds=60),
         batch_size: int = 500,
         fields: ClientFields | None = None,
+        notice_keys: NoticeKeys | None = None,
     ) -> None:
         from clientcomm.mailing.steps import MailingFanout
 
@@ -152,6 +154,7 @@ class MailingService:
         self.attachments = attachments
         self.links = links
         self.clock: Clock = clock or SystemClock()
+        self.notice_keys = notice_keys or NoticeKeys(store, sealer, clock=self.clock)
         self.access = as_policy(access)
         self.read_policy = read_policy or DefaultReadPolicy()
         if not isinstance(batch_size, int) or batch_size <= 0:

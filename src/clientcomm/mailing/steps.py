@@ -70,6 +70,7 @@ from clientcomm.messages.records import MessageRecord
 from clientcomm.messages.rules import bound_meta, text_contexts
 from clientcomm.notifications.fanout import fanout_batch
 from clientcomm.notifications.models import NotificationKind
+from clientcomm.notifications.rules import NoticeKey
 from clientcomm.records import bound
 from clientcomm.rules.readstate import Author
 from clientcomm.rules.text import is_identifier
@@ -344,6 +345,7 @@ class MailingFanout:
             if not page_mac_ok(loaded.page_key, page):
                 return await self._fail_integrity(page, now)
             mailing = loaded.mailing
+            notice_key = await self._notice_key(firm_id) if mailing.notify else None
             unread_for = svc.read_policy.unread_for(Author.STAFF, via_mailing=True)
             template = MessageRecord(
                 id=mailing_id,
@@ -406,6 +408,7 @@ class MailingFanout:
                 NotificationKind.NEW_MESSAGE,
                 [(m.client_id, m.id) for m in messages],
                 now=now,
+                key=notice_key,
             )
         failed = {page.pos + i: gone[cid] for i, cid in enumerate(take) if cid in gone}
         failed.update({page.pos + i: "invalid_id" for i, cid in enumerate(take) if cid in unusable})
@@ -556,6 +559,20 @@ class MailingFanout:
         except ConflictError:
             return 0
         return page.remaining
+
+    async def _notice_key(self, firm_id: str) -> NoticeKey | None:
+        """The firm's notice key for this step's fan-out batch, fetched before
+        its transaction. A key that does not open is logged and the batch is
+        written without a MAC: the copies are delivered, the batch is never
+        expanded as it is (left leased while the key does not open, failed
+        with reason ``integrity`` once it does)."""
+        try:
+            return await self._svc.notice_keys.get(firm_id)
+        except ConfigurationError:
+            raise
+        except IntegrityError as exc:
+            log.error("firm %s: notice key does not open (%s); batch left unMACed", firm_id, exc)
+            return None
 
     async def _fail_integrity(
         self, page: RecipientPage, now: datetime, reason: str = "page_integrity"

@@ -9,6 +9,7 @@
 * :mod:`~clientcomm.notifications.inapp` - in-app notifications for staff.
 * :mod:`~clientcomm.notifications.fanout` - one batch per event, expanded into jobs.
 * :mod:`~clientcomm.notifications.records` - record kinds (``notify.job``, ``notify.inapp``).
+* :mod:`~clientcomm.notifications.keys` - the per-firm notice MAC key (``notify.key``).
 * :mod:`~clientcomm.notifications.steps` - ``notifications.expand`` and ``notifications.deliver``.
 The transports that carry the e-mails are the seam package :mod:`clientcomm.mail`.
 
@@ -31,6 +32,7 @@ from clientcomm.notifications.inapp import (
     mark_read,
     unread_count,
 )
+from clientcomm.notifications.keys import NOTICE_KEY_KIND, NoticeKeys
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.models import (
     Notification,
@@ -70,6 +72,7 @@ from clientcomm.notifications.records import (
     NotifyJob,
 )
 from clientcomm.notifications.rules import (
+    NoticeKey,
     admin_recipients,
     client_contact_recipients,
     comment_recipients,
@@ -83,6 +86,7 @@ __all__ = [
     "FANOUT_KIND",
     "INAPP_KIND",
     "JOB_KIND",
+    "NOTICE_KEY_KIND",
     "DeliveryFailure",
     "DeliveryReport",
     "DeliveryStatus",
@@ -96,6 +100,8 @@ __all__ = [
     "JobStatus",
     "LinkTemplates",
     "MailSettings",
+    "NoticeKey",
+    "NoticeKeys",
     "Notification",
     "NotificationBatch",
     "NotificationComposer",

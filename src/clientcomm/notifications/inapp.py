@@ -11,6 +11,12 @@ The functions take a :class:`~clientcomm.records.RecordTx`; the caller (the
 service layer) checks that the actor is the staff member concerned. A stored
 record that does not decode is left out of listings (and logged), and
 :func:`mark_all_read` marks it read, so it cannot keep a count up forever.
+
+Each record carries a MAC under the firm's notice key
+(:func:`~clientcomm.notifications.records.inapp_mac`, written by
+:func:`~clientcomm.notifications.outbox.write_jobs`); :func:`list_inapp` with
+the firm's key leaves out (and logs) a record whose staff member, event,
+client or client name was edited in the database.
 """
 
 from __future__ import annotations
@@ -24,7 +30,14 @@ import attrs
 
 from clientcomm.errors import IntegrityError, InvalidInputError, NotFoundError
 from clientcomm.notifications.models import NotificationEvent, NotificationKind
-from clientcomm.notifications.records import INAPP, INAPP_KIND, InAppRecord, InAppStatus
+from clientcomm.notifications.records import (
+    INAPP,
+    INAPP_KIND,
+    InAppRecord,
+    InAppStatus,
+    inapp_mac,
+)
+from clientcomm.notifications.rules import NoticeKey
 from clientcomm.records import Meta, RecordTx
 from clientcomm.storage.base import Record
 
@@ -33,6 +46,7 @@ __all__ = [
     "InAppNotification",
     "InAppRecord",
     "InAppStatus",
+    "inapp_ok",
     "inapp_records",
     "list_inapp",
     "mark_all_read",
@@ -116,12 +130,22 @@ def _inapp_id(event: NotificationEvent, staff_id: str) -> str:
     return "ia-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
+def inapp_ok(key: NoticeKey, record: InAppRecord) -> bool:
+    """Whether ``record`` is as it was written (its MAC under ``key``)."""
+    return key.ok(record.mac, inapp_mac(key.secret, record) if key.secret else None)
+
+
 def inapp_records(
-    event: NotificationEvent, staff_ids: Iterable[str], *, now: datetime
+    event: NotificationEvent,
+    staff_ids: Iterable[str],
+    *,
+    now: datetime,
+    key: NoticeKey | None = None,
 ) -> list[InAppRecord]:
     """Build (not insert) one unread in-app record per staff member for ``event``.
     Ids are derived from the event and staff id, so building twice gives the same
-    ids. Each record's ``meta.firm_id`` is the event's firm.
+    ids. Each record's ``meta.firm_id`` is the event's firm; with ``key`` (the
+    firm's notice key) each is MACed (``write_jobs`` MACs them too).
 
     Raises:
         InvalidInputError: a naive ``now`` or an empty staff id.
@@ -132,19 +156,20 @@ def inapp_records(
     for staff_id in dict.fromkeys(staff_ids):
         if not isinstance(staff_id, str) or not staff_id:
             raise InvalidInputError("staff_id", "must be a non-empty string")
-        out.append(
-            InAppRecord(
-                id=_inapp_id(event, staff_id),
-                staff_id=staff_id,
-                kind=event.kind,
-                event_id=event.event_id,
-                created_at=now,
-                cause_id=event.cause_id,
-                client_id=event.client_id,
-                client_name=event.client_name,
-                meta=Meta(firm_id=event.firm_id),
-            )
+        record = InAppRecord(
+            id=_inapp_id(event, staff_id),
+            staff_id=staff_id,
+            kind=event.kind,
+            event_id=event.event_id,
+            created_at=now,
+            cause_id=event.cause_id,
+            client_id=event.client_id,
+            client_name=event.client_name,
+            meta=Meta(firm_id=event.firm_id),
         )
+        if key is not None and key.secret is not None:
+            record = attrs.evolve(record, mac=inapp_mac(key.secret, record))
+        out.append(record)
     return out
 
 
@@ -155,9 +180,15 @@ async def list_inapp(
     unread_only: bool = False,
     limit: int = 50,
     before_seq: int = 0,
+    key: NoticeKey | None = None,
 ) -> Sequence[InAppNotification]:
     """A staff member's in-app notifications, newest first; ``before_seq`` pages
     back (0: from the newest). Records that do not decode are left out (logged).
+
+    With ``key`` (the firm's notice key, ``await app.notice_keys.get(firm_id,
+    create=False)`` before the transaction) a record that does not match its
+    MAC (edited in the database, or moved from another staff member) is left
+    out too (logged); without it nothing is checked.
 
     Raises:
         InvalidInputError: ``limit`` outside 1..1000.
@@ -173,7 +204,13 @@ async def list_inapp(
         descending=True,
         decode_errors="skip",
     )
-    return [InAppNotification.of(r) for r in records]
+    out: list[InAppNotification] = []
+    for r in records:
+        if key is not None and not inapp_ok(key, r):
+            log.error("in-app notification %s does not match its MAC (edited?); left out", r.id)
+            continue
+        out.append(InAppNotification.of(r))
+    return out
 
 
 async def unread_count(tx: RecordTx, staff_id: str) -> int:

@@ -20,6 +20,15 @@ backoff. ``tx.count_by_status(NotifyJob, parent=mailing_id)`` (on a
 or edited ``data``) is marked ``failed`` with reason ``malformed`` when it is
 claimed, alone: it never blocks the queue and is never sent.
 
+What decides whom a job notifies and what it says (recipient address, names,
+language, link, kind, event, cause, client) is covered by a MAC under the
+firm's notice key (:func:`~clientcomm.notifications.records.job_mac`,
+:mod:`clientcomm.notifications.keys`): :func:`write_jobs` (the one write path)
+MACs each job, :func:`deliver_due` checks it before sending and
+:func:`retry_failed` before requeuing (and MACs the rebuilt job). A job whose
+fields were edited in the database is marked ``failed`` with reason
+``integrity``, alone, and is never sent.
+
 Delivery is at least once: a worker that crashes after the server accepted a
 message but before recording it leaves the job leased; when the lease runs out
 another worker sends it again with the same ``Message-ID`` (derived from the
@@ -41,7 +50,7 @@ import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -80,8 +89,11 @@ from clientcomm.notifications.records import (
     JobRecipient,
     JobStatus,
     NotifyJob,
+    inapp_mac,
+    job_mac,
 )
 from clientcomm.notifications.rules import (
+    NoticeKey,
     client_contact_recipients,
     office_recipient,
     staff_recipient,
@@ -90,6 +102,9 @@ from clientcomm.notifications.templates import TemplateSet
 from clientcomm.records import Meta, Records, RecordTx
 from clientcomm.rules.access import reaches
 from clientcomm.storage.base import Record, Store
+
+if TYPE_CHECKING:
+    from clientcomm.notifications.keys import NoticeKeys
 
 __all__ = [
     "JOB_KIND",
@@ -108,6 +123,7 @@ __all__ = [
     "deliver_due",
     "delivery_status",
     "enqueue",
+    "job_ok",
     "notification_jobs",
     "prepare",
     "retry_failed",
@@ -227,13 +243,23 @@ def notification_jobs(
 
 
 async def enqueue(
-    tx: RecordTx, batch: NotificationBatch | Iterable[Notification], *, now: datetime
+    tx: RecordTx,
+    batch: NotificationBatch | Iterable[Notification],
+    *,
+    now: datetime,
+    key: NoticeKey | None = None,
 ) -> list[NotifyJob]:
     """Write ``batch``'s jobs (and in-app records) in the caller's transaction.
 
     Idempotent: jobs and in-app records whose id already exists are left alone,
     so a fan-out step that runs twice does not notify twice. Returns the jobs
     inserted (the in-app records are written, not returned).
+
+    ``key`` is the firm's notice key, fetched *before* the transaction
+    (``await app.notice_keys.get(firm_id)``): every job and in-app record is
+    MACed under it. Without it they carry no MAC, and once the firm has a
+    notice key they are refused (failed, reason ``integrity``; left out of
+    listings).
 
     Raises:
         InvalidInputError: a notification of another firm than ``tx``'s, a naive ``now``.
@@ -255,15 +281,31 @@ async def enqueue(
     inapp: list[InAppRecord] = []
     if isinstance(batch, NotificationBatch) and batch.inapp_staff_ids:
         inapp = inapp_records(batch.event, batch.inapp_staff_ids, now=now)
-    return await write_jobs(tx, jobs, inapp)
+    return await write_jobs(tx, jobs, inapp, key=key)
+
+
+def job_ok(key: NoticeKey, job: NotifyJob) -> bool:
+    """Whether ``job`` is as it was written (its MAC under ``key``)."""
+    return key.ok(job.mac, job_mac(key.secret, job) if key.secret else None)
+
+
+def _maced(key: NoticeKey | None, job: NotifyJob) -> NotifyJob:
+    if key is None or key.secret is None:
+        return job
+    return attrs.evolve(job, mac=job_mac(key.secret, job))
 
 
 async def write_jobs(
-    tx: RecordTx, jobs: Sequence[NotifyJob], inapp: Sequence[InAppRecord] = ()
+    tx: RecordTx,
+    jobs: Sequence[NotifyJob],
+    inapp: Sequence[InAppRecord] = (),
+    *,
+    key: NoticeKey | None = None,
 ) -> list[NotifyJob]:
     """The one write path into the outbox (used by :func:`enqueue` and by the
     fan-out expansion): insert the jobs and in-app records whose ids do not
-    exist yet, in the caller's transaction. Returns the jobs inserted.
+    exist yet, in the caller's transaction, each MACed under ``key`` (the
+    firm's notice key; see :func:`enqueue`). Returns the jobs inserted.
 
     Raises:
         InvalidInputError: a job of another firm than ``tx``'s.
@@ -273,6 +315,10 @@ async def write_jobs(
             raise InvalidInputError(
                 "firm_id", "notification belongs to another firm", value=job.meta.firm_id
             )
+    if key is not None and key.secret is not None:
+        secret = key.secret
+        jobs = [attrs.evolve(j, mac=job_mac(secret, j)) for j in jobs]
+        inapp = [attrs.evolve(r, mac=inapp_mac(secret, r)) for r in inapp]
     inserted: list[NotifyJob] = []
     if jobs:
         existing = await tx.raw.get_many(JOB_KIND, [j.id for j in jobs])
@@ -617,12 +663,20 @@ async def deliver_due(
     retry: RetryPolicy | None = None,
     firm_id: str | None = None,
     rng: random.Random | None = None,
+    keys: NoticeKeys | None = None,
 ) -> DeliveryReport:
     """One delivery step: claim up to ``limit`` due jobs, send them concurrently,
     record the outcomes. A plain async function: run it from any task queue.
 
     The transport bounds concurrency (e.g. the SMTP pool size); ``lease`` must
     comfortably exceed the time one batch takes to send.
+
+    With ``keys`` (the app's :class:`~clientcomm.notifications.keys.NoticeKeys`)
+    each job's MAC is checked before it is sent (the firm's key is fetched
+    once per call): a job that does not match is marked failed, reason
+    ``integrity``, and not sent; a firm whose key cannot be opened leaves its
+    jobs leased (logged, retried after the lease). Without ``keys`` nothing
+    is checked (as before 0.2).
 
     Raises:
         StorageError: the store failed (outcomes not recorded are retried after
@@ -647,7 +701,11 @@ async def deliver_due(
     if damaged:
         for key, value in (await _fail_malformed(store, damaged, now)).items():
             counts[key] += value
+    refused: list[_Outcome] = []
+    if keys is not None and jobs:
+        jobs, refused = await _checked(keys, jobs)
     outcomes = await asyncio.gather(*(_attempt(job, composer, transport) for job in jobs))
+    outcomes = [*refused, *outcomes]
     by_firm: dict[str, list[tuple[NotifyJob, str]]] = defaultdict(list)
     for outcome in outcomes:
         if outcome.status is not JobStatus.SENT and outcome.error is not None:
@@ -696,7 +754,45 @@ async def deliver_due(
                 counts[result] += 1
     if storage_error is not None:
         raise storage_error
-    return DeliveryReport(claimed=len(jobs) + len(damaged), **counts)
+    return DeliveryReport(claimed=len(jobs) + len(refused) + len(damaged), **counts)
+
+
+_INTEGRITY = JobError(
+    "integrity", None, "the stored notice does not match its MAC (edited in the database?)"
+)
+
+
+async def _checked(
+    keys: NoticeKeys, jobs: Sequence[NotifyJob]
+) -> tuple[list[NotifyJob], list[_Outcome]]:
+    """The jobs whose MAC matches, and a failed outcome (reason ``integrity``)
+    for each that does not; the jobs of a firm whose key cannot be opened are
+    left out (they stay leased). One key look-up per firm."""
+    firm_keys: dict[str, NoticeKey | None] = {}
+    for firm in dict.fromkeys(j.meta.firm_id for j in jobs):
+        try:
+            firm_keys[firm] = await keys.get(firm, create=False)
+        except ConfigurationError:
+            raise
+        except (IntegrityError, InvalidInputError) as exc:
+            log.error("notification jobs of firm %s left: notice key: %s", firm, exc)
+            firm_keys[firm] = None
+    good: list[NotifyJob] = []
+    refused: list[_Outcome] = []
+    for job in jobs:
+        key = firm_keys[job.meta.firm_id]
+        if key is None:
+            continue
+        if job_ok(key, job):
+            good.append(job)
+        else:
+            log.error(
+                "notification job %s (%s): does not match its MAC (edited?); failed, not sent",
+                job.id,
+                job.event_id,
+            )
+            refused.append(_Outcome(job, JobStatus.FAILED, _INTEGRITY))
+    return good, refused
 
 
 async def run_worker(
@@ -894,10 +990,16 @@ async def retry_failed(
     now: datetime,
     directory: Directory | None = None,
     links: LinkTemplates | None = None,
+    key: NoticeKey | None = None,
 ) -> int:
     """Put failed jobs back to ``pending`` (e.g. after fixing the mail relay or
     an address); attempts start over and the error is kept as
     ``previous_error``. Returns how many were requeued.
+
+    With ``key`` (the firm's notice key, fetched before the transaction) a
+    job is requeued only if its MAC matches (a job edited in the database, or
+    one that failed for ``integrity``, stays failed; logged), and each
+    requeued job gets a fresh MAC over what it is now.
 
     Without ``directory``, each job is sent again as it was built: jobs skipped
     for lack of a (valid) address (``no_address``, ``invalid_address``) are
@@ -920,6 +1022,11 @@ async def retry_failed(
         raise InvalidInputError("directory", "pass directory and links together")
     found = await tx.get_many(NotifyJob, list(job_ids), decode_errors="skip")
     failed = [job for job in found.values() if job.status is JobStatus.FAILED]
+    if key is not None:
+        for job in failed:
+            if not job_ok(key, job):
+                log.error("notification job %s: does not match its MAC; not requeued", job.id)
+        failed = [job for job in failed if job_ok(key, job)]
     if directory is None or links is None:
         requeue = [_requeued(job, now) for job in failed if job.to.email is not None]
     else:
@@ -953,5 +1060,5 @@ async def retry_failed(
             taken.add(own)
             requeue.append(job)
     if requeue:
-        await tx.update(requeue)
+        await tx.update([_maced(key, job) for job in requeue])
     return len(requeue)

@@ -4,9 +4,16 @@ Neither kind holds content (no message or comment text, no attachments), so
 neither has sealed fields: a job names its recipient, the firm, the event and
 the link, an in-app notification the event and the client.
 
+What decides who is notified and what the notice says is covered by a MAC
+under the firm's notice key (``mac``, see :mod:`clientcomm.notifications.keys`):
+:func:`job_mac` and :func:`inapp_mac` compute it when a record is written and
+the readers check it before sending or listing; a record whose fields were
+edited in the database fails alone (reason ``integrity``).
+
 The layouts are those 0.1 wrote (``data`` then also carried ``"v": 1`` and, for
 jobs, the ``event_id`` beside the ``parent`` column; both are ignored when read),
-so existing rows decode unchanged.
+so existing rows decode unchanged; records written before 0.2 carry no ``mac``
+(see :class:`~clientcomm.notifications.rules.NoticeKey`).
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from datetime import datetime
 import attrs
 
 from clientcomm.notifications.models import NotificationKind, RecipientRole
-from clientcomm.records import REGISTRY, Kind, Meta, meta_field
+from clientcomm.notifications.rules import notice_mac
+from clientcomm.records import REGISTRY, Kind, Meta, bound, meta_field, unbound
 
 __all__ = [
     "INAPP",
@@ -30,6 +38,8 @@ __all__ = [
     "JobRecipient",
     "JobStatus",
     "NotifyJob",
+    "inapp_mac",
+    "job_mac",
 ]
 
 JOB_KIND = "notify.job"
@@ -99,6 +109,8 @@ class NotifyJob:
         message_id: the ``Message-ID`` it was (last) sent with.
         sent_at, response: when it was sent and the server's reply.
         failed_at: when it failed for good.
+        mac: :func:`job_mac` under the firm's notice key (empty: written
+            before 0.2).
     """
 
     id: str
@@ -122,6 +134,7 @@ class NotifyJob:
     sent_at: datetime | None = None
     response: str | None = None
     failed_at: datetime | None = None
+    mac: bytes = attrs.field(default=b"", repr=False)
     meta: Meta = meta_field()
 
 
@@ -140,7 +153,60 @@ class InAppRecord:
     client_id: str | None = None
     client_name: str | None = None
     read_at: datetime | None = None
+    mac: bytes = attrs.field(default=b"", repr=False)
     meta: Meta = meta_field()
+
+
+def job_mac(key: bytes, job: NotifyJob) -> bytes:
+    """The MAC of what decides a job's notice: its id (and so its
+    ``Message-ID``), event, kind, the recipient (reference, role, name,
+    address, language), the firm name, cause, client, client name, count and
+    link. Attempts, status and errors are not covered (they decide only
+    whether the same notice goes to the same address again)."""
+    to = job.to
+    return notice_mac(
+        key,
+        "notify-job",
+        (
+            job.id,
+            job.event_id,
+            job.kind.value,
+            job.firm_name,
+            to.ref,
+            to.role.value,
+            to.name,
+            to.email,
+            to.language,
+            job.cause_id,
+            job.client_id,
+            job.client_name,
+            None if job.count is None else str(job.count),
+            job.link,
+        ),
+    )
+
+
+def inapp_mac(key: bytes, record: InAppRecord) -> bytes:
+    """The MAC of what decides an in-app notification and what it shows: its
+    id, staff member, kind, event, cause, client, client name and time."""
+    return notice_mac(
+        key,
+        "notify-inapp",
+        (
+            record.id,
+            record.staff_id,
+            record.kind.value,
+            record.event_id,
+            record.cause_id,
+            record.client_id,
+            record.client_name,
+            bound.stamp(record.created_at),
+        ),
+    )
+
+
+_JOB_MAC = "mac: covered by the job's MAC under the firm's notice key"
+_INAPP_MAC = "mac: covered by the record's MAC under the firm's notice key"
 
 
 NOTIFY_JOB = REGISTRY.register(
@@ -164,8 +230,38 @@ NOTIFY_JOB = REGISTRY.register(
         status=JobStatus,
         client=lambda j: j.client_id,
         integrity={
-            "*": "unbound: OPEN - a content-free e-mail notice: address, names and link"
-            " are not yet authenticated"
+            **{
+                a: f"{_JOB_MAC} ({what})"
+                for a, what in {
+                    "id": "its Message-ID",
+                    "event_id": "the event",
+                    "kind": "what the notice says",
+                    "firm_name": "the sender name",
+                    "to": "whom it goes to: reference, role, name, address, language",
+                    "cause_id": "the cause",
+                    "client_id": "the client",
+                    "client_name": "shown in the notice",
+                    "count": "shown in the notice",
+                    "link": "where the recipient is sent",
+                }.items()
+            },
+            "mac": "mac: the MAC itself (a job without one is refused once the firm has a"
+            " notice key; records before 0.2 have none)",
+            **unbound(
+                "delivery bookkeeping: decides only whether the same notice goes to the same"
+                " address again (same Message-ID) or when",
+                "status",
+                "due_at",
+                "created_at",
+                "attempts",
+                "error",
+                "last_error",
+                "previous_error",
+                "message_id",
+                "sent_at",
+                "response",
+                "failed_at",
+            ),
         },
         capability="notifications",
     )
@@ -190,8 +286,22 @@ INAPP = REGISTRY.register(
         status=InAppStatus,
         client=lambda r: r.client_id,
         integrity={
-            "*": "unbound: OPEN - a staff member's in-app notice (client name, no content)"
-            " is not yet authenticated"
+            **{
+                a: f"{_INAPP_MAC} ({what})"
+                for a, what in {
+                    "id": "the record",
+                    "staff_id": "whose it is",
+                    "kind": "what it says",
+                    "event_id": "the event",
+                    "cause_id": "the cause",
+                    "client_id": "the client",
+                    "client_name": "shown",
+                    "created_at": "shown",
+                }.items()
+            },
+            "mac": "mac: the MAC itself (a record without one is refused once the firm has a"
+            " notice key; records before 0.2 have none)",
+            **unbound("read state: decides only whether it counts as unread", "status", "read_at"),
         },
         capability="notifications",
     )

@@ -25,6 +25,7 @@ async def expand(app: ClientComm, limit: int) -> int:
         now=app.clock.now(),
         lease=app.lease,
         limit=max(1, limit // 25),
+        keys=app.notice_keys,
     )
 
 
@@ -38,6 +39,7 @@ async def deliver(app: ClientComm, limit: int) -> int:
         owner=app.worker_id,
         retry=app.retry,
         limit=max(100, limit // 5),
+        keys=app.notice_keys,
     )
     return report.claimed
 
