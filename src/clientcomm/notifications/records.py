@@ -97,8 +97,12 @@ class NotifyJob:
         error: why it failed (failed jobs); ``last_error``: the last temporary
             failure; ``previous_error``: the error before a manual retry.
         message_id: the ``Message-ID`` it was (last) sent with.
-        sent_at, response: when it was sent and the server's reply.
+        sent_at, response: when it was sent (the delivery round's time) and
+            the server's reply to the message data (code and text).
         failed_at: when it failed for good.
+        accepted_at: when the transport returned the server's acceptance
+            (``None`` for jobs sent before it was recorded, or by a caller of
+            :func:`~clientcomm.notifications.outbox.deliver_due` without a clock).
     """
 
     id: str
@@ -122,6 +126,7 @@ class NotifyJob:
     sent_at: datetime | None = None
     response: str | None = None
     failed_at: datetime | None = None
+    accepted_at: datetime | None = None
     meta: Meta = meta_field()
 
 

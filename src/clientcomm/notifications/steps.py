@@ -38,6 +38,7 @@ async def deliver(app: ClientComm, limit: int) -> int:
         owner=app.worker_id,
         retry=app.retry,
         limit=max(100, limit // 5),
+        clock=app.clock,
     )
     return report.claimed
 
