@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
@@ -26,6 +26,8 @@ from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Client, Staff
 from clientcomm.errors import IntegrityError, InvalidInputError, NotFoundError
+from clientcomm.evidence.models import DeliveryEvidence
+from clientcomm.evidence.service import gather
 from clientcomm.ids import new_id
 from clientcomm.messages.models import ChatMessage, ClientMessage, MessageList
 from clientcomm.messages.records import MESSAGE_KIND, MessageRecord, ReadCursor
@@ -47,9 +49,6 @@ from clientcomm.rules.access import (
 from clientcomm.rules.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
 from clientcomm.rules.text import MAX_SIGNED_64
 from clientcomm.storage.base import Store
-
-if TYPE_CHECKING:
-    from clientcomm.evidence import DeliveryEvidence
 
 __all__ = ["MessageGuard", "MessageService"]
 
@@ -549,8 +548,6 @@ class MessageService:
                 differ from its sealed ones, or it does not decode).
             KeyDestroyedError: the client was forgotten.
         """
-        from clientcomm.evidence import gather
-
         staff = await self.staff_for(actor)
         kind = self._records.registry.of(MessageRecord)
         async with self._records.transaction(actor.firm_id) as tx:
