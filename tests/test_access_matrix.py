@@ -212,6 +212,7 @@ async def test_every_service_method_is_enumerated(tmp_path: Path) -> None:
         ("messages", "open_attachment"),
         ("messages", "delete"),
         ("messages", "get_for_client"),
+        ("messages", "evidence"),
         ("mailings", "submit"),
         ("mailings", "preview"),
         ("mailings", "status"),

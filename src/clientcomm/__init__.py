@@ -64,6 +64,7 @@ from clientcomm.errors import (
     StorageError,
     TemporaryDeliveryError,
 )
+from clientcomm.evidence import DeliveryEvidence
 from clientcomm.mail import MailTransport, MemoryTransport, SMTPConfig, SMTPTransport, TLSMode
 from clientcomm.mailing import (
     ClientFields,
@@ -134,6 +135,7 @@ __all__ = [
     "DefaultReadPolicy",
     "DeliveryError",
     "DeliveryEvent",
+    "DeliveryEvidence",
     "DeliveryReport",
     "Directory",
     "FileBlobStore",

@@ -83,6 +83,7 @@ def test_default_actions_are_the_documented_ones() -> None:
         "chat.read",
         "chat.write",
         "message.delete",
+        "message.evidence",
         "attachment.open",
     }
     assert isinstance(POLICY, AccessPolicy)

@@ -164,6 +164,13 @@ declare(
     ("attachment_count",),
 )
 declare(
+    "message.read",
+    "client",
+    "messages became read for the client (`objects`: the messages, one entry per read batch)",
+    "`MessageService.mark_read`, `list_for_client`, `get_for_client`",
+    ("count", "via"),
+)
+declare(
     "keys.rotated",
     "client",
     "a client's key was rotated to a new version (a re-wrap job is queued)",

@@ -41,12 +41,17 @@ class MessageRecord:
 @attrs.frozen
 class ReadCursor:
     """How far one reader (``"client"`` or ``"staff:<id>"``) has read a chat:
-    the ``seq`` of the newest message seen. Written only when it reads."""
+    the ``seq`` of the newest message seen. Written only when it reads.
+
+    ``opened`` maps the messages the reader opened alone past its cursor to
+    their ``seq`` (their first opening is audited once; dropped as the cursor
+    passes them)."""
 
     id: str
     client_id: str
     seq: int = 0
     created_at: datetime = EPOCH
+    opened: dict[str, int] = attrs.field(factory=dict)
     meta: Meta = meta_field()
 
     @staticmethod
@@ -112,6 +117,7 @@ READ_CURSOR = REGISTRY.register(
             "client_id",
             "seq",
             "created_at",
+            "opened",
         ),
     )
 )

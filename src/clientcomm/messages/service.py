@@ -19,15 +19,18 @@ import attrs
 
 from clientcomm.actors import ClientActor, StaffActor, require_actor
 from clientcomm.attachments.service import AttachmentStore
+from clientcomm.audit import AuditTrail
 from clientcomm.audit import append as audit
 from clientcomm.clock import Clock, SystemClock
 from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Client, Staff
 from clientcomm.errors import IntegrityError, InvalidInputError, NotFoundError
+from clientcomm.evidence.models import DeliveryEvidence
+from clientcomm.evidence.service import gather
 from clientcomm.ids import new_id
 from clientcomm.messages.models import ChatMessage, ClientMessage, MessageList
-from clientcomm.messages.records import MessageRecord, ReadCursor
+from clientcomm.messages.records import MESSAGE_KIND, MessageRecord, ReadCursor
 from clientcomm.messages.rules import (
     authenticated,
     encode_body,
@@ -88,6 +91,7 @@ class MessageService:
         self._access = as_policy(access)
         self._read = read_policy or DefaultReadPolicy()
         self._keep_blobs: list[MessageGuard] = []
+        self._audit = AuditTrail(store, clock=self._clock)
 
     def keep_blobs_while(self, guard: MessageGuard) -> None:
         """Register a :data:`MessageGuard` (the mailing service does, so that
@@ -216,9 +220,8 @@ class MessageService:
                 ]
             )
         elif cursor.seq < seq:
-            await tx.update(
-                [ReadCursor(cursor.id, client_id, seq, cursor.created_at, meta=cursor.meta)]
-            )
+            opened = {k: v for k, v in cursor.opened.items() if v > seq}
+            await tx.update([attrs.evolve(cursor, seq=seq, opened=opened)])
 
     async def unread_count(self, actor: StaffActor | ClientActor, client_id: str) -> int:
         """Unread messages in ``client_id``'s chat for this reader.
@@ -397,11 +400,30 @@ class MessageService:
             PermissionDeniedError: not a client's actor.
         """
         require_actor(actor, ClientActor, action="chat.read")
+        cursor_id = ReadCursor.id_for(actor.client_id, "client")
         async with self._records.transaction(actor.firm_id) as tx:
             m = await tx.find(MessageRecord, message_id)
+            cursor = await tx.find(ReadCursor, cursor_id)
         if m is None or m.client_id != actor.client_id:
             raise NotFoundError("message", message_id)
         [(m, subject, text)] = await self._open(actor.firm_id, [m])
+        seq = m.meta.seq
+        if (
+            m.unread_for is UnreadFor.CLIENT
+            and seq > (cursor.seq if cursor else 0)
+            and m.id not in (cursor.opened if cursor else {})
+        ):
+            # opened alone past the cursor: its first opening is recorded, once
+            async with self._records.transaction(actor.firm_id) as tx:
+                cursor = await tx.find(ReadCursor, cursor_id)
+                if cursor is None:
+                    now = self._clock.now()
+                    await tx.insert([ReadCursor(cursor_id, m.client_id, 0, now, {m.id: seq})])
+                    await self._audit_read(tx, actor, [m.id], via="message")
+                elif cursor.seq < seq and m.id not in cursor.opened:
+                    await tx.update([attrs.evolve(cursor, opened={**cursor.opened, m.id: seq})])
+                    await self._audit_read(tx, actor, [m.id], via="message")
+                # else: a concurrent read recorded it meanwhile
         return ClientMessage(
             id=m.id,
             from_firm=m.author is Author.STAFF,
@@ -424,7 +446,52 @@ class MessageService:
         _check_int(up_to_seq, "up_to_seq", low=0)
         await self._authorise(actor, client_id)
         async with self._records.transaction(actor.firm_id) as tx:
+            cursor = await tx.find(ReadCursor, ReadCursor.id_for(client_id, _reader(actor)))
             await self._advance_cursor(tx, client_id, _reader(actor), up_to_seq)
+            before = cursor.seq if cursor else 0
+            if isinstance(actor, ClientActor) and up_to_seq > before:
+                opened = set(cursor.opened) if cursor else set()
+                await self._record_reads(tx, actor, before, up_to_seq, opened)
+
+    async def _record_reads(
+        self, tx: RecordTx, actor: ClientActor, after: int, up_to: int, opened: set[str]
+    ) -> None:
+        """Audit the messages that became read for the client (seq in ``after``
+        .. ``up_to``, unread for the client, not ``opened`` alone before): one
+        ``message.read`` entry per 500 messages, in the transaction that moves
+        the cursor."""
+        chunk = 500
+        while True:
+            raw = await tx.raw.list(
+                MESSAGE_KIND,
+                parent=actor.client_id,
+                status=UnreadFor.CLIENT.value,
+                after_seq=after,
+                limit=chunk,
+            )
+            ids = [r.id for r in raw if r.seq <= up_to and r.id not in opened]
+            await self._audit_read(tx, actor, ids, via="chat")
+            if len(raw) < chunk or raw[-1].seq >= up_to:
+                return
+            after = raw[-1].seq
+
+    async def _audit_read(
+        self, tx: RecordTx, actor: ClientActor, ids: Sequence[str], *, via: str
+    ) -> None:
+        if not ids:
+            return
+        contact = [f"contact:{actor.contact_id}"] if actor.contact_id else []
+        await audit(
+            tx,
+            subject=f"client:{actor.client_id}",
+            operation="message.read",
+            actor=f"client:{actor.client_id}",
+            at=self._clock.now(),
+            client=actor.client_id,
+            objects=[*contact, *(f"message:{i}" for i in ids)],
+            count=len(ids),
+            via=via,
+        )
 
     async def open_attachment(
         self, actor: StaffActor | ClientActor, message_id: str, attachment_id: str
@@ -459,6 +526,52 @@ class MessageService:
             if stored.info.id == attachment_id:
                 return self._attachments.open(actor.firm_id, m.client_id, stored)
         raise NotFoundError("attachment", attachment_id)
+
+    async def evidence(self, actor: StaffActor, message_id: str) -> DeliveryEvidence:
+        """Proof of delivery of one message sent to a client (a single message
+        or a mailing copy): copy stored, e-mail notices accepted by the SMTP
+        server (or failed, or pending), first opened by the client, and
+        whatever later capabilities' evidence sources add
+        (:mod:`clientcomm.evidence`; ``.to_json()`` exports it).
+
+        The message's metadata are authenticated against its sealed value
+        first; pending audit entries are chained first, so the entries the
+        evidence cites have their chain positions and hashes. A notice or
+        batch record that cannot be read is listed in ``problems`` (the rest
+        of the evidence stands).
+
+        Raises:
+            PermissionDeniedError: not a staff actor, or unknown/inactive staff.
+            NotFoundError: unknown message, or one outside the actor's
+                ``message.evidence`` access (the same answer).
+            IntegrityError: the message was tampered with (its stored values
+                differ from its sealed ones, or it does not decode).
+            KeyDestroyedError: the client was forgotten.
+        """
+        staff = await self.staff_for(actor)
+        kind = self._records.registry.of(MessageRecord)
+        async with self._records.transaction(actor.firm_id) as tx:
+            raw = (await tx.raw.get_many(kind.name, [message_id])).get(message_id)
+        if raw is None or raw.parent is None:
+            raise NotFoundError("message", message_id)
+        # out of reach answers as a missing message, before anything is decoded
+        require_reach(
+            self._access,
+            staff,
+            [raw.parent],
+            action="message.evidence",
+            kind="message",
+            id=message_id,
+        )
+        [(m, _, _)] = await self._open(actor.firm_id, [kind.decode(raw)])
+        await self._audit.chain(actor.firm_id)
+        return await gather(
+            firm_id=actor.firm_id,
+            message=m,
+            records=self._records,
+            audit=self._audit,
+            now=self._clock.now(),
+        )
 
     async def delete(self, actor: StaffActor, message_id: str) -> None:
         """Delete one message copy (and its attachments; a shared attachment's

@@ -500,6 +500,7 @@ class _Outcome:
     error: JobError | None = None
     response: str | None = None
     message_id: str | None = None
+    accepted_at: datetime | None = None
 
 
 def _job_error(exc: ClientCommError, reason: str) -> JobError:
@@ -519,7 +520,10 @@ def default_owner() -> str:
 
 
 async def _attempt(
-    job: NotifyJob, composer: NotificationComposer, transport: MailTransport
+    job: NotifyJob,
+    composer: NotificationComposer,
+    transport: MailTransport,
+    clock: Clock | None = None,
 ) -> _Outcome:
     try:
         mail = composer.compose(job)
@@ -557,7 +561,11 @@ async def _attempt(
             message_id=mail.message_id,
         )
     return _Outcome(
-        job, JobStatus.SENT, response=result.response[:_DETAIL_MAX], message_id=mail.message_id
+        job,
+        JobStatus.SENT,
+        response=result.response[:_DETAIL_MAX],
+        message_id=mail.message_id,
+        accepted_at=clock.now() if clock is not None else None,
     )
 
 
@@ -578,6 +586,7 @@ def _record_outcome(
             due_at=None,
             sent_at=now,
             response=outcome.response,
+            accepted_at=outcome.accepted_at,
             last_error=None,
             **common,
         )
@@ -664,9 +673,13 @@ async def deliver_due(
     firm_id: str | None = None,
     rng: random.Random | None = None,
     keys: NoticeKeys | None = None,
+    clock: Clock | None = None,
 ) -> DeliveryReport:
     """One delivery step: claim up to ``limit`` due jobs, send them concurrently,
     record the outcomes. A plain async function: run it from any task queue.
+
+    With ``clock``, a sent job also records when the transport returned the
+    server's acceptance (``accepted_at``, for proof of delivery).
 
     The transport bounds concurrency (e.g. the SMTP pool size); ``lease`` must
     comfortably exceed the time one batch takes to send.
@@ -704,7 +717,7 @@ async def deliver_due(
     refused: list[_Outcome] = []
     if keys is not None and jobs:
         jobs, refused = await _checked(keys, jobs)
-    outcomes = await asyncio.gather(*(_attempt(job, composer, transport) for job in jobs))
+    outcomes = await asyncio.gather(*(_attempt(job, composer, transport, clock) for job in jobs))
     outcomes = [*refused, *outcomes]
     by_firm: dict[str, list[tuple[NotifyJob, str]]] = defaultdict(list)
     for outcome in outcomes:
@@ -835,6 +848,7 @@ async def run_worker(
                 limit=batch,
                 retry=retry,
                 rng=rng,
+                clock=clock,
             )
         except StorageError:
             log.exception("notification worker: storage error; retrying")

@@ -107,10 +107,14 @@ class NotifyJob:
         error: why it failed (failed jobs); ``last_error``: the last temporary
             failure; ``previous_error``: the error before a manual retry.
         message_id: the ``Message-ID`` it was (last) sent with.
-        sent_at, response: when it was sent and the server's reply.
+        sent_at, response: when it was sent (the delivery round's time) and
+            the server's reply to the message data (code and text).
         failed_at: when it failed for good.
         mac: :func:`job_mac` under the firm's notice key (empty: written
             before 0.2).
+        accepted_at: when the transport returned the server's acceptance
+            (``None`` for jobs sent before it was recorded, or by a caller of
+            :func:`~clientcomm.notifications.outbox.deliver_due` without a clock).
     """
 
     id: str
@@ -135,6 +139,7 @@ class NotifyJob:
     response: str | None = None
     failed_at: datetime | None = None
     mac: bytes = attrs.field(default=b"", repr=False)
+    accepted_at: datetime | None = None
     meta: Meta = meta_field()
 
 
@@ -261,6 +266,7 @@ NOTIFY_JOB = REGISTRY.register(
                 "sent_at",
                 "response",
                 "failed_at",
+                "accepted_at",
             ),
         },
         capability="notifications",

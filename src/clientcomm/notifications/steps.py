@@ -40,6 +40,7 @@ async def deliver(app: ClientComm, limit: int) -> int:
         retry=app.retry,
         limit=max(100, limit // 5),
         keys=app.notice_keys,
+        clock=app.clock,
     )
     return report.claimed
 

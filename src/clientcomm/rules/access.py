@@ -102,6 +102,7 @@ DEFAULT_RULES: Mapping[str, Rule] = {
     "chat.read": client_access,
     "chat.write": client_access,
     "message.delete": client_access,
+    "message.evidence": client_access,
     "attachment.open": client_access,
 }
 """The seeds' rules per action, for staff below administrator and manager."""
