@@ -18,7 +18,16 @@ import pytest
 import clientcomm
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBPACKAGES = ["mail", "notifications", "mailing", "messages", "attachments", "records", "audit"]
+SUBPACKAGES = [
+    "mail",
+    "notifications",
+    "mailing",
+    "messages",
+    "attachments",
+    "records",
+    "audit",
+    "compliance",
+]
 
 # (deprecated module, the module it now is, or whose names it re-exports)
 ALIASES = [

@@ -16,6 +16,7 @@ from clientcomm.attachments import (
 from clientcomm.audit import AuditEntry, AuditTrail, Checkpoint, Verification
 from clientcomm.blobs import BlobStore, FileBlobStore, MemoryBlobStore
 from clientcomm.clock import Clock, ManualClock, SystemClock
+from clientcomm.compliance import ComplianceService, ErasureJob, RetentionPolicy, Tombstone
 from clientcomm.crypto import (
     RETAIN_INDEFINITELY,
     KeyProvider,
@@ -127,6 +128,7 @@ __all__ = [
     "ClientGroup",
     "ClientMessage",
     "Clock",
+    "ComplianceService",
     "ConfigurationError",
     "ConflictError",
     "Contact",
@@ -136,6 +138,7 @@ __all__ = [
     "DeliveryEvent",
     "DeliveryReport",
     "Directory",
+    "ErasureJob",
     "FileBlobStore",
     "Firm",
     "IntegrityError",
@@ -179,6 +182,7 @@ __all__ = [
     "Registry",
     "ResolvedAudience",
     "RetentionError",
+    "RetentionPolicy",
     "RetentionRule",
     "RetryPolicy",
     "Role",
@@ -202,6 +206,7 @@ __all__ = [
     "SystemClock",
     "TLSMode",
     "TemporaryDeliveryError",
+    "Tombstone",
     "Transaction",
     "UnreadFor",
     "Verification",
