@@ -246,6 +246,28 @@ async def test_interrupted_batch_commits_nothing(world: World) -> None:
     assert owned_by(await dump(world.store, "f1"), "c1") == {}
 
 
+async def test_a_copy_committed_after_the_walk_passed_is_erased_too(world: World) -> None:
+    app = world.app()
+    await fill(app)
+    footprint = await c1_footprint(app, world)
+    async with world.store.transaction("f1") as tx:
+        [late] = await tx.list("message", parent="c1", limit=1)
+    await app.compliance.erase("f1", "c1")
+    for _ in range(50):  # walk every kind, stop before the job finishes
+        state = await app.compliance.erasure_status("f1", "c1")
+        if state.kind == "~end":
+            break
+        await run_erasure_jobs(app, now=world.clock.now(), batch=3)
+    else:
+        raise AssertionError("the walk never ended")
+    async with world.store.transaction("f1") as tx:  # a racing writer commits a copy
+        await tx.insert([late.evolve(seq=0, version=0)])
+    await app.drain()
+    done = await app.compliance.erasure_status("f1", "c1")
+    assert done.status is ErasureStatus.DONE
+    await assert_erased(app, world, footprint)
+
+
 # -- retention ------------------------------------------------------------------------
 def test_retention_rules() -> None:
     last = datetime(2026, 6, 1, tzinfo=UTC)

@@ -10,7 +10,10 @@ the client's records and moves the cursor in one transaction; the blob ids the
 deleted records held (``Kind.stream_blobs``) are kept in the job
 (``pending_blobs``) in that same transaction and deleted from the BlobStore
 right after, and again at the start of the next batch (idempotently), so a
-crash anywhere loses neither a record nor a blob. A shared attachment blob
+crash anywhere loses neither a record nor a blob. Before it finishes, the job
+looks once more for records under the client's column (a mailing copy sealed
+just before the keys went and committed after the walk passed) and walks again
+if it finds one. A shared attachment blob
 another client's copy still references (a ``blob.ref``), or that its mailing
 still fans out, stays: only the erased client's wrapped key to it goes. The
 last batch writes the tombstone and the ``client.erased`` audit record.
@@ -61,6 +64,19 @@ async def _flush_blobs(app: ClientComm, records: Records, job: ErasureJob) -> Er
         return await tx.update_one(
             attrs.evolve(job, pending_blobs=(), blobs=job.blobs + len(job.pending_blobs))
         )
+
+
+async def _left_behind(records: Records, job: ErasureJob) -> bool:
+    """Whether a record filed under the client's column exists again (one a
+    concurrent writer committed after the walk passed its kind, e.g. a mailing
+    copy sealed just before the keys went)."""
+    async with records.transaction(job.meta.firm_id) as tx:
+        for kind in erasure_kinds(records):
+            if kind.client_column is not None:
+                filters: dict[str, Any] = {kind.client_column: job.client_id}
+                if await tx.raw.list(kind.name, limit=1, **filters):
+                    return True
+    return False
 
 
 async def _finish(records: Records, job: ErasureJob, now: datetime) -> ErasureJob:
@@ -116,6 +132,17 @@ async def _batch(
     kinds = erasure_kinds(records)
     names = [k.name for k in kinds]
     if job.kind == _END:
+        if await _left_behind(records, job):  # a write that raced the walk: walk again
+            async with records.transaction(firm_id) as tx:
+                await tx.update_one(
+                    attrs.evolve(
+                        job,
+                        kind=None,
+                        after_seq=0,
+                        meta=attrs.evolve(job.meta, lease_owner=None, lease_until=None),
+                    )
+                )
+            return job, 1
         await _finish(records, job, now)
         return job, 1
     index = names.index(job.kind) if job.kind in names else 0

@@ -44,8 +44,8 @@ SWEEP_INTERVAL = timedelta(days=1)
 
 @attrs.frozen
 class DueClient:
-    """A client whose retention ended: its last activity and the end of its
-    retention (host-set or by the policy)."""
+    """A client whose retention ended: its last activity (None when a
+    host-set date decided) and the end of its retention."""
 
     client_id: str
     last_activity: datetime | None
@@ -159,6 +159,13 @@ class ComplianceService:
         the host-set date (None when neither keeps them). The sealer's
         retention rule, if the app has one, is checked on top of this when the
         keys go."""
+        return (await self._retention(firm_id, client_id))[1]
+
+    async def _retention(
+        self, firm_id: str, client_id: str
+    ) -> tuple[datetime | None, datetime | None]:
+        """The client's last activity (None when a host date decides) and the
+        end of its retention."""
         validate_key_owner("firm_id", firm_id)
         validate_key_owner("client_id", client_id)
         async with self._records.transaction(firm_id) as tx:
@@ -166,8 +173,9 @@ class ComplianceService:
             date = await tx.find(ClientRetention, client_id)
         policy = None if stored is None else RetentionPolicy(stored.years)
         if date is not None:
-            return retain_until(policy, None, date.keep_until)
-        return retain_until(policy, await self.last_activity(firm_id, client_id))
+            return None, retain_until(policy, None, date.keep_until)
+        last = await self.last_activity(firm_id, client_id)
+        return last, retain_until(policy, last)
 
     async def due(self, firm_id: str) -> list[DueClient]:
         """The clients whose retention has ended and who are not erased or
@@ -183,8 +191,7 @@ class ComplianceService:
         for client_id in sorted(ids):
             if await self._records.find(ErasureJob, firm_id, client_id) is not None:
                 continue
-            last = await self.last_activity(firm_id, client_id)
-            until = await self.retain_until(firm_id, client_id)
+            last, until = await self._retention(firm_id, client_id)
             if until is not None and erasure_due(until, now):
                 out.append(DueClient(client_id, last, until))
         return out
