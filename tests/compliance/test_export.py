@@ -12,13 +12,15 @@ import os
 import tracemalloc
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from clientcomm.app import ClientComm
 from clientcomm.attachments import AttachmentInput
-from clientcomm.compliance.export import EXPORT_FORMAT
-from clientcomm.errors import InvalidInputError
+from clientcomm.compliance import export
+from clientcomm.compliance.export import EXPORT_FORMAT, opened_kinds
+from clientcomm.errors import ConfigurationError, IntegrityError, InvalidInputError
 from clientcomm.records import REGISTRY
 from tests.compliance.support import ADMIN, FILES, World, dump, fill, owned_by, world
 
@@ -40,7 +42,7 @@ async def test_the_zip_holds_exactly_the_clients_data(world: World) -> None:
     manifest = json.loads(zf.read("manifest.json"))
     assert manifest["format"] == EXPORT_FORMAT
     assert (manifest["firm_id"], manifest["client_id"]) == ("f1", "c1")
-    assert manifest["unreadable"] == []
+    assert manifest["unreadable"] == [] and manifest["not_opened"] == []
     names = zf.namelist()
     assert names[-1] == "manifest.json"
     # every file is listed with its hash
@@ -103,6 +105,38 @@ async def test_the_zip_holds_exactly_the_clients_data(world: World) -> None:
     assert texts == ["Hallo Bernd", "Rundschreiben per_copy", "Rundschreiben shared"]
 
 
+def test_every_sealed_client_kind_is_opened_by_the_export() -> None:
+    """A capability that declares a client kind holding sealed values must
+    give the export its opened form (register_exporter)."""
+    sealed = {k.name for k in REGISTRY.client_kinds() if k.sealed}
+    assert sealed and sealed <= opened_kinds()
+
+
+async def test_a_registered_exporter_shows_its_kind(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = world.app()
+    await fill(app)
+    monkeypatch.setattr(export, "_EXPORTERS", {})
+
+    async def cursor(app_: ClientComm, firm_id: str, value: Any) -> dict[str, Any]:
+        if value.id.endswith("|client"):
+            raise IntegrityError("does not open")
+        return {"reader": value.id.partition("|")[2], "opened": True}
+
+    export.register_exporter("chat.read", cursor)
+    with pytest.raises(ConfigurationError):
+        export.register_exporter("chat.read", cursor)
+    with pytest.raises(ConfigurationError):
+        export.register_exporter("message", cursor)
+    zf = zipfile.ZipFile(io.BytesIO(await export_bytes(app, "c1")))
+    lines = [json.loads(x) for x in zf.read("records/chat.read.jsonl").decode().splitlines()]
+    assert lines == [{"kind": "chat.read", "reader": "staff:admin", "opened": True}]
+    manifest = json.loads(zf.read("manifest.json"))
+    assert manifest["unreadable"] == [{"kind": "chat.read", "id": "c1|client"}]
+    assert manifest["not_opened"] == []
+
+
 async def test_an_erased_client_exports_its_audit_records_only(world: World) -> None:
     app = world.app()
     await fill(app)
@@ -130,34 +164,41 @@ async def test_a_tampered_message_fails_alone(world: World) -> None:
 
 
 async def test_export_streams_with_bounded_memory(world: World, tmp_path: Path) -> None:
+    """The peak is bounded by the stream's frame size (1 MiB), not the file's:
+    a 24 MiB attachment costs no more than a 4 MiB one."""
     app = world.app()
-    big = os.urandom(24 * 1024 * 1024)  # incompressible: the zip is as large
-    source = tmp_path / "gross.bin"
-    source.write_bytes(big)
-    digest = hashlib.sha256(big).hexdigest()
-    del big
-    await app.messages.send(
-        ADMIN, "c1", "Großer Anhang", attachments=[AttachmentInput(source.name, source)]
-    )
-    gc.collect()
-    out = tmp_path / "export.zip"
-    tracemalloc.start()
-    try:
-        with out.open("wb") as fh:
-            async for chunk in app.compliance.export("f1", "c1"):
-                assert len(chunk) < 2 * 1024 * 1024
-                fh.write(chunk)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 6 * 1024 * 1024, peak  # a quarter of the attachment, at most
-    with zipfile.ZipFile(out) as zf:
-        [path] = [n for n in zf.namelist() if n.startswith("attachments/")]
-        h = hashlib.sha256()
-        with zf.open(path) as fh:
-            while piece := fh.read(1 << 20):
-                h.update(piece)
-        assert h.hexdigest() == digest
+    digests = {}
+    for client_id, size in (("c1", 4), ("c2", 24)):
+        big = os.urandom(size * 1024 * 1024)  # incompressible: the zip is as large
+        source = tmp_path / f"{client_id}.bin"
+        source.write_bytes(big)
+        digests[client_id] = hashlib.sha256(big).hexdigest()
+        del big
+        await app.messages.send(
+            ADMIN, client_id, "Großer Anhang", attachments=[AttachmentInput(source.name, source)]
+        )
+    peaks = {}
+    for client_id in digests:
+        gc.collect()
+        out = tmp_path / f"export-{client_id}.zip"
+        tracemalloc.start()
+        try:
+            with out.open("wb") as fh:
+                async for chunk in app.compliance.export("f1", client_id):
+                    assert len(chunk) < 2 * 1024 * 1024
+                    fh.write(chunk)
+            _, peaks[client_id] = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        with zipfile.ZipFile(out) as zf:
+            [path] = [n for n in zf.namelist() if n.startswith("attachments/")]
+            h = hashlib.sha256()
+            with zf.open(path) as fh:
+                while piece := fh.read(1 << 20):
+                    h.update(piece)
+            assert h.hexdigest() == digests[client_id]
+    assert peaks["c2"] < 8 * 1024 * 1024, peaks  # a third of the file, at most
+    assert peaks["c2"] < peaks["c1"] * 1.25 + 512 * 1024, peaks  # does not grow with it
 
 
 async def test_bad_ids(world: World) -> None:

@@ -16,7 +16,8 @@ The zip holds
 * ``audit.jsonl``: the client's audit records with their verification data
   (as :meth:`~clientcomm.audit.AuditTrail.export_jsonl`);
 * ``manifest.json`` (last): firm, client, time, the files with their size and
-  SHA-256, and what could not be opened (ids only).
+  SHA-256, what could not be opened (ids only), and the client kinds whose
+  sealed values no exporter opens (``not_opened``; see :func:`register_exporter`).
 
 Memory stays bounded: the zip is written to a sink that hands its bytes out as
 they come (zip entries with data descriptors, ZIP64 for large files), messages
@@ -30,13 +31,13 @@ import json
 import logging
 import re
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from clientcomm.audit import append as audit
 from clientcomm.crypto.envelope import OpenRequest
 from clientcomm.crypto.keys import validate_key_owner
-from clientcomm.errors import ClientCommError, IntegrityError
+from clientcomm.errors import ClientCommError, ConfigurationError, IntegrityError
 from clientcomm.messages.records import MessageRecord
 from clientcomm.messages.rules import authenticated, text_context
 from clientcomm.records import Records
@@ -45,13 +46,41 @@ from clientcomm.records.registry import Kind, converter
 if TYPE_CHECKING:
     from clientcomm.app import ClientComm
 
-__all__ = ["EXPORT_FORMAT", "export_client"]
+__all__ = ["EXPORT_FORMAT", "Exporter", "export_client", "opened_kinds", "register_exporter"]
 
 log = logging.getLogger("clientcomm.compliance")
 
 EXPORT_FORMAT = "clientcomm.client-export.v1"
 _PAGE = 100
 _UNSAFE = re.compile(r"[^\w.\- ]+")
+
+
+Exporter = Callable[["ClientComm", str, Any], Awaitable[dict[str, Any]]]
+"""``async (app, firm_id, value) -> JSON object``: a record of a client kind as
+the export shows it, its sealed values opened (raise a ClientCommError when it
+does not open: the record is then named in ``unreadable``)."""
+
+_EXPORTERS: dict[str, Exporter] = {}
+
+
+def register_exporter(kind: str, exporter: Exporter) -> None:
+    """Let the export open the records of a client kind whose values are
+    sealed (a capability calls this next to its kind's declaration; messages
+    are opened by the export itself). A client kind without an exporter is
+    exported as stored (sealed values as base64) and listed in the manifest's
+    ``not_opened``.
+
+    Raises:
+        ConfigurationError: the kind has an exporter already.
+    """
+    if kind in _EXPORTERS or kind == "message":
+        raise ConfigurationError(f"kind {kind!r} has an exporter already")
+    _EXPORTERS[kind] = exporter
+
+
+def opened_kinds() -> set[str]:
+    """The client kinds whose sealed values the export opens."""
+    return {"message", *_EXPORTERS}
 
 
 class _Sink:
@@ -124,6 +153,7 @@ async def export_client(
     sink = _Sink()
     files: list[dict[str, Any]] = []
     unreadable: list[dict[str, str]] = []
+    not_opened: list[str] = []
     zf = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED)
 
     def add(path: str, content: bytes) -> None:
@@ -211,7 +241,16 @@ async def export_client(
                     continue
                 if kind.client is None or kind.client(value) != client_id:
                     continue
-                line = json.dumps(_plain_record(kind, value), ensure_ascii=False, sort_keys=True)
+                exporter = _EXPORTERS.get(kind.name)
+                if exporter is None:
+                    shown = _plain_record(kind, value)
+                else:
+                    try:
+                        shown = {"kind": kind.name, **await exporter(app, firm_id, value)}
+                    except ClientCommError:
+                        unreadable.append({"kind": kind.name, "id": record.id})
+                        continue
+                line = json.dumps(shown, ensure_ascii=False, sort_keys=True)
                 data = (line + "\n").encode("utf-8")
                 out.write(data)
                 digest.update(data)
@@ -220,6 +259,8 @@ async def export_client(
                 if chunk := sink.take():
                     yield chunk
         files.append({"path": path, "size": size, "sha256": digest.hexdigest(), "records": count})
+        if kind.sealed and kind.name not in _EXPORTERS and count:
+            not_opened.append(kind.name)
 
     # -- the client's audit records ------------------------------------------------------
     await app.audit.chain(firm_id)
@@ -245,6 +286,7 @@ async def export_client(
         "audit_records": count,
         "files": files,
         "unreadable": unreadable,
+        "not_opened": not_opened,
     }
     zf.writestr("manifest.json", _json(manifest))
     zf.close()
