@@ -267,6 +267,21 @@ async def test_a_copy_committed_after_the_walk_passed_is_erased_too(world: World
     assert done.status is ErasureStatus.DONE
     await assert_erased(app, world, footprint)
 
+    # one committed after the erasure finished: erasing again walks again
+    assert (await app.compliance.erase("f1", "c1")).status is ErasureStatus.DONE  # nothing left
+    async with world.store.transaction("f1") as tx:
+        await tx.insert([late.evolve(seq=0, version=0)])
+    again = await app.compliance.erase("f1", "c1")
+    assert (again.status, again.kind) == (ErasureStatus.PENDING, None)
+    await app.drain()
+    assert (await app.compliance.erasure_status("f1", "c1")).status is ErasureStatus.DONE
+    await app.audit.chain("f1")
+    queued = (await app.audit.query("f1", operation="client.erasure_queued")).entries
+    assert [e.details["reason"] for e in queued] == ["request", "left_behind"]
+    rows = await dump(world.store, "f1")
+    assert owned_by(rows, "c1") == {}
+    assert len([r for r in rows.values() if r.kind == "client.tombstone"]) == 1
+
 
 # -- retention ------------------------------------------------------------------------
 def test_retention_rules() -> None:

@@ -38,7 +38,7 @@ from clientcomm.records.registry import Kind
 if TYPE_CHECKING:
     from clientcomm.app import ClientComm
 
-__all__ = ["erasure_kinds", "run_erasure_jobs"]
+__all__ = ["erasure_kinds", "left_behind", "run_erasure_jobs"]
 
 log = logging.getLogger("clientcomm.compliance")
 
@@ -66,7 +66,7 @@ async def _flush_blobs(app: ClientComm, records: Records, job: ErasureJob) -> Er
         )
 
 
-async def _left_behind(records: Records, job: ErasureJob) -> bool:
+async def left_behind(records: Records, job: ErasureJob) -> bool:
     """Whether a record filed under the client's column exists again (one a
     concurrent writer committed after the walk passed its kind, e.g. a mailing
     copy sealed just before the keys went)."""
@@ -132,7 +132,7 @@ async def _batch(
     kinds = erasure_kinds(records)
     names = [k.name for k in kinds]
     if job.kind == _END:
-        if await _left_behind(records, job):  # a write that raced the walk: walk again
+        if await left_behind(records, job):  # a write that raced the walk: walk again
             async with records.transaction(firm_id) as tx:
                 await tx.update_one(
                     attrs.evolve(

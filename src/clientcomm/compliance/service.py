@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from clientcomm.audit import append as audit
+from clientcomm.compliance.erasure import left_behind
 from clientcomm.compliance.records import (
     POLICY_ID,
     ClientRetention,
     ErasureJob,
+    ErasureStatus,
     FirmRetention,
     PolicyStatus,
     Tombstone,
@@ -88,7 +90,15 @@ class ComplianceService:
                 await tx.insert([FirmRetention(POLICY_ID, policy.years, now, actor, due_at=now)])
             else:
                 await tx.update(
-                    [attrs.evolve(current, years=policy.years, set_by=actor, due_at=now)]
+                    [
+                        attrs.evolve(
+                            current,
+                            years=policy.years,
+                            set_by=actor,
+                            due_at=now,
+                            meta=attrs.evolve(current.meta, lease_owner=None, lease_until=None),
+                        )
+                    ]
                 )
             await audit(
                 tx,
@@ -213,7 +223,9 @@ class ComplianceService:
         blobs (the ``clients.erase`` step), audited as
         ``client.erasure_queued`` with ``override`` and ``retain_until``.
         Returns the job (the existing one if the client's erasure was queued
-        already; calling again after a crash resumes where it stopped).
+        already; calling again after a crash resumes where it stopped; calling
+        again after it finished walks again if records were filed under the
+        client since, audited with reason ``left_behind``).
 
         Raises:
             RetentionError: the records must still be kept (nothing destroyed
@@ -225,6 +237,8 @@ class ComplianceService:
         validate_key_owner("client_id", client_id)
         existing = await self._records.find(ErasureJob, firm_id, client_id)
         if existing is not None:
+            if existing.status is ErasureStatus.DONE and await left_behind(self._records, existing):
+                return await self._walk_again(existing)
             return existing
         now = self._app.clock.now()
         until = await self.retain_until(firm_id, client_id)
@@ -247,6 +261,31 @@ class ComplianceService:
                 return await tx.insert_one(job)
         except ConflictError:  # queued concurrently
             return await self._records.get(ErasureJob, firm_id, client_id)
+
+    async def _walk_again(self, job: ErasureJob) -> ErasureJob:
+        """Queue a finished erasure again: records were filed under the
+        client after it finished (a writer whose key cache outlived the
+        forgetting, by at most its revalidation time)."""
+        now = self._app.clock.now()
+        again = attrs.evolve(
+            job, status=ErasureStatus.PENDING, kind=None, after_seq=0, finished_at=None
+        )
+        try:
+            async with self._records.transaction(job.meta.firm_id) as tx:
+                await audit(
+                    tx,
+                    subject=f"client:{job.client_id}",
+                    operation="client.erasure_queued",
+                    actor=job.actor,
+                    at=now,
+                    client=job.client_id,
+                    reason="left_behind",
+                    override=job.override,
+                    retain_until=None if job.retain_until is None else job.retain_until.isoformat(),
+                )
+                return await tx.update_one(again)
+        except ConflictError:
+            return await self._records.get(ErasureJob, job.meta.firm_id, job.client_id)
 
     async def erasure_status(self, firm_id: str, client_id: str) -> ErasureJob:
         """A client's erasure job as it stands.
