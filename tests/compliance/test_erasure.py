@@ -22,6 +22,7 @@ from clientcomm.compliance import (
     retain_until,
     run_erasure_jobs,
 )
+from clientcomm.compliance.records import FirmRetention
 from clientcomm.crypto.local import KEY_RECORD_KIND
 from clientcomm.errors import InvalidInputError, NotFoundError, RetentionError
 from clientcomm.mailing.records import MailingRecord
@@ -383,6 +384,29 @@ async def test_the_sweep_erases_who_is_due_and_nobody_else(
     assert await app.run_step("clients.erase") == 1  # one firm swept, nothing queued
     with pytest.raises(NotFoundError):
         await app.compliance.erasure_status("f1", "c4")
+
+
+async def test_a_changed_policy_is_swept_at_once_even_if_a_dead_sweeper_held_it(
+    world: World,
+) -> None:
+    app = world.app()
+    await app.compliance.set_policy("f1", RetentionPolicy(10))
+    claimed, _ = await Records(world.store).claim(
+        FirmRetention,
+        status="active",
+        owner="dead-worker",
+        now=world.clock.now(),
+        lease=timedelta(minutes=30),
+        limit=5,
+    )
+    assert len(claimed) == 1
+    assert await app.run_step("clients.erase") == 0  # leased by the dead sweeper
+    await app.compliance.set_policy("f1", RetentionPolicy(6), actor="admin")
+    assert await app.run_step("clients.erase") == 1  # swept (nothing due)
+    await app.compliance.set_policy("f1", None, actor="admin")
+    assert await app.compliance.policy("f1") is None
+    world.clock.advance(timedelta(days=2))
+    assert await app.run_step("clients.erase") == 0
 
 
 async def test_erasing_a_client_does_not_break_a_mailing_to_others(world: World) -> None:
