@@ -26,6 +26,7 @@ SUBPACKAGES = [
     "attachments",
     "records",
     "audit",
+    "compliance",
     "evidence",
 ]
 

@@ -30,6 +30,7 @@ OURS = (
     "notifications.expand",
     "notifications.deliver",
     "keys.rewrap",
+    "clients.erase",
     "audit.chain",
 )
 NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")

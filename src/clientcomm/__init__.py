@@ -16,6 +16,7 @@ from clientcomm.attachments import (
 from clientcomm.audit import AuditEntry, AuditTrail, Checkpoint, Verification
 from clientcomm.blobs import BlobStore, FileBlobStore, MemoryBlobStore
 from clientcomm.clock import Clock, ManualClock, SystemClock
+from clientcomm.compliance import ComplianceService, ErasureJob, RetentionPolicy, Tombstone
 from clientcomm.crypto import (
     RETAIN_INDEFINITELY,
     KeyProvider,
@@ -128,6 +129,7 @@ __all__ = [
     "ClientGroup",
     "ClientMessage",
     "Clock",
+    "ComplianceService",
     "ConfigurationError",
     "ConflictError",
     "Contact",
@@ -138,6 +140,7 @@ __all__ = [
     "DeliveryEvidence",
     "DeliveryReport",
     "Directory",
+    "ErasureJob",
     "FileBlobStore",
     "Firm",
     "IntegrityError",
@@ -181,6 +184,7 @@ __all__ = [
     "Registry",
     "ResolvedAudience",
     "RetentionError",
+    "RetentionPolicy",
     "RetentionRule",
     "RetryPolicy",
     "Role",
@@ -204,6 +208,7 @@ __all__ = [
     "SystemClock",
     "TLSMode",
     "TemporaryDeliveryError",
+    "Tombstone",
     "Transaction",
     "UnreadFor",
     "Verification",

@@ -23,6 +23,8 @@ from clientcomm.audit.steps import STEPS as AUDIT_STEPS
 from clientcomm.blobs.base import BlobStore
 from clientcomm.blobs.memory import MemoryBlobStore
 from clientcomm.clock import Clock, SystemClock
+from clientcomm.compliance import ComplianceService
+from clientcomm.compliance.steps import STEPS as COMPLIANCE_STEPS
 from clientcomm.crypto.envelope import Sealer
 from clientcomm.crypto.keys import KeyProvider
 from clientcomm.crypto.memory import MemoryKeyProvider
@@ -65,6 +67,7 @@ BUILTIN_STEPS: tuple[Step, ...] = (
     *ATTACHMENT_STEPS,
     *NOTIFICATION_STEPS,
     *KEY_STEPS,
+    *COMPLIANCE_STEPS,
     *AUDIT_STEPS,
 )
 
@@ -95,7 +98,8 @@ class ClientComm:
         steps: extra background steps of the host's own (run after ours).
 
     Services: :attr:`messages` (client chats), :attr:`mailings` (mass mailing),
-    :attr:`audit` (the tamper-evident audit trail: query, export, verify).
+    :attr:`audit` (the tamper-evident audit trail: query, export, verify),
+    :attr:`compliance` (retention policies, erasure, the client data export).
     :attr:`notice_keys` holds the firms' notice MAC keys
     (:class:`~clientcomm.notifications.keys.NoticeKeys`): pass
     ``await app.notice_keys.get(firm_id)`` as ``key`` to
@@ -174,6 +178,7 @@ class ClientComm:
         )
         self.messages.keep_blobs_while(self.mailings.shared_blobs_in_use)
         self.audit = AuditTrail(store, clock=self.clock)
+        self.compliance = ComplianceService(self)
         self.steps = StepRegistry((*BUILTIN_STEPS, *steps))
 
     @classmethod

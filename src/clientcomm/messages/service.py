@@ -98,6 +98,14 @@ class MessageService:
         deleting a copy during the fan-out leaves the shared blob alone)."""
         self._keep_blobs.append(guard)
 
+    async def blobs_kept(self, tx: RecordTx, message: MessageRecord) -> set[str]:
+        """The blobs of ``message`` that must outlive it (what the registered
+        guards keep: a shared blob its mailing still fans out), for erasure."""
+        kept: set[str] = set()
+        for guard in self._keep_blobs:
+            kept.update(await guard(tx, message))
+        return kept
+
     # -- authorisation ---------------------------------------------------------
     async def staff_for(self, actor: StaffActor) -> Staff:
         """The actor's Staff entry. Raises PermissionDeniedError if unknown/inactive
