@@ -36,7 +36,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from clientcomm.errors import ConfigurationError, IntegrityError, InvalidInputError
-from clientcomm.storage.base import EPOCH, Record
+from clientcomm.storage.base import EPOCH, Record, build_record
 
 __all__ = [
     "COLUMNS",
@@ -312,20 +312,28 @@ class Kind(Generic[T]):
         dict object when it holds only text, so a store serialises it once per
         batch (``data`` is never mutated)."""
         hints = typing.get_type_hints(self.cls)
-        args = [f"kind={self.name!r}"]
+        # every Record field, positionally, in Record's order (build_record)
+        cols: dict[str, str] = {"kind": repr(self.name), "firm_id": "meta.firm_id or firm_id or ''"}
         for column, attr in self.columns.items():
             if column == "status":
                 hint = hints.get(attr)
                 if isinstance(hint, type) and issubclass(hint, enum.Enum):
-                    args.append(f"status=value.{attr}.value")
+                    cols["status"] = f"value.{attr}.value"
                 else:
-                    args.append(f"status=_status(value.{attr})")
+                    cols["status"] = f"_status(value.{attr})"
             elif column == "created_at":
-                args.append(f"created_at=_created(value.{attr})")
+                cols["created_at"] = f"_created(value.{attr})"
             elif column == "body" and self.body_codec is not None:
-                args.append(f"body=_body(value.{attr})")
+                cols["body"] = f"_body(value.{attr})"
             else:
-                args.append(f"{column}=value.{attr}")
+                cols[column] = f"value.{attr}"
+        cols["data"] = "data"
+        cols.setdefault("created_at", "_EPOCH")
+        fresh = {"seq": "0", "version": "0", "lease_owner": "None", "lease_until": "None"}
+        stored = {k: f"meta.{k}" for k in fresh}
+        order = [f.name for f in attrs.fields(Record)]
+        fresh_args = ", ".join({**cols, **fresh}.get(n, "None") for n in order)
+        stored_args = ", ".join({**cols, **stored}.get(n, "None") for n in order)
         # Which data attributes may hold non-text values: only their presence
         # is checked per value (absent: at their default, omitted from data).
         mapped = {*self.columns.values(), "meta"}
@@ -347,14 +355,12 @@ class Kind(Generic[T]):
             "        else:\n"
             "            last[0] = data\n"
             "    if meta.version or meta.seq or meta.lease_owner is not None:\n"
-            "        return _Record(firm_id=meta.firm_id or firm_id or '', data=data,"
-            " seq=meta.seq, version=meta.version, lease_owner=meta.lease_owner,"
-            f" lease_until=meta.lease_until, {', '.join(args)})\n"
-            "    return _Record(firm_id=meta.firm_id or firm_id or '', data=data,"
-            f" {', '.join(args)})\n"
+            f"        return _build({stored_args})\n"
+            f"    return _build({fresh_args})\n"
         )
         namespace: dict[str, Any] = {
-            "_Record": Record,
+            "_build": build_record,
+            "_EPOCH": EPOCH,
             "_data": self._encode_data,
             "_status": _status_value,
             "_created": _created_value,

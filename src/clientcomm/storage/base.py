@@ -98,6 +98,26 @@ class Record:
         return attrs.evolve(self, **changes)
 
 
+def _make_record_builder() -> Any:
+    """``build(kind, id, firm_id, parent, ref, key, status, due_at, data, body,
+    seq, version, lease_owner, lease_until, created_at)``: a Record from all of
+    its fields, positionally, without the frozen ``__init__``'s per-field
+    ``object.__setattr__`` calls (the record registry's generated encoders use
+    it: a mailing's fan-out builds one Record per recipient). It sets the slots
+    through their descriptors; Record has no validators or converters."""
+    names = [f.name for f in attrs.fields(Record)]
+    setters = {f"_set_{n}": Record.__dict__[n].__set__ for n in names}
+    body = "".join(f"    _set_{n}(r, {n})\n" for n in names)
+    source = f"def build({', '.join(names)}):\n    r = _new(_Record)\n{body}    return r\n"
+    namespace: dict[str, Any] = {"_new": object.__new__, "_Record": Record, **setters}
+    exec(compile(source, "<clientcomm.storage build_record>", "exec"), namespace)  # noqa: S102
+    return namespace["build"]
+
+
+build_record: Any = _make_record_builder()
+"""See :func:`_make_record_builder` (internal: for generated encoders)."""
+
+
 _GOOD_KINDS: set[str] = set()
 
 
