@@ -187,6 +187,7 @@ class CopyTemplate:
     _subject_parts: tuple[bytes, ...] = attrs.field(init=False, repr=False)
     _subject_chars: int = attrs.field(init=False, repr=False)
     _subject_names: frozenset[str] = attrs.field(init=False, repr=False)
+    _text_pairs: tuple[tuple[str, bytes], ...] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         subject = self.subject
@@ -194,6 +195,9 @@ class CopyTemplate:
         setattr_ = object.__setattr__
         setattr_(self, "fields", tuple(dict.fromkeys(names)))
         setattr_(self, "_text_parts", tuple(lit.encode() for lit in self.text.literals))
+        setattr_(
+            self, "_text_pairs", tuple(zip(self.text.names, self._text_parts[1:], strict=True))
+        )
         setattr_(self, "_text_chars", sum(map(len, self.text.literals)))
         setattr_(self, "_text_blank", not "".join(self.text.literals).strip())
         # the rendered text can only be blank or too long in these cases
@@ -234,6 +238,8 @@ class CopyTemplate:
                 NUL or a lone surrogate; the rendered text is blank or too long;
                 the rendered subject is not one line of at most 200 characters.
         """
+        if self.subject is None and not self._text_checks:
+            return self._render_text(values)  # the common case, one pass
         encoded: dict[str, bytes] = {}
         for name in self.fields:
             value = values.get(name)
@@ -267,6 +273,22 @@ class CopyTemplate:
         if not subject.decode().strip():
             return text  # a blank subject is none
         return SUBJECT_MARK + subject + b"\x00" + text
+
+    def _render_text(self, values: Mapping[str, Any]) -> bytes:
+        """:meth:`render` of a text without subject that can be neither blank nor
+        too long: each value checked and encoded where it is placed."""
+        out = [self._text_parts[0]]
+        append = out.append
+        for name, lit in self._text_pairs:
+            value = values.get(name)
+            if type(value) is not str or len(value) > MAX_FIELD_VALUE or "\x00" in value:
+                raise Unrenderable(f"unrenderable:{name}")
+            try:
+                append(value.encode())
+            except UnicodeEncodeError:  # a lone surrogate
+                raise Unrenderable(f"unrenderable:{name}") from None
+            append(lit)
+        return b"".join(out)
 
     @staticmethod
     def _join(parts: tuple[bytes, ...], names: tuple[str, ...], encoded: dict[str, bytes]) -> bytes:
