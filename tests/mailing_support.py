@@ -6,6 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import attrs
 
 from clientcomm import (
     Client,
@@ -112,3 +115,28 @@ async def recipient_states(store: Store, firm_id: str = "f1") -> dict[str, int]:
             if n:
                 states[name] = states.get(name, 0) + n
     return states
+
+
+@attrs.define
+class World:
+    """One deployment's backends; :meth:`app` wires a fresh ClientComm over
+    them (as a restarted process would)."""
+
+    store: Store
+    directory: WritableDirectory
+    master: MasterKey
+    blobs: MemoryBlobStore
+    clock: ManualClock
+
+    def app(self, **kwargs: Any) -> ClientComm:
+        return ClientComm(
+            store=self.store,
+            directory=self.directory,
+            keys=LocalKeyProvider(self.store, self.master, clock=self.clock),
+            blobs=self.blobs,
+            transport=MemoryTransport(),
+            links=LINKS,
+            mail=MAIL,
+            clock=self.clock,
+            **kwargs,
+        )

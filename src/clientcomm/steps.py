@@ -14,18 +14,47 @@ poisoned record never blocks the queue behind it.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
-from clientcomm.errors import ConfigurationError, InvalidInputError
+from clientcomm.errors import ConfigurationError, ConflictError, InvalidInputError
 
 if TYPE_CHECKING:
     from clientcomm.app import ClientComm
 
-__all__ = ["Step", "StepRegistry"]
+__all__ = ["Step", "StepRegistry", "each_alone"]
+
+T = TypeVar("T")
+
+
+async def each_alone(
+    jobs: Iterable[T],
+    run: Callable[[T], Awaitable[int]],
+    *,
+    describe: Callable[[T], str],
+    logger: logging.Logger,
+) -> int:
+    """Run ``run`` for each claimed job, each failing alone; returns the sum of
+    what they returned. A lost lease (:class:`ConflictError`) skips the job
+    (another worker has it); any other error is logged and the job is retried
+    after its lease while the others go on. A :class:`ConfigurationError` (a
+    key that cannot open: the wrong master key) is raised at once."""
+    done = 0
+    for job in jobs:
+        try:
+            done += await run(job)
+        except ConflictError:
+            continue
+        except ConfigurationError:
+            raise
+        except Exception:
+            logger.exception("%s failed", describe(job))
+    return done
+
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 

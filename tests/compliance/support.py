@@ -8,9 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import attrs
 import pytest
 
 from clientcomm.actors import ClientActor, StaffActor
@@ -18,16 +16,14 @@ from clientcomm.app import ClientComm
 from clientcomm.attachments import AttachmentInput, AttachmentMode
 from clientcomm.blobs.memory import MemoryBlobStore
 from clientcomm.clock import ManualClock
-from clientcomm.crypto import LocalKeyProvider, MasterKey
+from clientcomm.crypto import MasterKey
 from clientcomm.crypto.local import KEY_CHECK_KIND, KEY_RECORD_KIND
-from clientcomm.directory.base import WritableDirectory
 from clientcomm.directory.sql import directory_for
-from clientcomm.mail.memory import MemoryTransport
 from clientcomm.records import REGISTRY
 from clientcomm.rules.audience import Audience
 from clientcomm.storage.base import Record, Store
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
-from tests.mailing_support import LINKS, MAIL, seed
+from tests.mailing_support import World, seed
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 ADMIN = StaffActor("f1", "admin")
@@ -39,31 +35,6 @@ FILES = {
 # what only c1's data holds in plaintext (its messages, its contact's address)
 C1_SECRETS = ("Hallo Anna", "Annas Geheimnis", "Danke von Anna", "anna@example.com", "Anna Alt")
 C2_TEXTS = ["Hallo Bernd", "Rundschreiben per_copy", "Rundschreiben shared"]
-
-
-@attrs.define
-class World:
-    """One deployment's backends; :meth:`app` wires a fresh ClientComm over
-    them (as a restarted process would)."""
-
-    store: Store
-    directory: WritableDirectory
-    master: MasterKey
-    blobs: MemoryBlobStore
-    clock: ManualClock
-
-    def app(self, **kwargs: Any) -> ClientComm:
-        return ClientComm(
-            store=self.store,
-            directory=self.directory,
-            keys=LocalKeyProvider(self.store, self.master, clock=self.clock),
-            blobs=self.blobs,
-            transport=MemoryTransport(),
-            links=LINKS,
-            mail=MAIL,
-            clock=self.clock,
-            **kwargs,
-        )
 
 
 @pytest.fixture(params=STORE_BACKENDS)

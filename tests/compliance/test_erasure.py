@@ -35,7 +35,6 @@ from tests.compliance.support import (
     C1_SECRETS,
     C2_TEXTS,
     T0,
-    World,
     attachments,
     dump,
     fill,
@@ -44,6 +43,7 @@ from tests.compliance.support import (
     row_bytes,
     world,
 )
+from tests.mailing_support import World
 
 __all__ = ["world"]  # the fixture
 

@@ -22,7 +22,8 @@ from clientcomm.compliance import export
 from clientcomm.compliance.export import EXPORT_FORMAT, opened_kinds
 from clientcomm.errors import ConfigurationError, IntegrityError, InvalidInputError
 from clientcomm.records import REGISTRY
-from tests.compliance.support import ADMIN, FILES, World, dump, fill, owned_by, world
+from tests.compliance.support import ADMIN, FILES, dump, fill, owned_by, world
+from tests.mailing_support import World
 
 __all__ = ["world"]  # the fixture
 

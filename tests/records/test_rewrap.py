@@ -17,12 +17,10 @@ from clientcomm.app import ClientComm
 from clientcomm.attachments import AttachmentInput, AttachmentMode
 from clientcomm.blobs.memory import MemoryBlobStore
 from clientcomm.clock import ManualClock
-from clientcomm.crypto import LocalKeyProvider, MasterKey
+from clientcomm.crypto import MasterKey
 from clientcomm.crypto.envelope import Sealer, sealed_key_version
-from clientcomm.directory.base import WritableDirectory
 from clientcomm.directory.sql import directory_for
 from clientcomm.errors import KeyDestroyedError, NotFoundError
-from clientcomm.mail.memory import MemoryTransport
 from clientcomm.mailing.records import MailingRecord, staging_owner
 from clientcomm.messages.records import MessageRecord
 from clientcomm.records import REGISTRY, Kind, Records
@@ -30,36 +28,11 @@ from clientcomm.records.rewrap import RewrapStatus, run_rewrap_jobs
 from clientcomm.rules.audience import Audience
 from clientcomm.rules.readstate import UnreadFor
 from clientcomm.storage.base import Record, Store
-from tests.mailing_support import LINKS, MAIL, seed
+from tests.mailing_support import World, seed
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 ADMIN = StaffActor("f1", "admin")
 FILES = {"a.txt": b"erste Anlage " * 100, "b.pdf": b"%PDF-1.4 zweite Anlage " * 50}
-
-
-@attrs.define
-class World:
-    """One deployment's backends; :meth:`app` wires a fresh ClientComm over them
-    (as a restarted process would)."""
-
-    store: Store
-    directory: WritableDirectory
-    master: MasterKey
-    blobs: MemoryBlobStore
-    clock: ManualClock
-
-    def app(self, **kwargs: Any) -> ClientComm:
-        return ClientComm(
-            store=self.store,
-            directory=self.directory,
-            keys=LocalKeyProvider(self.store, self.master, clock=self.clock),
-            blobs=self.blobs,
-            transport=MemoryTransport(),
-            links=LINKS,
-            mail=MAIL,
-            clock=self.clock,
-            **kwargs,
-        )
 
 
 @pytest.fixture

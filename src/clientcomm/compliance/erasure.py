@@ -30,10 +30,11 @@ import attrs
 from clientcomm.attachments.records import BlobRef
 from clientcomm.audit import append as audit
 from clientcomm.compliance.records import ErasureJob, ErasureStatus, Tombstone
-from clientcomm.errors import ConfigurationError, ConflictError, IntegrityError
+from clientcomm.errors import IntegrityError
 from clientcomm.messages.records import MessageRecord
 from clientcomm.records import Records
 from clientcomm.records.registry import Kind
+from clientcomm.steps import each_alone
 
 if TYPE_CHECKING:
     from clientcomm.app import ClientComm
@@ -220,16 +221,14 @@ async def run_erasure_jobs(
         lease=lease,
         limit=limit,
     )
-    done = 0
-    for job in jobs:
-        try:
-            _, looked = await _batch(app, records, job, now=now, batch=batch)
-        except ConflictError:
-            continue  # lease lost: another worker has it
-        except ConfigurationError:
-            raise
-        except Exception:
-            log.exception("erasure of client %s of firm %s failed", job.client_id, job.meta.firm_id)
-            continue
-        done += looked
-    return done
+
+    async def run(job: ErasureJob) -> int:
+        _, looked = await _batch(app, records, job, now=now, batch=batch)
+        return looked
+
+    return await each_alone(
+        jobs,
+        run,
+        describe=lambda j: f"erasure of client {j.client_id} of firm {j.meta.firm_id}",
+        logger=log,
+    )

@@ -24,11 +24,11 @@ import attrs
 
 from clientcomm.audit import append as audit
 from clientcomm.crypto.envelope import Sealer
-from clientcomm.errors import ConfigurationError, ConflictError, IntegrityError
+from clientcomm.errors import IntegrityError
 from clientcomm.ids import new_id
 from clientcomm.records.registry import REGISTRY, Kind, Meta, Registry, meta_field
 from clientcomm.records.tx import Records
-from clientcomm.steps import Step
+from clientcomm.steps import Step, each_alone
 
 if TYPE_CHECKING:
     from clientcomm.app import ClientComm
@@ -219,20 +219,14 @@ async def run_rewrap_jobs(
     jobs, _ = await records.claim(
         RewrapJob, status=RewrapStatus.PENDING, owner=owner, now=now, lease=lease, limit=limit
     )
-    done = 0
-    for job in jobs:
-        try:
-            _, examined = await _batch(records, sealer, job, now=now, batch=batch)
-        except ConflictError:
-            continue  # lease lost: another worker has it
-        except ConfigurationError:
-            raise
-        except Exception:
-            # fail alone: this job is retried after its lease, the others go on
-            log.exception("re-wrap job %s of firm %s failed", job.id, job.meta.firm_id)
-            continue
-        done += max(examined, 1)
-    return done
+
+    async def run(job: RewrapJob) -> int:
+        _, examined = await _batch(records, sealer, job, now=now, batch=batch)
+        return max(examined, 1)
+
+    return await each_alone(
+        jobs, run, describe=lambda j: f"re-wrap job {j.id} of firm {j.meta.firm_id}", logger=log
+    )
 
 
 async def _step(app: ClientComm, limit: int) -> int:
