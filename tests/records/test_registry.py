@@ -25,6 +25,7 @@ from clientcomm.records.docs import load_all
 from clientcomm.records.rewrap import RewrapJob, RewrapStatus
 from clientcomm.rules.readstate import Author, UnreadFor
 from clientcomm.storage.base import Record, Store
+from clientcomm.storage.sqlite import SQLiteStore
 from tests.conformance.conftest import open_backend
 from tests.records.strategies import optional_created_attr, records_of
 
@@ -124,6 +125,48 @@ def test_consecutive_equal_values_share_one_data_dict() -> None:
     assert kind.encode(a, "f1").data is kind.encode(b, "f1").data
     c = attrs.evolve(b, id=new_id(), author_id="clerk")
     assert kind.encode(c, "f1").data["author_id"] == "clerk"
+
+
+@given(
+    rows=st.lists(
+        st.tuples(st.text(min_size=1, max_size=20), st.text(max_size=20), st.binary(max_size=64)),
+        max_size=8,
+    )
+)
+def test_encode_variants_equals_encoding_each_evolved_value(
+    rows: list[tuple[str, str, bytes]],
+) -> None:
+    kind = REGISTRY.of(MessageRecord)
+    template = message()
+    names = ("id", "client_id", "sealed_text")
+    got = kind.encode_variants(template, "f1", names, rows)
+    want = [
+        kind.encode(attrs.evolve(template, id=i, client_id=c, sealed_text=b), "f1")
+        for i, c, b in rows
+    ]
+    assert got == want
+
+
+def test_encode_variants_refuses_attributes_that_need_encoding() -> None:
+    kind = REGISTRY.of(MessageRecord)
+    for names in (("author_id",), ("unread_for",), ("sent_at",), ("nope",)):
+        with pytest.raises(ConfigurationError, match="cannot vary"):
+            kind.encode_variants(message(), "f1", names, [("x",)])
+
+
+async def test_insert_variants_stores_what_insert_stores(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "store.db") as store:
+        template = message()
+        rows = [(new_id(), f"c{i}", bytes([i]) * 3) for i in range(3)]
+        async with Records(store).transaction("f1") as tx:
+            await tx.insert_variants(template, ("id", "client_id", "sealed_text"), rows)
+        for mid, cid, body in rows:
+            got = await Records(store).get(MessageRecord, "f1", mid)
+            assert (got.client_id, got.sealed_text, got.author_id) == (
+                cid,
+                body,
+                template.author_id,
+            )
 
 
 @attrs.frozen

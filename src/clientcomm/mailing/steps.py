@@ -92,6 +92,10 @@ STAGED_TEXT_DAMAGED = "staged_text_damaged"
 does not open: tampered or damaged, not cancelled."""
 
 
+_COPY_VARIES = ("id", "client_id", "sealed_text")
+"""What differs between a mailing's copies without attachments."""
+
+
 @attrs.frozen
 class _Loaded:
     """A live mailing as a worker holds it, as its sealed value authenticates
@@ -384,20 +388,23 @@ class MailingFanout:
                 "mailing %s: %d recipients with unusable ids failed", mailing_id, len(unusable)
             )
         stored = copies.stored
-        none: tuple[StoredAttachment, ...] = ()
-        messages = [
-            MessageRecord(
+        # A copy is the template with its own id, client and sealed text (one
+        # encoding for the batch); copies with attachments carry their own.
+        plain = [
+            (mid, cid, body)
+            for (cid, mid), body in zip(live, sealed, strict=True)
+            if cid not in stored
+        ]
+        with_files = [
+            attrs.evolve(
+                template,
                 id=mid,
                 client_id=cid,
-                unread_for=unread_for,
                 sealed_text=body,
-                sent_at=now,
-                author=Author.STAFF,
-                author_id=mailing.sender,
-                attachments=tuple(a.stripped() for a in stored[cid]) if cid in stored else none,
-                mailing_id=mailing_id,
+                attachments=tuple(a.stripped() for a in stored[cid]),
             )
             for (cid, mid), body in zip(live, sealed, strict=True)
+            if cid in stored
         ]
         batch = None
         if live and mailing.notify:
@@ -406,7 +413,7 @@ class MailingFanout:
             batch = fanout_batch(
                 mailing_id,
                 NotificationKind.NEW_MESSAGE,
-                [(m.client_id, m.id) for m in messages],
+                live,
                 now=now,
                 key=notice_key,
             )
@@ -417,8 +424,10 @@ class MailingFanout:
         )
         try:
             async with svc.records.transaction(firm_id) as tx:
-                if messages:
-                    await tx.insert(messages)
+                if plain:
+                    await tx.insert_variants(template, _COPY_VARIES, plain)
+                if with_files:
+                    await tx.insert(with_files)
                 if copies.refs:
                     await tx.insert(copies.refs)
                 await svc.attachments.settle(tx, copies.reservation)

@@ -27,7 +27,7 @@ import base64
 import enum
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar, cast
 
@@ -267,6 +267,9 @@ class Kind(Generic[T]):
     _decode_data: Callable[[Mapping[str, Any], Any], T] = attrs.field(init=False, repr=False)
     _column_attrs: tuple[tuple[str, str], ...] = attrs.field(init=False, repr=False)
     _encoder: Callable[[T, str | None], Record] = attrs.field(init=False, repr=False)
+    _variant_builders: dict[
+        tuple[str, ...], Callable[[Record, Iterable[Sequence[Any]]], list[Record]]
+    ] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         fields = {f.name: f for f in attrs.fields(cast(Any, self.cls))}
@@ -305,6 +308,7 @@ class Kind(Generic[T]):
         )
         object.__setattr__(self, "_column_attrs", tuple(self.columns.items()))
         object.__setattr__(self, "_encoder", self._make_encoder())
+        object.__setattr__(self, "_variant_builders", {})
 
     def _make_encoder(self) -> Callable[[T, str | None], Record]:
         """Generate the encoder (the fan-out's hot path): one function call per
@@ -370,6 +374,70 @@ class Kind(Generic[T]):
         }
         exec(compile(source, f"<clientcomm.records encode {self.name}>", "exec"), namespace)  # noqa: S102
         return cast(Callable[[T, str | None], Record], namespace["encode"])
+
+    def encode_variants(
+        self,
+        template: T,
+        firm_id: str | None,
+        names: tuple[str, ...],
+        rows: Iterable[Sequence[Any]],
+    ) -> list[Record]:
+        """The Records of ``template`` with the attributes ``names`` replaced by
+        each row's values: equal to encoding
+        ``attrs.evolve(template, **dict(zip(names, row)))`` for every row, with
+        one encoding of ``template`` for the whole batch (a mailing writes one
+        copy per recipient that differs only in its id, client and sealed text).
+
+        Only attributes stored in a plain column may vary (not ``data``, the
+        status or ``created_at``, and none with a validator or converter), so
+        the rows need no encoding of their own; the store checks every Record
+        as it checks any other.
+
+        Raises:
+            ConfigurationError: a name is not such an attribute.
+        """
+        build = self._variant_builders.get(names)
+        if build is None:
+            build = self._make_variant_builder(names)
+        return build(self._encoder(template, firm_id), rows)
+
+    def _make_variant_builder(
+        self, names: tuple[str, ...]
+    ) -> Callable[[Record, Iterable[Sequence[Any]]], list[Record]]:
+        column_of = {attr: column for column, attr in self.columns.items()}
+        fields = {f.name: f for f in attrs.fields(cast(Any, self.cls))}
+        varying: dict[str, str] = {}
+        for i, name in enumerate(names):
+            column = column_of.get(name)
+            field = fields.get(name)
+            if (
+                column is None
+                or column in ("status", "created_at", "kind", "firm_id")
+                or field is None
+                or field.validator is not None
+                or field.converter is not None
+            ):
+                raise ConfigurationError(
+                    f"kind {self.name}: {name!r} cannot vary in encode_variants "
+                    "(only plain column attributes can)"
+                )
+            if column == "body" and self.body_codec is not None:
+                varying[column] = f"_body(r[{i}])"
+            else:
+                varying[column] = f"r[{i}]"
+        order = [f.name for f in attrs.fields(Record)]
+        args = ", ".join(varying.get(n, f"base.{n}") for n in order)
+        source = f"def variants(base, rows):\n    return [_build({args}) for r in rows]\n"
+        namespace: dict[str, Any] = {
+            "_build": build_record,
+            "_body": self.body_codec[0] if self.body_codec else None,
+        }
+        exec(compile(source, f"<clientcomm.records variants {self.name}>", "exec"), namespace)  # noqa: S102
+        build = cast(
+            Callable[[Record, Iterable[Sequence[Any]]], list[Record]], namespace["variants"]
+        )
+        self._variant_builders[names] = build
+        return build
 
     def integrity_of(self, attr: str) -> str | None:
         """The :attr:`integrity` entry of ``attr`` (or of ``"*"``), if declared."""

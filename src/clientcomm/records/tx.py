@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -127,6 +127,25 @@ class RecordTx:
         firm = self.raw.firm_id
         encoder = self.registry.encoder
         records = [encoder(type(v))(v, firm) for v in values]
+        if records:
+            await self.raw.insert(records)
+
+    async def insert_variants(
+        self, template: T, names: tuple[str, ...], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """Insert ``attrs.evolve(template, **dict(zip(names, row)))`` for every
+        row, encoding ``template`` once (:meth:`Kind.encode_variants`: only
+        plain column attributes may vary). The fan-out's copies differ only in
+        id, client and sealed text.
+
+        Raises:
+            ConfigurationError: a name cannot vary.
+            InvalidInputError: an unregistered class, or a value the store refuses.
+            ConflictError: an id or key exists already (maybe at commit).
+        """
+        records = self.registry.of(type(template)).encode_variants(
+            template, self.raw.firm_id, names, rows
+        )
         if records:
             await self.raw.insert(records)
 
