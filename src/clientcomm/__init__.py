@@ -6,6 +6,13 @@ The public API is listed in ``__all__`` (kept sorted; a test checks it).
 from __future__ import annotations
 
 from clientcomm.actors import Actor, ClientActor, StaffActor
+from clientcomm.announcements import (
+    Announcement,
+    AnnouncementAudience,
+    AnnouncementService,
+    AnnouncementState,
+    AnnouncementText,
+)
 from clientcomm.app import ClientComm
 from clientcomm.attachments import (
     AttachmentInfo,
@@ -109,6 +116,11 @@ __all__ = [
     "RETAIN_INDEFINITELY",
     "AccessPolicy",
     "Actor",
+    "Announcement",
+    "AnnouncementAudience",
+    "AnnouncementService",
+    "AnnouncementState",
+    "AnnouncementText",
     "AttachmentInfo",
     "AttachmentInput",
     "AttachmentMode",
