@@ -107,7 +107,10 @@ def test_payload_is_harmless(payload: str) -> None:
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_payload_inside_real_markdown_is_harmless(payload: str) -> None:
-    text = f"# Hinweis\n\nBitte **beachten** Sie {payload} und [das](https://ok.example).\n\n- {payload}\n"
+    text = (
+        f"# Hinweis\n\nBitte **beachten** Sie {payload} und [das](https://ok.example).\n\n"
+        f"- {payload}\n"
+    )
     assert_harmless(render_markdown(text).html)
 
 

@@ -64,7 +64,7 @@ def test_other_zones_and_unknown_zone() -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (datetime(2026, 4, 1, 9, 0), "timezone-aware"),  # noqa: DTZ001 (naive on purpose)
+        (datetime(2026, 4, 1, 9, 0), "timezone-aware"),  # naive on purpose
         ("2026-04-01T09:00:00+00:00", "must be a datetime"),
         (datetime(1999, 12, 31, tzinfo=UTC), "between"),
         (datetime(2046, 1, 1, tzinfo=UTC), "between"),

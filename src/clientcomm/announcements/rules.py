@@ -23,7 +23,8 @@ The rules (the table in ``docs/announcements.md``):
    the next login (rule 3 already brings every banner back at a login, so a
    dismissal of the old revision never hides the new one past that login),
    and it counts as unread until "read more" is opened on it.
-5. Several announcements are ordered newest first (publish instant, then id),
+5. Several announcements are ordered newest first (publish instant, then the
+   order they were created in),
    each with its own state.
 
 Dates: a "remove after" date is a calendar day in the firm's time zone; the
@@ -76,6 +77,7 @@ class Notice:
     remove_at: datetime | None = None
     group_ids: frozenset[str] = frozenset()
     deleted: bool = False
+    order: int = 0  # the store's insertion order: newer first among equal publish times
 
 
 @attrs.frozen
@@ -131,7 +133,7 @@ def decide(notices: Iterable[Notice], user: UserFacts, now: datetime) -> Decisio
     """Rules 1 to 5 (see module docs) for one client user at ``now``."""
     shown = sorted(
         (n for n in notices if is_published(n, now) and in_audience(n, user.group_ids)),
-        key=lambda n: (n.publish_at, n.id),
+        key=lambda n: (n.publish_at, n.order, n.id),
         reverse=True,
     )
     unread = frozenset(

@@ -100,6 +100,7 @@ def _notice(record: AnnouncementRecord) -> Notice:
         remove_at=record.remove_at,
         group_ids=frozenset(record.group_ids),
         deleted=record.status is AnnouncementStatus.DELETED,
+        order=record.meta.seq,
     )
 
 
@@ -469,8 +470,9 @@ class AnnouncementService:
         return self._public(record, self._clock.now())
 
     async def _all(self, firm_id: str) -> list[AnnouncementRecord]:
+        """Every announcement of the firm, newest first."""
         async with self._records.transaction(firm_id) as tx:
-            return await tx.list(AnnouncementRecord, decode_errors="skip")
+            return await tx.list(AnnouncementRecord, decode_errors="skip", descending=True)
 
     async def list_current(self, actor: StaffActor) -> list[Announcement]:
         """Scheduled and published announcements, newest publish time first,
@@ -485,7 +487,7 @@ class AnnouncementService:
         current = (AnnouncementState.SCHEDULED, AnnouncementState.PUBLISHED)
         return sorted(
             (a for a in shown if a.state in current),
-            key=lambda a: (a.publish_at, a.id),
+            key=lambda a: a.publish_at,
             reverse=True,
         )
 
