@@ -8,7 +8,6 @@ from __future__ import annotations
 from clientcomm.actors import Actor, ClientActor, StaffActor
 from clientcomm.announcements import (
     Announcement,
-    AnnouncementAudience,
     AnnouncementService,
     AnnouncementState,
     AnnouncementText,
@@ -117,7 +116,6 @@ __all__ = [
     "AccessPolicy",
     "Actor",
     "Announcement",
-    "AnnouncementAudience",
     "AnnouncementService",
     "AnnouncementState",
     "AnnouncementText",

@@ -125,7 +125,7 @@ class Portal:
     ) -> None:
         publish = self.now + at
         remove = None if remove_after is None else end_of_day(remove_after, BERLIN)
-        self.notices[id] = Notice(id, 1, publish, remove, groups)
+        self.notices[id] = Notice(id, 1, publish, remove, everyone=not groups, group_ids=groups)
 
     def view(self) -> Decision:
         return decide(self.notices.values(), self.user, self.now)

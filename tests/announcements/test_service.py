@@ -25,7 +25,6 @@ from clientcomm.announcements import (
     ANNOUNCEMENT_KIND,
     RECEIPT_KIND,
     USER_KIND,
-    AnnouncementAudience,
     AnnouncementService,
     AnnouncementState,
     ClientUser,
@@ -34,6 +33,7 @@ from clientcomm.app import ClientComm
 from clientcomm.blobs.memory import MemoryBlobStore
 from clientcomm.crypto import LocalKeyProvider, MasterKey
 from clientcomm.mail.memory import MemoryTransport
+from clientcomm.rules.audience import Audience
 from clientcomm.storage.base import Store
 from tests.announcements.support import CountingStore
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
@@ -154,7 +154,7 @@ NAIVE = datetime(2026, 6, 2, 9, 0)  # naive on purpose
             {"publish_at": datetime(2026, 6, 10, tzinfo=UTC), "remove_after": date(2026, 6, 5)},
             "remove_after",
         ),
-        ({"audience": AnnouncementAudience.groups("g1", "nope")}, "audience.group_ids"),
+        ({"audience": Audience.groups("g1", "nope")}, "audience.group_ids"),
         ({"audience": "everyone"}, "audience"),
     ],
 )
@@ -174,12 +174,23 @@ async def test_bad_input_names_the_field_and_writes_nothing(
     assert "announcement.edited" not in await audit_ops(app)
 
 
-def test_audience_groups_need_ids() -> None:
+async def test_audience_picked_clients_and_empty(app: ClientComm) -> None:
     with pytest.raises(InvalidInputError) as info:
-        AnnouncementAudience.groups()
-    assert info.value.field == "audience.group_ids"
-    with pytest.raises(InvalidInputError):
-        AnnouncementAudience.groups("")
+        await app.announcements.create(ADMIN, "Titel", TEXT, audience=Audience())
+    assert info.value.field == "audience"
+    for missing in ("c-none", "x1"):  # unknown; another firm's client
+        with pytest.raises(NotFoundError) as gone:
+            await app.announcements.create(ADMIN, "Titel", TEXT, audience=Audience.clients(missing))
+        assert (gone.value.kind, gone.value.id) == ("client", missing)
+    assert await count(app.store, ANNOUNCEMENT_KIND) == 0
+    picked = await app.announcements.create(
+        ADMIN, "Nur Anna und GmbHs", TEXT, audience=Audience.clients("c1") | Audience.groups("g2")
+    )
+    assert picked.audience == Audience.clients("c1") | Audience.groups("g2")
+    for actor, sees in ((ANNA, True), (BERND, True), (ClientActor("f1", "c4"), False)):
+        assert bool((await app.announcements.page_view(actor)).listed) is sees
+    report = await app.announcements.read_report(ADMIN, picked.id)
+    assert report.not_read == (ClientUser("c1", "k1"), ClientUser("c2", "k2"))
 
 
 async def test_another_firms_id_answers_like_a_missing_one(app: ClientComm) -> None:
@@ -295,9 +306,7 @@ async def test_schedule_and_removal_day_in_the_firms_zone(app: ClientComm) -> No
 
 async def test_audience_groups_and_out_of_reach_ids(app: ClientComm) -> None:
     to_all = await app.announcements.create(ADMIN, "Alle", TEXT)
-    gmbhs = await app.announcements.create(
-        ADMIN, "GmbHs", TEXT, audience=AnnouncementAudience.groups("g2")
-    )
+    gmbhs = await app.announcements.create(ADMIN, "GmbHs", TEXT, audience=Audience.groups("g2"))
     assert [x.id for x in (await app.announcements.page_view(BERND)).listed] == [
         gmbhs.id,
         to_all.id,

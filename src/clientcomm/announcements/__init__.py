@@ -11,7 +11,6 @@ from __future__ import annotations
 from clientcomm.announcements import operations as _operations  # noqa: F401  (declares)
 from clientcomm.announcements.models import (
     Announcement,
-    AnnouncementAudience,
     AnnouncementState,
     AnnouncementText,
     ClientUser,
@@ -34,7 +33,6 @@ __all__ = [
     "RECEIPT_KIND",
     "USER_KIND",
     "Announcement",
-    "AnnouncementAudience",
     "AnnouncementService",
     "AnnouncementState",
     "AnnouncementText",

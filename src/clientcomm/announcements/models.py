@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from datetime import date, datetime
 
 import attrs
 
-from clientcomm.errors import InvalidInputError
-from clientcomm.rules.text import check_identifier
+from clientcomm.rules.audience import Audience
 
 __all__ = [
     "Announcement",
-    "AnnouncementAudience",
     "AnnouncementState",
     "AnnouncementText",
     "ClientUser",
@@ -22,37 +19,6 @@ __all__ = [
     "ReadEntry",
     "ReadReport",
 ]
-
-
-def _groups(value: Iterable[str]) -> frozenset[str]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise InvalidInputError("audience.group_ids", "must be a collection of group ids")
-    out = frozenset(value)
-    for group_id in out:
-        check_identifier(group_id, "audience.group_ids")
-    return out
-
-
-@attrs.frozen
-class AnnouncementAudience:
-    """Who sees an announcement: every client of the firm (no groups, the
-    default) or the members of any of ``group_ids``."""
-
-    group_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_groups)
-
-    @classmethod
-    def everyone(cls) -> AnnouncementAudience:
-        return cls()
-
-    @classmethod
-    def groups(cls, *group_ids: str) -> AnnouncementAudience:
-        if not group_ids:
-            raise InvalidInputError("audience.group_ids", "name at least one group")
-        return cls(frozenset(group_ids))
-
-    @property
-    def everyone_sees(self) -> bool:
-        return not self.group_ids
 
 
 class AnnouncementState(enum.StrEnum):
@@ -75,6 +41,8 @@ class Announcement:
         remove_after: the "remove after" day in the firm's time zone, or None.
         removes_at: the end of that day there, UTC (when it disappears).
         time_zone: the firm's zone the day is meant in.
+        audience: every client (``Audience.everyone()``), client groups,
+            picked clients, or a union of them.
         state: at the time it was read.
     """
 
@@ -87,7 +55,7 @@ class Announcement:
     remove_after: date | None
     removes_at: datetime | None
     time_zone: str
-    audience: AnnouncementAudience
+    audience: Audience
     state: AnnouncementState
     created_at: datetime
     created_by: str

@@ -20,14 +20,14 @@ declare(
     "announcement",
     "staff published or scheduled a firm announcement",
     "`AnnouncementService.create`",
-    ("revision", "publish_at", "remove_at", "group_ids"),
+    ("revision", "publish_at", "remove_at", "audience"),
 )
 declare(
     "announcement.edited",
     "announcement",
     "staff edited an announcement (a new revision when title or text changed)",
     "`AnnouncementService.edit`",
-    ("revision", "changed", "publish_at", "remove_at", "group_ids"),
+    ("revision", "changed", "publish_at", "remove_at", "audience"),
 )
 declare(
     "announcement.deleted",

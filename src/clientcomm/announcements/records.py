@@ -46,7 +46,9 @@ class AnnouncementRecord:
     remove_at: datetime | None
     remove_after: str | None  # ISO date, as staff entered it
     time_zone: str
+    everyone: bool
     group_ids: tuple[str, ...]
+    client_ids: tuple[str, ...]
     created_at: datetime
     created_by: str
     updated_at: datetime
@@ -124,7 +126,9 @@ ANNOUNCEMENT = REGISTRY.register(
             "remove_at",
             "remove_after",
             "time_zone",
+            "everyone",
             "group_ids",
+            "client_ids",
             "created_at",
             "created_by",
             "updated_at",

@@ -75,7 +75,9 @@ class Notice:
     revision: int
     publish_at: datetime
     remove_at: datetime | None = None
+    everyone: bool = True
     group_ids: frozenset[str] = frozenset()
+    client_ids: frozenset[str] = frozenset()
     deleted: bool = False
     order: int = 0  # the store's insertion order: newer first among equal publish times
 
@@ -93,9 +95,10 @@ class Dismissal:
 
 @attrs.frozen
 class UserFacts:
-    """A client user's state: the client's groups, the logins reported since
-    the state was first stored, the dismissals by announcement id."""
+    """A client user's state: its client and the client's groups, the logins
+    reported since the state was first stored, the dismissals by announcement id."""
 
+    client_id: str = ""
     group_ids: frozenset[str] = frozenset()
     logins: int = 0
     dismissals: Mapping[str, Dismissal] = attrs.field(factory=dict)
@@ -119,9 +122,13 @@ def is_published(notice: Notice, now: datetime) -> bool:
     return notice.remove_at is None or now < notice.remove_at
 
 
-def in_audience(notice: Notice, group_ids: frozenset[str]) -> bool:
-    """All clients when the announcement names no group, else members of any."""
-    return not notice.group_ids or not notice.group_ids.isdisjoint(group_ids)
+def in_audience(notice: Notice, client_id: str, group_ids: frozenset[str]) -> bool:
+    """Every client, or the picked clients and the members of the chosen groups."""
+    return (
+        notice.everyone
+        or client_id in notice.client_ids
+        or not notice.group_ids.isdisjoint(group_ids)
+    )
 
 
 def _banner(notice: Notice, user: UserFacts) -> bool:
@@ -132,7 +139,11 @@ def _banner(notice: Notice, user: UserFacts) -> bool:
 def decide(notices: Iterable[Notice], user: UserFacts, now: datetime) -> Decision:
     """Rules 1 to 5 (see module docs) for one client user at ``now``."""
     shown = sorted(
-        (n for n in notices if is_published(n, now) and in_audience(n, user.group_ids)),
+        (
+            n
+            for n in notices
+            if is_published(n, now) and in_audience(n, user.client_id, user.group_ids)
+        ),
         key=lambda n: (n.publish_at, n.order, n.id),
         reverse=True,
     )

@@ -30,7 +30,6 @@ import attrs
 from clientcomm.actors import ClientActor, StaffActor, require_actor
 from clientcomm.announcements.models import (
     Announcement,
-    AnnouncementAudience,
     AnnouncementState,
     AnnouncementText,
     ClientUser,
@@ -69,7 +68,14 @@ from clientcomm.directory.models import Staff
 from clientcomm.errors import ConflictError, InvalidInputError, NotFoundError
 from clientcomm.ids import new_id
 from clientcomm.records import Records, RecordTx
-from clientcomm.rules.access import AccessPolicy, as_policy, require, resolve_staff
+from clientcomm.rules.access import (
+    AccessPolicy,
+    as_policy,
+    require,
+    require_reach,
+    resolve_staff,
+)
+from clientcomm.rules.audience import Audience
 from clientcomm.rules.text import check_identifier, check_line, check_storable
 from clientcomm.storage.base import Store
 
@@ -81,6 +87,7 @@ DEFAULT_TIME_ZONE = "Europe/Berlin"
 MAX_TITLE = 200
 MAX_DESCRIPTION = 20_000
 _KIND = "announcement"
+_MANAGE = "announcement.manage"
 
 
 @attrs.frozen
@@ -98,16 +105,19 @@ def _notice(record: AnnouncementRecord) -> Notice:
         revision=record.revision,
         publish_at=record.publish_at,
         remove_at=record.remove_at,
+        everyone=record.everyone,
         group_ids=frozenset(record.group_ids),
+        client_ids=frozenset(record.client_ids),
         deleted=record.status is AnnouncementStatus.DELETED,
         order=record.meta.seq,
     )
 
 
-def _facts(state: UserState | None, group_ids: frozenset[str]) -> UserFacts:
+def _facts(state: UserState | None, client_id: str, group_ids: frozenset[str]) -> UserFacts:
     if state is None:
-        return UserFacts(group_ids=group_ids)
+        return UserFacts(client_id=client_id, group_ids=group_ids)
     return UserFacts(
+        client_id=client_id,
         group_ids=group_ids,
         logins=state.logins,
         dismissals={
@@ -236,7 +246,11 @@ class AnnouncementService:
             else date.fromisoformat(record.remove_after),
             removes_at=record.remove_at,
             time_zone=record.time_zone,
-            audience=AnnouncementAudience(frozenset(record.group_ids)),
+            audience=Audience(
+                all_active=record.everyone,
+                group_ids=frozenset(record.group_ids),
+                client_ids=frozenset(record.client_ids),
+            ),
             state=self._state_of(record, now),
             created_at=record.created_at,
             created_by=record.created_by,
@@ -247,6 +261,7 @@ class AnnouncementService:
 
     async def _validate(
         self,
+        staff: Staff,
         firm_id: str,
         title: object,
         description: object,
@@ -254,16 +269,18 @@ class AnnouncementService:
         remove_after: object,
         audience: object,
         now: datetime,
-    ) -> tuple[str, str, datetime, datetime | None, str | None, tuple[str, ...]]:
+    ) -> tuple[str, str, datetime, datetime | None, str | None, Audience]:
         title_ = check_line(title, "title", max_length=MAX_TITLE, required=True).strip()
         text = check_storable(description, "description", max_length=MAX_DESCRIPTION, required=True)
         at = now if publish_at is None else check_aware(publish_at, "publish_at", now)
         zone = firm_zone(self.zone_of(firm_id))
         remove_at = check_removal(remove_after, zone, publish_at=at, now=now)
         if audience is None:
-            audience = AnnouncementAudience()
-        if not isinstance(audience, AnnouncementAudience):
-            raise InvalidInputError("audience", "must be an AnnouncementAudience")
+            audience = Audience.everyone()
+        if not isinstance(audience, Audience):
+            raise InvalidInputError("audience", "must be an Audience")
+        if not (audience.all_active or audience.group_ids or audience.client_ids):
+            raise InvalidInputError("audience", "choose all clients, groups or clients")
         if audience.group_ids:
             known = {g.id for g in await self._directory.list_groups(firm_id)}
             unknown = sorted(audience.group_ids - known)
@@ -271,8 +288,16 @@ class AnnouncementService:
                 raise InvalidInputError(
                     "audience.group_ids", "names an unknown group", value=unknown[0]
                 )
+        if audience.client_ids:
+            found = {
+                c.id for c in await self._directory.list_clients(firm_id, ids=audience.client_ids)
+            }
+            missing = sorted(audience.client_ids - found)
+            if missing:  # unknown or another firm's: one answer
+                raise NotFoundError("client", ", ".join(missing))
+            require_reach(self.access, staff, sorted(audience.client_ids), action=_MANAGE)
         day = None if remove_after is None else str(remove_after)
-        return title_, text, at, remove_at, day, tuple(sorted(audience.group_ids))
+        return title_, text, at, remove_at, day, audience
 
     # -- staff -----------------------------------------------------------------------
     async def create(
@@ -283,11 +308,12 @@ class AnnouncementService:
         *,
         publish_at: datetime | None = None,
         remove_after: date | None = None,
-        audience: AnnouncementAudience | None = None,
+        audience: Audience | None = None,
     ) -> Announcement:
         """Publish an announcement now, or at ``publish_at`` (timezone-aware);
         ``remove_after`` is the last day it is shown (in the firm's time zone);
-        ``audience``: every client (default) or client groups. Audited as
+        ``audience``: every client (default), client groups or picked clients
+        (:class:`~clientcomm.rules.audience.Audience`). Audited as
         ``announcement.created``.
 
         Raises:
@@ -297,10 +323,10 @@ class AnnouncementService:
                 out of range, before the publish day or past, an unknown group
                 (the error names the field). Nothing is written.
         """
-        await self._staff(actor, "announcement.manage")
+        staff = await self._staff(actor, _MANAGE)
         now = self._clock.now()
-        title_, text, at, remove_at, day, groups = await self._validate(
-            actor.firm_id, title, description, publish_at, remove_after, audience, now
+        title_, text, at, remove_at, day, audience_ = await self._validate(
+            staff, actor.firm_id, title, description, publish_at, remove_after, audience, now
         )
         record = AnnouncementRecord(
             id=new_id(),
@@ -312,7 +338,9 @@ class AnnouncementService:
             remove_at=remove_at,
             remove_after=day,
             time_zone=self.zone_of(actor.firm_id),
-            group_ids=groups,
+            everyone=audience_.all_active,
+            group_ids=tuple(sorted(audience_.group_ids)),
+            client_ids=tuple(sorted(audience_.client_ids)),
             created_at=now,
             created_by=actor.staff_id,
             updated_at=now,
@@ -329,7 +357,7 @@ class AnnouncementService:
                 revision=1,
                 publish_at=at.isoformat(),
                 remove_at=None if remove_at is None else remove_at.isoformat(),
-                group_ids=list(groups),
+                audience=audience_.to_dict(),
             )
         self._forget(actor.firm_id)
         return self._public(stored, now)
@@ -352,7 +380,7 @@ class AnnouncementService:
         *,
         publish_at: datetime | None = None,
         remove_after: date | None = None,
-        audience: AnnouncementAudience | None = None,
+        audience: Audience | None = None,
     ) -> Announcement:
         """Replace an announcement's fields as the edit form holds them: title,
         description, ``remove_after`` (None: no removal day) and ``audience``
@@ -366,13 +394,14 @@ class AnnouncementService:
             ConflictError: it was deleted, or changed concurrently.
             InvalidInputError: as :meth:`create`.
         """
-        await self._staff(actor, "announcement.manage")
+        staff = await self._staff(actor, _MANAGE)
         now = self._clock.now()
         async with self._records.transaction(actor.firm_id) as tx:
             old = await self._get_record(tx, announcement_id)
         if old.status is AnnouncementStatus.DELETED:
             raise ConflictError("the announcement was deleted", id=announcement_id)
-        title_, text, at, remove_at, day, groups = await self._validate(
+        title_, text, at, remove_at, day, audience_ = await self._validate(
+            staff,
             actor.firm_id,
             title,
             description,
@@ -390,7 +419,15 @@ class AnnouncementService:
                     ("description", text != old.description),
                     ("publish_at", at != old.publish_at),
                     ("remove_after", day != old.remove_after),
-                    ("audience", groups != old.group_ids),
+                    (
+                        "audience",
+                        (
+                            audience_.all_active,
+                            tuple(sorted(audience_.group_ids)),
+                            tuple(sorted(audience_.client_ids)),
+                        )
+                        != (old.everyone, old.group_ids, old.client_ids),
+                    ),
                 )
                 if differs
             ]
@@ -402,7 +439,9 @@ class AnnouncementService:
                 publish_at=at,
                 remove_at=remove_at,
                 remove_after=day,
-                group_ids=groups,
+                everyone=audience_.all_active,
+                group_ids=tuple(sorted(audience_.group_ids)),
+                client_ids=tuple(sorted(audience_.client_ids)),
                 updated_at=now,
                 updated_by=actor.staff_id,
             )
@@ -417,7 +456,7 @@ class AnnouncementService:
                 changed=changed,
                 publish_at=at.isoformat(),
                 remove_at=None if remove_at is None else remove_at.isoformat(),
-                group_ids=list(groups),
+                audience=audience_.to_dict(),
             )
         self._forget(actor.firm_id)
         return self._public(stored, now)
@@ -431,7 +470,7 @@ class AnnouncementService:
             PermissionDeniedError: the actor may not do ``announcement.manage``.
             NotFoundError: no such announcement in the actor's firm.
         """
-        await self._staff(actor, "announcement.manage")
+        await self._staff(actor, _MANAGE)
         now = self._clock.now()
         async with self._records.transaction(actor.firm_id) as tx:
             old = await self._get_record(tx, announcement_id)
@@ -464,7 +503,7 @@ class AnnouncementService:
             PermissionDeniedError: the actor may not do ``announcement.manage``.
             NotFoundError: no such announcement in the actor's firm.
         """
-        await self._staff(actor, "announcement.manage")
+        await self._staff(actor, _MANAGE)
         async with self._records.transaction(actor.firm_id) as tx:
             record = await self._get_record(tx, announcement_id)
         return self._public(record, self._clock.now())
@@ -481,7 +520,7 @@ class AnnouncementService:
         Raises:
             PermissionDeniedError: the actor may not do ``announcement.manage``.
         """
-        await self._staff(actor, "announcement.manage")
+        await self._staff(actor, _MANAGE)
         now = self._clock.now()
         shown = [self._public(r, now) for r in await self._all(actor.firm_id)]
         current = (AnnouncementState.SCHEDULED, AnnouncementState.PUBLISHED)
@@ -498,7 +537,7 @@ class AnnouncementService:
         Raises:
             PermissionDeniedError: the actor may not do ``announcement.manage``.
         """
-        await self._staff(actor, "announcement.manage")
+        await self._staff(actor, _MANAGE)
         now = self._clock.now()
         shown = [self._public(r, now) for r in await self._all(actor.firm_id)]
         past = (AnnouncementState.REMOVED, AnnouncementState.DELETED)
@@ -531,11 +570,13 @@ class AnnouncementService:
             if not isinstance(rev, int) or isinstance(rev, bool) or not 1 <= rev <= record.revision:
                 raise InvalidInputError("revision", f"must be between 1 and {record.revision}")
             receipts = await tx.list(ReadReceipt, parent=f"{record.id}@{rev}", decode_errors="skip")
-        clients = await self._directory.list_clients(
-            actor.firm_id, group_ids=record.group_ids or None, active=True
-        )
+        notice = _notice(record)
+        clients = await self._directory.list_clients(actor.firm_id, active=True)
         visible = [
-            c.id for c in clients if self.access.allows(staff, "announcement.view_reads", c.id)
+            c.id
+            for c in clients
+            if in_audience(notice, c.id, c.group_ids)
+            and self.access.allows(staff, "announcement.view_reads", c.id)
         ]
         contacts = await self._directory.list_contacts(actor.firm_id, visible)
         read = tuple(
@@ -572,7 +613,7 @@ class AnnouncementService:
             groups = await self._groups(actor.firm_id, actor.client_id)
         async with self._records.transaction(actor.firm_id) as tx:
             state = await tx.find(UserState, key)
-        decision = decide((x.notice for x in live), _facts(state, groups), now)
+        decision = decide((x.notice for x in live), _facts(state, actor.client_id, groups), now)
         by_id = {x.record.id: x for x in live}
 
         def shown(ids: Sequence[str]) -> tuple[PortalAnnouncement, ...]:
@@ -606,7 +647,7 @@ class AnnouncementService:
             state = await tx.find(UserState, key)
             if state is None:
                 return 0
-            facts = _facts(state, frozenset())
+            facts = _facts(state, "", frozenset())
             returned = returning(facts)
             if not returned:
                 return 0
@@ -627,13 +668,18 @@ class AnnouncementService:
         return returned
 
     async def _visible(
-        self, tx: RecordTx, groups: frozenset[str], announcement_id: object, now: datetime
+        self,
+        tx: RecordTx,
+        client_id: str,
+        groups: frozenset[str],
+        announcement_id: object,
+        now: datetime,
     ) -> AnnouncementRecord:
-        """The announcement if it is published for a client of ``groups`` now;
-        otherwise the NotFoundError a missing one gets."""
+        """The announcement if it is published for ``client_id`` (of
+        ``groups``) now; otherwise the NotFoundError a missing one gets."""
         record = await self._get_record(tx, announcement_id)
         notice = _notice(record)
-        if not is_published(notice, now) or not in_audience(notice, groups):
+        if not is_published(notice, now) or not in_audience(notice, client_id, groups):
             raise NotFoundError(_KIND, record.id)
         return record
 
@@ -651,7 +697,7 @@ class AnnouncementService:
         announcement (:func:`~clientcomm.announcements.rules.dismiss`); returns
         whether the state changed."""
         state = await tx.find(UserState, key)
-        facts = _facts(state, frozenset())
+        facts = _facts(state, "", frozenset())
         after = dismiss(facts, _notice(record), read=read)
         if after == facts:
             return False
@@ -685,7 +731,7 @@ class AnnouncementService:
         now = self._clock.now()
         groups = await self._groups(actor.firm_id, actor.client_id)
         async with self._records.transaction(actor.firm_id) as tx:
-            record = await self._visible(tx, groups, announcement_id, now)
+            record = await self._visible(tx, actor.client_id, groups, announcement_id, now)
             changed = await self._dismiss(tx, actor, key, record, now, read=False)
             if changed:
                 await self._audit_client(tx, actor, record, now, "announcement.dismissed", "close")
@@ -705,7 +751,7 @@ class AnnouncementService:
         now = self._clock.now()
         groups = await self._groups(actor.firm_id, actor.client_id)
         async with self._records.transaction(actor.firm_id) as tx:
-            record = await self._visible(tx, groups, announcement_id, now)
+            record = await self._visible(tx, actor.client_id, groups, announcement_id, now)
             changed = await self._dismiss(tx, actor, key, record, now, read=True)
             receipt_id = f"{record.id}@{record.revision}|{key}"
             if await tx.find(ReadReceipt, receipt_id) is None:
