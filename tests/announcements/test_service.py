@@ -35,7 +35,7 @@ from clientcomm.crypto import LocalKeyProvider, MasterKey
 from clientcomm.mail.memory import MemoryTransport
 from clientcomm.rules.audience import Audience
 from clientcomm.storage.base import Store
-from tests.announcements.support import CountingStore
+from clientcomm.testing.counting import CountingStore
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
 from tests.mailing_support import LINKS, MAIL, make_app, seed
 

@@ -1,5 +1,11 @@
-"""A Store wrapper that counts every call (the page-view cost tests and the
-bench count store reads with it)."""
+"""A Store wrapper that counts every call: how many reads a code path costs.
+
+``CountingStore(store)`` is a Store; pass it to ``ClientComm`` and read
+``store.calls`` (a Counter by method name: ``transaction``, ``find``,
+``list``, ``insert``, ...), ``store.reads()`` and ``store.writes()``;
+``store.reset()`` starts again. The announcements tests and
+``bench/announcements.py`` count a page view's store reads with it.
+"""
 
 from __future__ import annotations
 
