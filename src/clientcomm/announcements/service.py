@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import time as _time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -132,6 +132,24 @@ def _interactions(user: UserFacts) -> tuple[Interaction, ...]:
         Interaction(i, d.dismissed_login, d.read_revision)
         for i, d in sorted(user.dismissals.items())
     )
+
+
+_T = TypeVar("_T")
+_ATTEMPTS = 3
+
+
+async def _retrying(attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """Run one transaction, again after a ConflictError (the same user acting
+    in two requests at once: both found no state row, or the same version);
+    each attempt reads afresh, so nothing is lost or doubled."""
+    for left in range(_ATTEMPTS - 1, -1, -1):
+        try:
+            return await attempt()
+        except ConflictError:
+            if not left:
+                raise
+            log.info("announcement state changed concurrently; trying again")
+    raise AssertionError("unreachable")
 
 
 class AnnouncementService:
@@ -642,30 +660,40 @@ class AnnouncementService:
         """
         key = self._client(actor, "announcement.login")
         now = self._clock.now()
-        live = {x.record.id for x in await self._live(actor.firm_id)}
-        async with self._records.transaction(actor.firm_id) as tx:
-            state = await tx.find(UserState, key)
-            if state is None:
-                return 0
-            facts = _facts(state, "", frozenset())
-            returned = returning(facts)
-            if not returned:
-                return 0
-            after = log_in(facts, keep=live)
-            await tx.update_one(
-                attrs.evolve(state, logins=after.logins, interactions=_interactions(after))
-            )
-            await audit(
-                tx,
-                subject=f"client:{actor.client_id}",
-                operation="announcement.login",
-                actor=f"client:{actor.client_id}",
-                at=now,
-                client=actor.client_id,
-                objects=[f"contact:{actor.contact_id}"] if actor.contact_id else [],
-                returned=returned,
-            )
-        return returned
+
+        async def attempt() -> int:
+            async with self._records.transaction(actor.firm_id) as tx:
+                state = await tx.find(UserState, key)
+                if state is None:
+                    return 0
+                facts = _facts(state, "", frozenset())
+                returned = returning(facts)
+                if not returned:
+                    return 0
+                # read afresh (not the cache): a dismissal is dropped only with
+                # its announcement, so no read mark is lost to a stale list
+                live = await tx.list(
+                    AnnouncementRecord,
+                    status=AnnouncementStatus.ACTIVE.value,
+                    decode_errors="skip",
+                )
+                after = log_in(facts, keep=[r.id for r in live])
+                await tx.update_one(
+                    attrs.evolve(state, logins=after.logins, interactions=_interactions(after))
+                )
+                await audit(
+                    tx,
+                    subject=f"client:{actor.client_id}",
+                    operation="announcement.login",
+                    actor=f"client:{actor.client_id}",
+                    at=now,
+                    client=actor.client_id,
+                    objects=[f"contact:{actor.contact_id}"] if actor.contact_id else [],
+                    returned=returned,
+                )
+            return returned
+
+        return await _retrying(attempt)
 
     async def _visible(
         self,
@@ -730,12 +758,18 @@ class AnnouncementService:
         key = self._client(actor, "announcement.close")
         now = self._clock.now()
         groups = await self._groups(actor.firm_id, actor.client_id)
-        async with self._records.transaction(actor.firm_id) as tx:
-            record = await self._visible(tx, actor.client_id, groups, announcement_id, now)
-            changed = await self._dismiss(tx, actor, key, record, now, read=False)
-            if changed:
-                await self._audit_client(tx, actor, record, now, "announcement.dismissed", "close")
-        return changed
+
+        async def attempt() -> bool:
+            async with self._records.transaction(actor.firm_id) as tx:
+                record = await self._visible(tx, actor.client_id, groups, announcement_id, now)
+                changed = await self._dismiss(tx, actor, key, record, now, read=False)
+                if changed:
+                    await self._audit_client(
+                        tx, actor, record, now, "announcement.dismissed", "close"
+                    )
+            return changed
+
+        return await _retrying(attempt)
 
     async def read_more(self, actor: ClientActor, announcement_id: str) -> AnnouncementText:
         """The client user opened "read more": returns the full text, dismisses
@@ -750,29 +784,34 @@ class AnnouncementService:
         key = self._client(actor, "announcement.read_more")
         now = self._clock.now()
         groups = await self._groups(actor.firm_id, actor.client_id)
-        async with self._records.transaction(actor.firm_id) as tx:
-            record = await self._visible(tx, actor.client_id, groups, announcement_id, now)
-            changed = await self._dismiss(tx, actor, key, record, now, read=True)
-            receipt_id = f"{record.id}@{record.revision}|{key}"
-            if await tx.find(ReadReceipt, receipt_id) is None:
-                await tx.insert(
-                    [
-                        ReadReceipt(
-                            id=receipt_id,
-                            parent=f"{record.id}@{record.revision}",
-                            client_id=actor.client_id,
-                            contact_id=actor.contact_id,
-                            announcement_id=record.id,
-                            revision=record.revision,
-                            read_at=now,
-                        )
-                    ]
-                )
-                await self._audit_client(tx, actor, record, now, "announcement.read", None)
-            elif changed:
-                await self._audit_client(
-                    tx, actor, record, now, "announcement.dismissed", "read_more"
-                )
+
+        async def attempt() -> AnnouncementRecord:
+            async with self._records.transaction(actor.firm_id) as tx:
+                record = await self._visible(tx, actor.client_id, groups, announcement_id, now)
+                changed = await self._dismiss(tx, actor, key, record, now, read=True)
+                receipt_id = f"{record.id}@{record.revision}|{key}"
+                if await tx.find(ReadReceipt, receipt_id) is None:
+                    await tx.insert(
+                        [
+                            ReadReceipt(
+                                id=receipt_id,
+                                parent=f"{record.id}@{record.revision}",
+                                client_id=actor.client_id,
+                                contact_id=actor.contact_id,
+                                announcement_id=record.id,
+                                revision=record.revision,
+                                read_at=now,
+                            )
+                        ]
+                    )
+                    await self._audit_client(tx, actor, record, now, "announcement.read", None)
+                elif changed:
+                    await self._audit_client(
+                        tx, actor, record, now, "announcement.dismissed", "read_more"
+                    )
+            return record
+
+        record = await _retrying(attempt)
         return AnnouncementText(
             id=record.id,
             revision=record.revision,
