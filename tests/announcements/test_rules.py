@@ -4,7 +4,7 @@ schedule and removal, across the daylight-saving changes of Europe/Berlin."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -259,6 +259,11 @@ events = st.one_of(
     st.tuples(st.just("schedule"), st.tuples(st.sampled_from(IDS), st.integers(-48, 72))),
     st.tuples(st.just("removal"), st.tuples(st.sampled_from(IDS), st.integers(-1, 4))),
     st.tuples(st.just("wait"), st.integers(1, 36 * 60)),  # minutes
+    # to late evening (UTC) of one of the next days: where a Berlin day ends
+    st.tuples(
+        st.just("jump"),
+        st.tuples(st.integers(0, 3), st.integers(20, 23), st.sampled_from([0, 30, 59])),
+    ),
 )
 
 
@@ -287,7 +292,7 @@ class Model:
         return sorted(out, key=lambda i: (self.publish[i], i), reverse=True)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(
     start=st.sampled_from(
         [
@@ -343,6 +348,14 @@ def test_any_sequence_matches_the_model(start: datetime, script: list[tuple[str,
         elif event == "wait":
             assert isinstance(arg, int)
             portal.wait(timedelta(minutes=arg))
+        elif event == "jump":
+            assert isinstance(arg, tuple)
+            days, hour, minute = arg
+            target = datetime.combine(
+                start.date() + timedelta(days=days), time(hour, minute), tzinfo=UTC
+            )
+            if target > portal.now:
+                portal.now = target
         decision = portal.view()
         expected = model.published(portal.now)
         assert list(decision.listed) == expected
