@@ -95,10 +95,11 @@ MISSING = {
     "message_id": "m-none",
     "attachment_id": "a-none",
     "mailing_id": "ml-none",
+    "announcement_id": "an-none",
 }
 IDS = (*MISSING, "client_ids", "audience")
 """Parameters naming objects: an existing-out-of-reach and a missing value each."""
-VALUES: dict[str, Any] = {"text": "Hallo", "up_to_seq": 1}
+VALUES: dict[str, Any] = {"text": "Hallo", "up_to_seq": 1, "title": "Hallo", "description": "Text"}
 """Other required parameters: the same value in both calls."""
 
 
@@ -137,12 +138,16 @@ async def seed(app: ClientComm) -> dict[str, Any]:
     [attachment] = stored.attachments
     mailing = await app.mailings.submit(ADMIN, Audience.clients("c3"), "Rundschreiben")
     await app.drain()
+    announcement = await app.announcements.create(  # for group g2: c3 (and c2), not c1
+        ADMIN, "Für GmbHs", "Text", audience=Audience.groups("g2")
+    )
     return {
         "client_id": "c3",
         "client_ids": ["c3"],
         "message_id": message_id,
         "attachment_id": attachment.id,
         "mailing_id": mailing.id,
+        "announcement_id": announcement.id,
         "audience": Audience.clients("c3"),
     }
 
@@ -205,7 +210,7 @@ async def test_every_service_method_is_enumerated(tmp_path: Path) -> None:
             found = {
                 (attr, name) for attr, svc in services(app) for name in public_methods(type(svc))
             }
-    assert {attr for attr, _ in found} == {"messages", "mailings"}
+    assert {attr for attr, _ in found} == {"messages", "mailings", "announcements"}
     for expected in [
         ("messages", "send"),
         ("messages", "unread_counts"),
@@ -221,6 +226,13 @@ async def test_every_service_method_is_enumerated(tmp_path: Path) -> None:
         ("mailings", "export_csv"),
         ("mailings", "export_jsonl"),
         ("mailings", "cancel"),
+        ("announcements", "create"),
+        ("announcements", "edit"),
+        ("announcements", "delete"),
+        ("announcements", "read_report"),
+        ("announcements", "page_view"),
+        ("announcements", "close"),
+        ("announcements", "read_more"),
     ]:
         assert expected in found
     assert len(found) >= 18

@@ -6,6 +6,12 @@ The public API is listed in ``__all__`` (kept sorted; a test checks it).
 from __future__ import annotations
 
 from clientcomm.actors import Actor, ClientActor, StaffActor
+from clientcomm.announcements import (
+    Announcement,
+    AnnouncementService,
+    AnnouncementState,
+    AnnouncementText,
+)
 from clientcomm.app import ClientComm
 from clientcomm.attachments import (
     AttachmentInfo,
@@ -109,6 +115,10 @@ __all__ = [
     "RETAIN_INDEFINITELY",
     "AccessPolicy",
     "Actor",
+    "Announcement",
+    "AnnouncementService",
+    "AnnouncementState",
+    "AnnouncementText",
     "AttachmentInfo",
     "AttachmentInput",
     "AttachmentMode",

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
+from clientcomm.announcements import AnnouncementService
 from clientcomm.attachments import DEFAULT_MAX_SIZE, AttachmentScanner, AttachmentStore
 from clientcomm.attachments.steps import STEPS as ATTACHMENT_STEPS
 from clientcomm.audit import AuditTrail
@@ -98,6 +99,7 @@ class ClientComm:
         steps: extra background steps of the host's own (run after ours).
 
     Services: :attr:`messages` (client chats), :attr:`mailings` (mass mailing),
+    :attr:`announcements` (firm announcements in the client portal),
     :attr:`audit` (the tamper-evident audit trail: query, export, verify),
     :attr:`compliance` (retention policies, erasure, the client data export).
     :attr:`notice_keys` holds the firms' notice MAC keys
@@ -177,6 +179,10 @@ class ClientComm:
             notice_keys=self.notice_keys,
         )
         self.messages.keep_blobs_while(self.mailings.shared_blobs_in_use)
+        # announcements (seed 004): "remove after" days in the firm's zone
+        self.announcements = AnnouncementService(
+            store=store, directory=directory, clock=self.clock, access=self.access
+        )
         self.audit = AuditTrail(store, clock=self.clock)
         self.compliance = ComplianceService(self)
         self.steps = StepRegistry((*BUILTIN_STEPS, *steps))

@@ -27,7 +27,7 @@ from clientcomm.rules.access import (
 CLIENTS = [f"c{i}" for i in range(6)]
 ACTIONS = sorted(DEFAULT_RULES)
 MAILING = [a for a in ACTIONS if a.startswith("mailing.")]
-CLIENT_ACTIONS = [a for a in ACTIONS if not a.startswith("mailing.")]
+CLIENT_ACTIONS = [a for a in ACTIONS if not a.startswith(("mailing.", "announcement."))]
 CHAT = [a for a in ACTIONS if a.startswith("chat.")]
 
 SETTINGS = settings(max_examples=100, deadline=None)
@@ -85,8 +85,21 @@ def test_default_actions_are_the_documented_ones() -> None:
         "message.delete",
         "message.evidence",
         "attachment.open",
+        "announcement.manage",
+        "announcement.view_reads",
     }
     assert isinstance(POLICY, AccessPolicy)
+
+
+@SETTINGS
+@given(staff_members, client_ids)
+def test_announcement_actions(staff: Staff, client: str | None) -> None:
+    """Seed 004: announcements are firm settings (administrators and managers);
+    the read confirmation also for unrestricted clerks."""
+    full = staff.active and staff.role in (Role.ADMIN, Role.MANAGER)
+    assert POLICY.allows(staff, "announcement.manage", client) == full
+    clerk = staff.active and staff.role is Role.CLERK and staff.unrestricted
+    assert POLICY.allows(staff, "announcement.view_reads", client) == (full or clerk)
 
 
 @SETTINGS

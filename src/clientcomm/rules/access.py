@@ -95,6 +95,18 @@ def _mailing(staff: Staff, client_id: str | None) -> bool:
     return client_id is None or staff.can_access(client_id)
 
 
+def _firm_settings(staff: Staff, client_id: str | None) -> bool:
+    # Seed 004: announcements are made in the firm settings: administrators
+    # and managers (who pass every known action) only.
+    return False
+
+
+def _unrestricted_clerk(staff: Staff, client_id: str | None) -> bool:
+    if not (staff.active and staff.role is Role.CLERK and staff.unrestricted):
+        return False
+    return client_id is None or staff.can_access(client_id)
+
+
 DEFAULT_RULES: Mapping[str, Rule] = {
     "mailing.send": _mailing,
     "mailing.view": _mailing,
@@ -104,6 +116,9 @@ DEFAULT_RULES: Mapping[str, Rule] = {
     "message.delete": client_access,
     "message.evidence": client_access,
     "attachment.open": client_access,
+    # announcements (seed 004)
+    "announcement.manage": _firm_settings,
+    "announcement.view_reads": _unrestricted_clerk,
 }
 """The seeds' rules per action, for staff below administrator and manager."""
 
