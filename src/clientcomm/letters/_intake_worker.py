@@ -281,6 +281,7 @@ def serve(conn: Connection, limits: Limits, faults: bool) -> None:
     import pypdf  # noqa: F401  (import before the limit: its import is not the document's cost)
 
     _limit_memory(limits.memory_bytes)
+    conn.send(("ready",))
     while True:
         try:
             job = conn.recv()
