@@ -4,7 +4,10 @@ the address check and the dispatch button table."""
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -288,3 +291,16 @@ def test_dispatch_state_table(
         }[button.value]
     )
     assert button.clickable is (button is not DispatchButton.NOT_POSSIBLE)
+
+
+@pytest.mark.skipif(shutil.which("qpdf") is None, reason="qpdf is not installed")
+def test_print_file_passes_qpdf_check(intake: PdfIntake, tmp_path: Path) -> None:
+    contacts = [contact(i) for i in range(3)]
+    docs = [LetterDocument(c.id, addressed(intake, c, 1 + i)) for i, c in enumerate(contacts)]
+    att = intake.validate("anhang.pdf", hostile.letter(("",), pages=2, title="Anhang"))
+    pf = build_print_file(plan_letters(docs, [att], contacts, DUPLEX), DUPLEX)
+    path = tmp_path / "print.pdf"
+    path.write_bytes(pf.data)
+    proc = subprocess.run(["qpdf", "--check", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No syntax or stream encoding errors" in proc.stdout
