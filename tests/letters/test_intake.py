@@ -129,9 +129,12 @@ async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[C
             yield application
 
 
-@pytest.mark.parametrize(
-    "name", ["flate_bomb_1gib", "javascript_open_action", "encrypted_empty_user_password"]
-)
+# refused by the attachment store's own checks before the scanner sees them
+# (no bytes; bytes that are not what the declared type says)
+_BEFORE_SCANNER = {"empty", "not_pdf"}
+
+
+@pytest.mark.parametrize("name", sorted(hostile.HOSTILE))
 async def test_scanner_refuses_hostile_pdf_attachments_and_nothing_is_stored(
     app: ClientComm, intake: PdfIntake, name: str
 ) -> None:
@@ -140,8 +143,9 @@ async def test_scanner_refuses_hostile_pdf_attachments_and_nothing_is_stored(
     with pytest.raises(InvalidInputError) as err:
         await app.mailings.submit(ADMIN, Audience.clients("c1"), "Anbei", attachments=[bad])
     assert err.value.field == "attachments[0]"
-    assert isinstance(err.value.__cause__, InvalidDocumentError)
-    assert err.value.__cause__.reason == hostile.HOSTILE[name][1]
+    if name not in _BEFORE_SCANNER:
+        assert isinstance(err.value.__cause__, InvalidDocumentError)
+        assert err.value.__cause__.reason == hostile.HOSTILE[name][1]
     await nothing_stored(app)
     good = AttachmentInput.from_bytes("ok.pdf", hostile.letter(), "application/pdf")
     await app.mailings.submit(ADMIN, Audience.clients("c1"), "Anbei", attachments=[good])
