@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -70,35 +69,41 @@ async def test_unsafe_ids_are_refused(tmp_path: Path) -> None:
     assert list((tmp_path / "outbox").iterdir()) == []
 
 
-def test_a_killed_writer_leaves_no_partial_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_at", [1, 2, 3, 4])
+def test_a_killed_writer_leaves_no_partial_batch(tmp_path: Path, stop_at: int) -> None:
+    """Killed inside each fsync of an order: the batch is in the outbox whole, or
+    not at all (then only a .partial folder is left, which sweep removes)."""
     root = tmp_path / "drop"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
-    kills = 0
-    for delay in (0.05, 0.13, 0.21, 0.34, 0.55):
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests/letters/filedrop_writer_proc.py"), str(root)],
-            env=env,
-            stdout=subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == b"ready"
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        kills += 1
-    batches = list((root / "outbox" / "f1").iterdir()) if (root / "outbox" / "f1").exists() else []
-    for folder in batches:  # every visible batch is complete
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests/letters/filedrop_writer_proc.py"),
+            str(root),
+            str(stop_at),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"ready"
+    assert proc.stdout.readline().strip() == f"in fsync {stop_at}".encode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    outbox = root / "outbox" / "f1"
+    batches = list(outbox.iterdir()) if outbox.exists() else []
+    for folder in batches:  # a visible batch is complete
         m = json.loads((folder / "manifest.json").read_text())
-        assert (
-            len(PdfReader(io.BytesIO((folder / "letters.pdf").read_bytes())).pages)
-            == m["page_count"]
-        )
-    assert not [p for p in (root / "outbox" / "f1").glob(".*")] if batches else True
-    provider = FileDropProvider(root)
+        pdf = PdfReader(io.BytesIO((folder / "letters.pdf").read_bytes()))
+        assert len(pdf.pages) == m["page_count"] == 100
     leftovers = list((root / ".partial").iterdir())
+    if stop_at < 4:  # killed before the rename: nothing visible, a partial folder left
+        assert batches == [] and len(leftovers) == 1
+    else:  # killed after the rename (fsync of the outbox): the batch is there
+        assert [b.name for b in batches] == ["b4"] and leftovers == []
+    provider = FileDropProvider(root)
     assert provider.sweep(older_than=0) == len(leftovers)
     assert list((root / ".partial").iterdir()) == []
-    assert kills == 5
 
 
 async def test_memory_failure_injection() -> None:
