@@ -9,16 +9,20 @@ import asyncio
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from clientcomm.postal import FileDropProvider
 from clientcomm.postal.base import PostalCapabilities
 from clientcomm.testing.postal import sample_batch
 
+if TYPE_CHECKING:
+    from _typeshed import HasFileno
+
 _fsync = os.fsync
 _calls = 0
 
 
-def stopping_fsync(fd: int) -> None:
+def stopping_fsync(fd: int | HasFileno) -> None:
     global _calls
     _calls += 1
     if _calls == int(sys.argv[2]):
