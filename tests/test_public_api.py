@@ -29,6 +29,8 @@ SUBPACKAGES = [
     "compliance",
     "evidence",
     "announcements",
+    "letters",
+    "postal",
 ]
 
 # (deprecated module, the module it now is, or whose names it re-exports)
