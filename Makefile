@@ -14,7 +14,7 @@ demo: $(PY)
 	$(PY) examples/quickstart.py
 
 test: $(PY)
-	$(PIP) -e '.[dev,postgres]'
+	$(PIP) -e '.[dev,postgres,docs]'
 	VENV=$(VENV) bash scripts/test.sh $(PYTEST_ARGS)
 
 bench: $(PY)
