@@ -10,8 +10,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 demo: $(PY)
-	$(PIP) -e .
-	$(PY) examples/quickstart.py
+	$(PIP) -e '.[demo]'
+	$(VENV)/bin/clientcomm demo $(DEMO_ARGS)
 
 test: $(PY)
 	$(PIP) -e '.[dev,postgres,docs]'
