@@ -253,8 +253,8 @@ def _reading_app(store: Store, master: MasterKey) -> ClientComm:
         keys=LocalKeyProvider(store, master),
         blobs=MemoryBlobStore(),
         transport=MemoryTransport(),
-        links=LinkTemplates(default="https://localhost/{firm_id}/{client_id}"),
-        mail=MailSettings(sender="cli@localhost.localdomain", message_id_domain="localhost"),
+        links=LinkTemplates(default="https://clientcomm.example/{firm_id}/{client_id}"),
+        mail=MailSettings(sender="cli@clientcomm.example", message_id_domain="clientcomm.example"),
     )
 
 
