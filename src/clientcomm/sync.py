@@ -119,8 +119,8 @@ class SyncClientComm(SyncProxy):
     ``atexit`` or the app's ``ready()``; Flask: ``atexit``): it closes the app's
     backends and stops the thread.
 
-    Raises:
-        Whatever ``factory`` raises (the thread is stopped again).
+    Whatever ``factory`` raises is raised here (the thread is stopped again);
+    a factory returning something else than a ClientComm is a :class:`TypeError`.
     """
 
     __slots__ = ("_closed", "_cm", "_lock")
