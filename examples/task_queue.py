@@ -22,6 +22,7 @@ schema of its own and drops it at the end. Needs ``procrastinate`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -139,10 +140,8 @@ async def main(url: str) -> None:
                         raise SystemExit(f"not done after 60 s: {progress}")
                     await asyncio.sleep(0.1)
                 worker.cancel()  # procrastinate stops gracefully: running jobs finish
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await worker
-                except asyncio.CancelledError:
-                    pass
                 left = await queue.job_manager.list_jobs_async(status="doing")
             assert progress.delivered == CLIENTS and progress.notifications_sent == CLIENTS
             assert len(transport.sent) == CLIENTS  # each notice once
