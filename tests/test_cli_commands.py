@@ -209,7 +209,10 @@ async def test_mailing_status_once_and_live(site: Site) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    await asyncio.sleep(1.5)
+    assert live.stderr is not None
+    line = await asyncio.wait_for(live.stderr.readline(), 60)
+    assert line.startswith(b"watching mailing "), line
+    await asyncio.sleep(0.5)
     assert live.returncode is None  # still watching
     async with SQLiteStore(site.db) as store:
         await site.app(store).drain()

@@ -320,6 +320,7 @@ async def _mailing_status(args: argparse.Namespace) -> int:
         app = _reading_app(store, master)
         progress = await app.mailings.status(actor, args.mailing_id)
         if not args.no_wait and not progress.all_done:
+            print(f"watching mailing {args.mailing_id} until done (Ctrl-C stops)", file=sys.stderr)
             console = _console()
             with Progress(
                 "[progress.description]{task.description}",
