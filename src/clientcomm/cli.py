@@ -387,8 +387,8 @@ def _letters_merge(args: argparse.Namespace) -> int:
         if exc.name is None or not "clientcomm.letters.cli".startswith(exc.name):
             raise
         raise ConfigurationError(
-            "letters merge: the serial-letters package (clientcomm.letters) "
-            "is not part of this installation"
+            "letters merge is not available: this installation has no "
+            "clientcomm.letters.cli (the serial-letters package's command)"
         ) from None
     merge: Callable[..., int] = letters_cli.merge_command
     return merge(args.files, args.output, duplex=args.duplex)
