@@ -4,22 +4,26 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test bench lint typecheck clean
+.PHONY: demo test bench docs lint typecheck clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 demo: $(PY)
-	$(PIP) -e .
-	$(PY) examples/quickstart.py
+	$(PIP) -e '.[demo]'
+	$(VENV)/bin/clientcomm demo $(DEMO_ARGS)
 
 test: $(PY)
-	$(PIP) -e '.[dev,postgres]'
+	$(PIP) -e '.[dev,postgres,docs]'
 	VENV=$(VENV) bash scripts/test.sh $(PYTEST_ARGS)
 
 bench: $(PY)
 	$(PIP) -e '.[dev,postgres]'
 	@set -e; for f in bench/*.py; do echo "== $$f" >&2; $(PY) $$f; done
+
+docs: $(PY)
+	$(PIP) -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 lint: $(PY)
 	$(VENV)/bin/ruff check src tests bench examples
@@ -28,4 +32,4 @@ typecheck: $(PY)
 	$(VENV)/bin/mypy --strict src tests
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis site

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test run behind `make test`: a throwaway PostgreSQL 15 cluster, then
-# ruff, mypy --strict and pytest. The cluster is stopped at the end, also on failure.
+# ruff, mypy --strict, the strict docs-site build and pytest. The cluster is stopped
+# at the end, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -19,5 +20,9 @@ echo "== ruff"
 "$VENV/bin/ruff" check src tests bench examples
 echo "== mypy --strict"
 "$VENV/bin/mypy" --strict src tests
+echo "== docs site (mkdocs build --strict)"
+SITE=$(mktemp -d /tmp/clientcomm-site.XXXXXX)
+NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet -d "$SITE"
+rm -rf "$SITE"
 echo "== pytest"
 "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

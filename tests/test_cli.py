@@ -1,4 +1,5 @@
-"""The ``clientcomm worker`` command, run as a separate process against SQLite."""
+"""The ``clientcomm worker`` command, the installed script run as a separate process
+against SQLite."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +24,7 @@ from clientcomm.messages import MESSAGE_KIND
 from clientcomm.storage.sqlite import SQLiteStore
 from clientcomm.testing.smtpd import smtp_server
 from clientcomm.worker import Worker
+from tests.cli_support import clientcomm_script
 from tests.mailing_support import LINKS, MAIL, recipient_states, seed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,9 +63,7 @@ class Setup:
 
     def worker(self, *options: str, smtp_port: int = 1) -> list[str]:
         return [
-            sys.executable,
-            "-m",
-            "clientcomm.cli",
+            clientcomm_script(),  # the installed console script
             "worker",
             self.url,
             "--blobs",
@@ -168,7 +167,7 @@ def test_more_bad_options_in_process(
     monkeypatch.setenv("CLIENTCOMM_MASTER_KEY", setup.key)
     options, message = MORE_BAD_OPTIONS[case]
     try:
-        status = main([*setup.worker()[3:], *options])
+        status = main([*setup.worker()[1:], *options])
     except SystemExit as exc:  # argparse
         status = int(str(exc.code))
     assert status == 2

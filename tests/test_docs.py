@@ -99,6 +99,19 @@ def python_blocks(path: Path) -> list[Block]:
 
 DOC_FILES = sorted(DOCS.glob("*.md"))
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.py"))
+#: an example whose docstring says ``requires: postgres`` runs against the suite's
+#: PostgreSQL server (CLIENTCOMM_TEST_PG_URL), marked ``postgres``
+NEEDS_PG = re.compile(r"^requires: postgres\b", re.MULTILINE)
+
+
+def needs_pg(example: Path) -> bool:
+    return bool(NEEDS_PG.search(ast.get_docstring(ast.parse(example.read_text("utf-8"))) or ""))
+
+
+EXAMPLE_PARAMS = [
+    pytest.param(p, id=p.name, marks=[pytest.mark.postgres] if needs_pg(p) else [])
+    for p in EXAMPLE_FILES
+]
 
 
 # -- the checker itself ------------------------------------------------------------------
@@ -169,9 +182,15 @@ def test_index_links_every_document() -> None:
 
 
 # -- examples ----------------------------------------------------------------------------
-@pytest.mark.parametrize("example", EXAMPLE_FILES, ids=[p.name for p in EXAMPLE_FILES])
+@pytest.mark.parametrize("example", EXAMPLE_PARAMS)
 def test_example_runs(example: Path, tmp_path: Path) -> None:
     env = dict(os.environ)
+    if needs_pg(example):
+        from tests.conftest import pg_admin_url
+
+        env["CLIENTCOMM_TEST_PG_URL"] = pg_admin_url()  # skips or fails without a server
+    else:
+        env.pop("CLIENTCOMM_TEST_PG_URL", None)  # the others need none
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
     )
@@ -190,3 +209,4 @@ def test_example_runs(example: Path, tmp_path: Path) -> None:
 
 def test_there_is_something_to_check() -> None:
     assert DOC_FILES and EXAMPLE_FILES
+    assert needs_pg(EXAMPLES / "task_queue.py") and not needs_pg(EXAMPLES / "quickstart.py")

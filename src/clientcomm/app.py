@@ -87,7 +87,9 @@ class ClientComm:
         templates: the notification templates (a :class:`TemplateSet` over the
             host's directory); default: the bundled German and English ones.
         clock: time source (``ManualClock`` in tests).
-        access, read_policy, retention: pluggable rules.
+        access: the access rules (default: :data:`~clientcomm.rules.access.DEFAULT_RULES`).
+        read_policy: when a message counts as read.
+        retention: how long sealed records must be kept.
         max_attachment_size: largest accepted attachment in bytes.
         scanner: the host's check of every attachment before it is stored (a
             virus scanner: ``async (filename, content_type, chunks) -> None``,
