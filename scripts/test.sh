@@ -6,6 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
+# Debian tools the tests use (qpdf checks print files); installed when missing.
+need=()
+command -v qpdf >/dev/null 2>&1 || need+=(qpdf)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]} (Debian)"
+    if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
+    "${SUDO[@]}" apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 \
+        || { "${SUDO[@]}" apt-get update -qq >/dev/null 2>&1 \
+             && "${SUDO[@]}" apt-get install -y -qq "${need[@]}" >/dev/null; }
+fi
+
 PGDIR=$(mktemp -d /tmp/clientcomm-pg.XXXXXX)
 cleanup() { bash scripts/pg-cluster.sh stop "$PGDIR" >/dev/null 2>&1 || true; }
 trap cleanup EXIT INT TERM
