@@ -104,6 +104,11 @@ DEFAULT_RULES: Mapping[str, Rule] = {
     "message.delete": client_access,
     "message.evidence": client_access,
     "attachment.open": client_access,
+    # conversations (seed 002): staff with access to the client
+    "conversation.read": client_access,
+    "conversation.write": client_access,
+    "conversation.assign": client_access,
+    "conversation.notify_admins": client_access,
 }
 """The seeds' rules per action, for staff below administrator and manager."""
 
