@@ -19,6 +19,7 @@ from clientcomm.conversations.rules import (
     after_comment,
     authenticated_comment,
     authenticated_conversation,
+    check_conversation,
     comment_plaintext,
     comment_plan,
     conversation_plaintext,
@@ -28,10 +29,12 @@ from clientcomm.conversations.rules import (
     next_escalation,
     staff_transition,
     turn_after,
+    with_mac,
 )
 from clientcomm.directory.models import Contact, Firm, Role, Staff
 from clientcomm.errors import ConflictError, IntegrityError
 from clientcomm.notifications.models import NotificationKind
+from clientcomm.notifications.rules import NoticeKey
 from clientcomm.rules.readstate import Author
 
 S = ConversationStatus
@@ -217,20 +220,36 @@ def test_who_hears_of_an_escalation() -> None:
 
 
 def test_sealed_values_authenticate_every_bound_value() -> None:
-    c = record()
+    key = NoticeKey(b"k" * 32)
+    c = with_mac(key, record())
     plain = conversation_plaintext(c, "Betreff")
     assert authenticated_conversation(c, plain) == "Betreff"
+    assert check_conversation(key, c) is c
     for change in [
         {"status": S.ANSWERED},
         {"assignee_id": "ada"},
         {"notify_admins": True},
         {"turn": Turn.CLIENT},
         {"turn_since": T0 + timedelta(seconds=1)},
+        {"last_activity_at": T0 + timedelta(seconds=1)},
+        {"status_changed_by": "staff:ada"},
+        {"comments": 3},
         {"client_comments": 0},
+        {"staff_comments": 2},
         {"created_by": "client:c1"},
+        {"id": "k2"},
+        {"client_id": "c2"},
+        {"mac": b""},
     ]:
         with pytest.raises(IntegrityError):
+            check_conversation(key, attrs.evolve(c, **change))  # type: ignore[misc]
+    for change in [{"created_by": "client:c1"}, {"created_at": T0 + timedelta(days=1)}]:
+        with pytest.raises(IntegrityError):
             authenticated_conversation(attrs.evolve(c, **change), plain)  # type: ignore[misc]
+    with pytest.raises(IntegrityError):  # another key, or none: refused
+        check_conversation(NoticeKey(b"x" * 32), c)
+    with pytest.raises(IntegrityError):
+        check_conversation(NoticeKey(None), c)
     m = CommentRecord(
         id="m1",
         conversation_id="k1",

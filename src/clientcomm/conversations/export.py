@@ -15,6 +15,7 @@ from clientcomm.conversations.records import (
 from clientcomm.conversations.rules import (
     authenticated_comment,
     authenticated_conversation,
+    check_conversation,
     comment_context,
     subject_context,
 )
@@ -28,6 +29,7 @@ __all__: list[str] = []
 
 async def _conversation(app: ClientComm, firm_id: str, value: Any) -> dict[str, Any]:
     assert isinstance(value, ConversationRecord)
+    check_conversation(await app.notice_keys.get(firm_id), value)
     [plain] = await app.sealer.open_many(
         [OpenRequest(subject_context(firm_id, value.client_id, value.id), value.sealed_subject)]
     )

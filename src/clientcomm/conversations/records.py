@@ -1,8 +1,10 @@
 """Record kinds of conversations (seed 002).
 
 * ``conversation``: one per conversation; its subject is sealed for the client
-  together with every value that decides who is notified or what is shown
-  (status, assignee, flags, whose turn, counts), re-sealed on every change.
+  (once, with its creation time and author); every value that changes and
+  decides who is notified or what is shown (status, assignee, flags, whose
+  turn, counts) is covered by a MAC under the firm's notice key, renewed on
+  every change and checked on every read.
 * ``conversation.comment``: one per comment, its text sealed for the client
   with its author, time, number and attachments' descriptors.
 * ``conversation.inbox`` / ``conversation.feed``: the list index. One entry of
@@ -61,7 +63,8 @@ UNASSIGNED = "-"
 @attrs.frozen
 class ConversationRecord:
     """One stored conversation (see module docs). ``sealed_subject`` holds the
-    subject and the bound values (:func:`clientcomm.conversations.rules.bound_meta`)."""
+    subject with its creation time and author; ``mac`` covers every value that
+    changes (:func:`clientcomm.conversations.rules.conversation_mac`)."""
 
     id: str
     client_id: str
@@ -79,6 +82,7 @@ class ConversationRecord:
     comments: int = 0
     client_comments: int = 0
     staff_comments: int = 0
+    mac: bytes = attrs.field(default=b"", repr=False)
     meta: Meta = meta_field()
 
 
@@ -188,8 +192,12 @@ CONVERSATION = REGISTRY.register(
             "id": "aad: in the associated data of the subject (a moved subject fails to open)",
             "client_id": "aad: in the associated data of the subject, whose key is the client's",
             "sealed_subject": "sealed: the subject, after the bound values",
-            "*": "bound: sealed with the subject and checked on every read (state, assignee,"
-            " flags, turn, times and counts decide who is notified and what is shown)",
+            "created_at": "bound: sealed with the subject and checked; also under the MAC",
+            "created_by": "bound: sealed with the subject and checked; also under the MAC",
+            "mac": "mac: the MAC itself (a conversation without a matching one is refused)",
+            "*": "mac: covered by the conversation's MAC under the firm's notice key, checked"
+            " on every read (state, assignee, flags, turn, times and counts decide who is"
+            " notified and what is shown)",
         },
     )
 )

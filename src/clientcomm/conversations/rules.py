@@ -43,9 +43,11 @@ from clientcomm.directory.models import Contact, Firm, Staff
 from clientcomm.errors import ConflictError, IntegrityError
 from clientcomm.notifications.models import NotificationKind, RecipientPlan
 from clientcomm.notifications.rules import (
+    NoticeKey,
     admin_recipients,
     client_contact_recipients,
     comment_recipients,
+    notice_mac,
     staff_recipient,
 )
 from clientcomm.records import bound
@@ -58,9 +60,11 @@ __all__ = [
     "after_comment",
     "authenticated_comment",
     "authenticated_conversation",
+    "check_conversation",
     "comment_context",
     "comment_plaintext",
     "comment_plan",
+    "conversation_mac",
     "conversation_plaintext",
     "escalation_due",
     "escalation_plan",
@@ -71,6 +75,7 @@ __all__ = [
     "subject_context",
     "turn_after",
     "waiting_on_firm",
+    "with_mac",
 ]
 
 S = ConversationStatus
@@ -204,11 +209,9 @@ def comment_context(firm_id: str, client_id: str, comment_id: str) -> SealContex
     return SealContext(firm_id, client_id, COMMENT_KIND, comment_id, "text")
 
 
-_BOUND_CONVERSATION = (
+_MACED_CONVERSATION = (
     "status",
     "assignee_id",
-    "created_at",
-    "created_by",
     "notify_admins",
     "turn",
     "turn_since",
@@ -219,28 +222,69 @@ _BOUND_CONVERSATION = (
     "client_comments",
     "staff_comments",
 )
+"""The values that change over a conversation's life: covered by its MAC under
+the firm's notice key (checked on every read, without opening anything)."""
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any) -> str | None:
+    if value is None:
+        return None
     if isinstance(value, datetime):
         return bound.stamp(value)
     if isinstance(value, S | Turn | Author):
         return value.value
-    return value
+    return str(value)
+
+
+def conversation_mac(secret: bytes, c: ConversationRecord) -> bytes:
+    """The MAC of what decides a conversation's notices and what is shown of
+    it besides the subject: its id, client, creation and every changing value
+    (:data:`_MACED_CONVERSATION`)."""
+    parts = [c.id, c.client_id, _plain(c.created_at), c.created_by]
+    parts += [_plain(getattr(c, name)) for name in _MACED_CONVERSATION]
+    return notice_mac(secret, "conversation", parts)
+
+
+def with_mac(key: NoticeKey, c: ConversationRecord) -> ConversationRecord:
+    """``c`` with its MAC under the firm's notice key.
+
+    Raises:
+        IntegrityError: the firm has no notice key (conversations are never
+            written without one).
+    """
+    if key.secret is None:
+        raise IntegrityError("no notice key for the conversation's MAC", id=c.id)
+    return attrs.evolve(c, mac=conversation_mac(key.secret, c))
+
+
+def check_conversation(key: NoticeKey, c: ConversationRecord) -> ConversationRecord:
+    """``c`` once its MAC matches (fail closed: no key, no MAC, a mismatch).
+
+    Raises:
+        IntegrityError: a value was edited in the database, or moved from
+            another conversation.
+    """
+    if key.secret is None or not key.ok(c.mac, conversation_mac(key.secret, c)):
+        raise IntegrityError(
+            f"conversation {c.id}: stored values do not match their MAC (edited?)", id=c.id
+        )
+    return c
 
 
 def _conversation_meta(c: ConversationRecord) -> dict[str, Any]:
-    return {name: _plain(getattr(c, name)) for name in _BOUND_CONVERSATION}
+    return {"created_at": bound.stamp(c.created_at), "created_by": c.created_by}
 
 
 def conversation_plaintext(c: ConversationRecord, subject: str) -> bytes:
-    """The plaintext sealed for ``c``: its bound values, then its subject."""
+    """The plaintext sealed for ``c`` (once, at creation): its creation time
+    and author, then its subject."""
     return bound.pack(_conversation_meta(c), subject.encode())
 
 
 def authenticated_conversation(c: ConversationRecord, plain: bytes) -> str:
-    """The subject of ``c`` from its opened plaintext, once every clear value
-    is checked against the sealed one.
+    """The subject of ``c`` from its opened plaintext, once its creation time
+    and author are checked against the sealed ones (check its MAC too:
+    :func:`check_conversation`).
 
     Raises:
         IntegrityError: a stored value differs from the sealed one, or the

@@ -55,6 +55,7 @@ from clientcomm.conversations.rules import (
     after_comment,
     authenticated_comment,
     authenticated_conversation,
+    check_conversation,
     comment_context,
     comment_plaintext,
     comment_plan,
@@ -68,6 +69,7 @@ from clientcomm.conversations.rules import (
     subject_context,
     turn_after,
     waiting_on_firm,
+    with_mac,
 )
 from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
@@ -210,7 +212,12 @@ class ConversationService:
         return raw
 
     async def _reach(
-        self, actor: StaffActor | ClientActor, conversation_id: str, action: str
+        self,
+        actor: StaffActor | ClientActor,
+        conversation_id: str,
+        action: str,
+        *,
+        subject: bool = False,
     ) -> tuple[_Loaded, Staff | None]:
         """The conversation, authenticated, once the actor may do ``action`` on
         it; out of reach answers as missing.
@@ -237,29 +244,47 @@ class ConversationService:
                 kind="conversation",
                 id=conversation_id,
             )
-        [loaded] = await self._open([_CONV.decode(raw)])
+        [loaded] = await self._open(actor.firm_id, [_CONV.decode(raw)], subjects=subject)
         if isinstance(loaded, IntegrityError):
             raise loaded
         return loaded, staff
 
-    async def _open(self, records: Sequence[ConversationRecord]) -> list[_Loaded | IntegrityError]:
-        plain = await self._sealer.open_many(
-            [
-                OpenRequest(subject_context(c.meta.firm_id, c.client_id, c.id), c.sealed_subject)
-                for c in records
-            ],
-            return_exceptions=True,
-        )
-        out: list[_Loaded | IntegrityError] = []
-        for c, p in zip(records, plain, strict=True):
-            if isinstance(p, IntegrityError):
-                out.append(p)
-                continue
+    async def _open(
+        self, firm_id: str, records: Sequence[ConversationRecord], *, subjects: bool = True
+    ) -> list[_Loaded | IntegrityError]:
+        """Each conversation once its MAC matches, with its subject opened
+        (``subjects``; else ``""``: the write paths need no subject), or the
+        error that refuses it (each fails alone)."""
+        key = await self._notice_keys.get(firm_id)
+        checked: list[ConversationRecord | IntegrityError] = []
+        for c in records:
             try:
-                out.append(_Loaded(c, authenticated_conversation(c, p)))
+                checked.append(check_conversation(key, c))
             except IntegrityError as exc:
-                out.append(exc)
-        return out
+                checked.append(exc)
+        good = [c for c in checked if isinstance(c, ConversationRecord)]
+        if subjects and good:
+            plain = await self._sealer.open_many(
+                [
+                    OpenRequest(subject_context(firm_id, c.client_id, c.id), c.sealed_subject)
+                    for c in good
+                ],
+                return_exceptions=True,
+            )
+        else:
+            plain = [b""] * len(good)
+        opened: dict[int, _Loaded | IntegrityError] = {}
+        for c, p in zip(good, plain, strict=True):
+            if not subjects:
+                opened[id(c)] = _Loaded(c, "")
+            elif isinstance(p, IntegrityError):
+                opened[id(c)] = p
+            else:
+                try:
+                    opened[id(c)] = _Loaded(c, authenticated_conversation(c, p))
+                except IntegrityError as exc:
+                    opened[id(c)] = exc
+        return [c if isinstance(c, IntegrityError) else opened[id(c)] for c in checked]
 
     async def _check_assignee(self, firm_id: str, assignee_id: object, client_id: str) -> str:
         """An assignee must be an active administrator who may read the client.
@@ -542,11 +567,11 @@ class ConversationService:
             comment = await self._sealed_comment(
                 firm_id, record, comment_id, actor, author, text, copies, now
             )
-            record = await self._seal_conversation(record, subject)
+            key = await self._notice_keys.get(firm_id)
+            record = with_mac(key, await self._seal_conversation(record, subject))
             batches = [await self._comment_batch(record, author, comment_id, client_name)]
             if notify_admins and not by_client:
                 batches.append(await self._admin_batch(record, conversation_id, client_name))
-            key = await self._notice_keys.get(firm_id)
             async with self._records.transaction(firm_id) as tx:
                 await tx.insert([record])
                 await tx.insert([comment])
@@ -702,9 +727,9 @@ class ConversationService:
         comment = await self._sealed_comment(
             firm_id, after, comment_id, actor, author, text, copies, now
         )
-        after = await self._seal_conversation(after, loaded.subject)
-        batch = await self._comment_batch(before, author, comment_id, client_name)
         key = await self._notice_keys.get(firm_id)
+        after = with_mac(key, after)
+        batch = await self._comment_batch(before, author, comment_id, client_name)
         async with self._records.transaction(firm_id) as tx:
             await tx.update([after])  # version-checked: a concurrent change retries
             await tx.insert([comment])
@@ -762,7 +787,7 @@ class ConversationService:
             after = attrs.evolve(
                 before, status=to, status_changed_at=now, status_changed_by=_who(actor)
             )
-            after = await self._seal_conversation(after, loaded.subject)
+            after = with_mac(await self._notice_keys.get(actor.firm_id), after)
             async with self._records.transaction(actor.firm_id) as tx:
                 stored = await tx.update_one(after)
                 await self._index(tx, after, moved=False)
@@ -779,8 +804,8 @@ class ConversationService:
                 )
             return _Loaded(stored, loaded.subject)
 
-        done = await self._retrying(attempt)
-        return await self._staff_view(actor, done)
+        await self._retrying(attempt)
+        return await self.get(actor, conversation_id)
 
     async def assign(
         self, actor: StaffActor, conversation_id: str, assignee_id: str | None
@@ -810,8 +835,9 @@ class ConversationService:
             before = loaded.record
             if before.assignee_id == assignee_id:
                 return loaded
-            after = await self._seal_conversation(
-                attrs.evolve(before, assignee_id=assignee_id), loaded.subject
+            after = with_mac(
+                await self._notice_keys.get(actor.firm_id),
+                attrs.evolve(before, assignee_id=assignee_id),
             )
             async with self._records.transaction(actor.firm_id) as tx:
                 stored = await tx.update_one(after)
@@ -828,8 +854,8 @@ class ConversationService:
                 )
             return _Loaded(stored, loaded.subject)
 
-        done = await self._retrying(attempt)
-        return await self._staff_view(actor, done)
+        await self._retrying(attempt)
+        return await self.get(actor, conversation_id)
 
     async def notify_admins(
         self,
@@ -876,7 +902,9 @@ class ConversationService:
                 kind="conversation",
                 id=cid,
             )
-        opened = await self._open([_CONV.decode(found[cid]) for cid in ids])
+        opened = await self._open(
+            actor.firm_id, [_CONV.decode(found[cid]) for cid in ids], subjects=False
+        )
         loaded: list[_Loaded] = []
         for item in opened:
             if isinstance(item, IntegrityError):
@@ -967,7 +995,7 @@ class ConversationService:
             IntegrityError: it does not open (tampered, forgotten key).
         """
         require_actor(actor, StaffActor, action="conversation.read")
-        loaded, _ = await self._reach(actor, conversation_id, "conversation.read")
+        loaded, _ = await self._reach(actor, conversation_id, "conversation.read", subject=True)
         return await self._staff_view(actor, loaded)
 
     async def get_for_client(self, actor: ClientActor, conversation_id: str) -> ClientConversation:
@@ -979,7 +1007,7 @@ class ConversationService:
             IntegrityError: it does not open.
         """
         require_actor(actor, ClientActor, action="conversation.read")
-        loaded, _ = await self._reach(actor, conversation_id, "conversation.read")
+        loaded, _ = await self._reach(actor, conversation_id, "conversation.read", subject=True)
         seen = (await self._marks(actor.firm_id, [loaded.record.id], "client")).get(
             loaded.record.id, 0
         )
@@ -1063,7 +1091,7 @@ class ConversationService:
                     expected[e.id] = e
                 except IntegrityError:
                     unreadable.append(e.id)
-            for item, rec in zip(await self._open(records), records, strict=True):
+            for item, rec in zip(await self._open(firm_id, records), records, strict=True):
                 e = expected[rec.id]
                 if isinstance(item, IntegrityError) or not self._matches(e, item.record):
                     unreadable.append(rec.id)
@@ -1434,7 +1462,7 @@ class ConversationService:
                 await tx.update([attrs.evolve(e, meta=released)])  # lease still ours
                 await tx.delete(EscalationRecord, [e.id])
             return
-        [item] = await self._open([_CONV.decode(raw)])
+        [item] = await self._open(firm_id, [_CONV.decode(raw)], subjects=False)
         if isinstance(item, IntegrityError):
             raise item
         c = item.record
