@@ -42,7 +42,9 @@ async def main() -> None:
     await directory.put_staff(Staff("bea", "f1", "Bea", Role.ADMIN, email="bea@mueller.example"))
     clock = ManualClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
     settings = ConversationSettings(
-        escalation=EscalationPolicy(assignee_after=timedelta(hours=4), admins_after=timedelta(days=1))
+        escalation=EscalationPolicy(
+            assignee_after=timedelta(hours=4), admins_after=timedelta(days=1)
+        )
     )
     app = ClientComm.in_memory(directory=directory, clock=clock, conversations=settings)
     ada, anna = StaffActor("f1", "ada"), ClientActor("f1", "c1", "k1")

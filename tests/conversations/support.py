@@ -30,9 +30,7 @@ STAFF = [
     Staff("admin", "f1", "Ada Admin", Role.ADMIN, email="ada@mueller.example"),
     Staff("boss", "f1", "Berta Boss", Role.ADMIN, email="berta@mueller.example"),
     Staff("manager", "f1", "Max Manager", Role.MANAGER, email="max@mueller.example"),
-    Staff(
-        "clerk", "f1", "Cleo Clerk", Role.CLERK, unrestricted=True, email="cleo@mueller.example"
-    ),
+    Staff("clerk", "f1", "Cleo Clerk", Role.CLERK, unrestricted=True, email="cleo@mueller.example"),
     Staff(
         "restricted",
         "f1",
@@ -55,7 +53,7 @@ STAFF = [
 
 @asynccontextmanager
 async def conversation_app(
-    store: Store, tmp_path: Path, **kwargs: object
+    store: Store, tmp_path: Path, **kwargs: Any
 ) -> AsyncIterator[ClientComm]:
     async with make_app(store, tmp_path, **kwargs) as app:
         for s in STAFF:

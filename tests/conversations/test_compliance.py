@@ -10,6 +10,7 @@ import json
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,8 @@ async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[C
 async def stored(app: ClientComm, kind: str, client_id: str) -> list[object]:
     k = REGISTRY.kind(kind)
     assert k.client_column is not None
-    return [r async for r in app.store.iterate("f1", kind, **{k.client_column: client_id})]
+    filters: dict[str, Any] = {k.client_column: client_id}
+    return [r async for r in app.store.iterate("f1", kind, **filters)]
 
 
 async def two_conversations(app: ClientComm) -> tuple[str, str]:
@@ -60,7 +62,9 @@ async def test_rotation_rewraps_subjects_comments_and_files(app: ClientComm) -> 
     # everything still opens, the file included
     [_, reply] = await app.conversations.comments(ADMIN, a)
     [info] = reply.attachments
-    data = b"".join([c async for c in await app.conversations.open_attachment(ANNA, reply.id, info.id)])
+    data = b"".join(
+        [c async for c in await app.conversations.open_attachment(ANNA, reply.id, info.id)]
+    )
     assert data == PDF and (await app.conversations.get(ADMIN, a)).subject == "Annas Belege"
 
 

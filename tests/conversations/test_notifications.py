@@ -33,9 +33,7 @@ ADMINS = ["ada@mueller.example", "berta@mueller.example", "lia@mueller.example"]
 """Every active administrator of f1 (``gone`` is inactive)."""
 
 ESCALATE = ConversationSettings(
-    escalation=EscalationPolicy(
-        assignee_after=timedelta(hours=4), admins_after=timedelta(hours=24)
-    )
+    escalation=EscalationPolicy(assignee_after=timedelta(hours=4), admins_after=timedelta(hours=24))
 )
 
 

@@ -5,6 +5,7 @@ who is notified, and the bound values of sealed records."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import attrs
 import pytest
@@ -72,8 +73,7 @@ def test_comments(reopen: bool) -> None:
         assert after_comment(state, Author.STAFF, reopen_on_client_comment=reopen) is state
     assert after_comment(S.OPEN, Author.CLIENT, reopen_on_client_comment=reopen) is S.OPEN
     assert (
-        after_comment(S.NEEDS_ATTENTION, Author.CLIENT, reopen_on_client_comment=reopen)
-        is S.OPEN
+        after_comment(S.NEEDS_ATTENTION, Author.CLIENT, reopen_on_client_comment=reopen) is S.OPEN
     )
     assert after_comment(S.ANSWERED, Author.CLIENT, reopen_on_client_comment=reopen) is (
         S.OPEN if reopen else S.ANSWERED
@@ -102,7 +102,7 @@ def test_index_filters_match_exactly_the_wanted_rows(
         assert len(values) == len(set(values))
 
 
-def record(**kw: object) -> ConversationRecord:
+def record(**kw: Any) -> ConversationRecord:
     base = ConversationRecord(
         id="k1",
         client_id="c1",
@@ -121,7 +121,7 @@ def record(**kw: object) -> ConversationRecord:
         client_comments=1,
         staff_comments=1,
     )
-    return attrs.evolve(base, **kw)  # type: ignore[misc]
+    return attrs.evolve(base, **kw)
 
 
 POLICY = EscalationPolicy(assignee_after=timedelta(hours=4), admins_after=timedelta(hours=24))
@@ -214,7 +214,9 @@ def test_who_hears_of_a_comment() -> None:
 def test_who_hears_of_an_escalation() -> None:
     plan = escalation_plan("assignee", staff=STAFF, client_id="c1", assignee_id="boss")
     assert addresses(plan) == ["boss@k.example"] and plan.inapp_staff_ids == ("boss",)
-    assert escalation_plan("assignee", staff=STAFF, client_id="c1", assignee_id="old").recipients == ()
+    assert (
+        escalation_plan("assignee", staff=STAFF, client_id="c1", assignee_id="old").recipients == ()
+    )
     plan = escalation_plan("admins", staff=STAFF, client_id="c1", assignee_id="boss")
     assert addresses(plan) == ["ada@k.example", "boss@k.example"]
 
@@ -225,7 +227,7 @@ def test_sealed_values_authenticate_every_bound_value() -> None:
     plain = conversation_plaintext(c, "Betreff")
     assert authenticated_conversation(c, plain) == "Betreff"
     assert check_conversation(key, c) is c
-    for change in [
+    cases: list[dict[str, Any]] = [
         {"status": S.ANSWERED},
         {"assignee_id": "ada"},
         {"notify_admins": True},
@@ -240,12 +242,17 @@ def test_sealed_values_authenticate_every_bound_value() -> None:
         {"id": "k2"},
         {"client_id": "c2"},
         {"mac": b""},
-    ]:
+    ]
+    for change in cases:
         with pytest.raises(IntegrityError):
-            check_conversation(key, attrs.evolve(c, **change))  # type: ignore[misc]
-    for change in [{"created_by": "client:c1"}, {"created_at": T0 + timedelta(days=1)}]:
+            check_conversation(key, attrs.evolve(c, **change))
+    bound_cases: list[dict[str, Any]] = [
+        {"created_by": "client:c1"},
+        {"created_at": T0 + timedelta(days=1)},
+    ]
+    for change in bound_cases:
         with pytest.raises(IntegrityError):
-            authenticated_conversation(attrs.evolve(c, **change), plain)  # type: ignore[misc]
+            authenticated_conversation(attrs.evolve(c, **change), plain)
     with pytest.raises(IntegrityError):  # another key, or none: refused
         check_conversation(NoticeKey(b"x" * 32), c)
     with pytest.raises(IntegrityError):
@@ -263,12 +270,13 @@ def test_sealed_values_authenticate_every_bound_value() -> None:
     )
     plain = comment_plaintext(m, "Text")
     assert authenticated_comment(m, plain) == (m, "Text")
-    for change in [
+    comment_cases: list[dict[str, Any]] = [
         {"conversation_id": "k2"},
         {"author": Author.STAFF},
         {"number": 3},
         {"side_number": 2},
         {"created_at": T0 - timedelta(days=1)},
-    ]:
+    ]
+    for change in comment_cases:
         with pytest.raises(IntegrityError):
-            authenticated_comment(attrs.evolve(m, **change), plain)  # type: ignore[misc]
+            authenticated_comment(attrs.evolve(m, **change), plain)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,7 +222,13 @@ async def test_reopening_on_a_client_comment_can_be_turned_off(tmp_path: Path) -
 async def test_history_in_order_and_unread_counts_per_reader(app: ClientComm) -> None:
     clock = clock_of(app)
     cid = await app.conversations.create(ADMIN, "c1", "Belege", "eins")
-    for text, who in [("zwei", ANNA), ("drei", ANNA), ("vier", CLERK), ("fünf", ANNA)]:
+    writers: list[tuple[str, StaffActor | ClientActor]] = [
+        ("zwei", ANNA),
+        ("drei", ANNA),
+        ("vier", CLERK),
+        ("fünf", ANNA),
+    ]
+    for text, who in writers:
         clock.advance(10)
         await app.conversations.comment(who, cid, text)
     assert (await app.conversations.get(ADMIN, cid)).unread == 3
@@ -315,9 +322,9 @@ async def test_other_clients_and_firms_get_the_answer_of_a_missing_id(app: Clien
     cid = await app.conversations.create(ADMIN, "c3", "Nur Carla", "Text")
     [first] = await app.conversations.comments(ADMIN, cid)
 
-    async def answer(actor: object, conversation_id: str) -> tuple[str, object]:
+    async def answer(actor: Any, conversation_id: str) -> tuple[str, object]:
         with pytest.raises(NotFoundError) as info:
-            await app.conversations.comment(actor, conversation_id, "Hallo")  # type: ignore[arg-type]
+            await app.conversations.comment(actor, conversation_id, "Hallo")
         return str(info.value).replace(conversation_id, "<id>"), info.value.context["kind"]
 
     for actor in [ANNA, RITA, ClientActor("f2", "x1"), StaffActor("f2", "admin2")]:

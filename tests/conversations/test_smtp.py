@@ -64,7 +64,7 @@ async def test_comment_notices_reach_the_smtp_server_once(backend: str, tmp_path
             for m in received:
                 parsed = m.parse()
                 texts = [
-                    str(part.get_content())  # type: ignore[attr-defined]
+                    str(part.get_content())
                     for part in parsed.walk()
                     if part.get_content_maintype() == "text"
                 ]

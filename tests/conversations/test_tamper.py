@@ -7,6 +7,7 @@ tampered record alone fails; nothing tampered is ever shown."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,8 @@ async def test_conversation_metadata_tampering_is_refused(app: ClientComm) -> No
             assert missing <= tampered, f"{label}: another conversation is not shown"
             refused = refused or target in missing or target in unreadable
         for call in (
-            lambda: app.conversations.get(ADMIN, target),
-            lambda: app.conversations.get_for_client(C1, target),
+            functools.partial(app.conversations.get, ADMIN, target),
+            functools.partial(app.conversations.get_for_client, C1, target),
         ):
             try:
                 got = await call()
