@@ -85,6 +85,11 @@ def test_default_actions_are_the_documented_ones() -> None:
         "message.delete",
         "message.evidence",
         "attachment.open",
+        # conversations (seed 002)
+        "conversation.read",
+        "conversation.write",
+        "conversation.assign",
+        "conversation.notify_admins",
     }
     assert isinstance(POLICY, AccessPolicy)
 

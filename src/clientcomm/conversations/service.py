@@ -292,7 +292,7 @@ class ConversationService:
         Raises:
             InvalidInputError: otherwise (``field`` ``assignee_id``).
         """
-        if not isinstance(assignee_id, str) or not assignee_id or assignee_id == UNASSIGNED:
+        if not isinstance(assignee_id, str) or not assignee_id or assignee_id in (UNASSIGNED, "*"):
             raise InvalidInputError("assignee_id", "must be a staff id", value=assignee_id)
         try:
             staff = await self._directory.get_staff(firm_id, assignee_id)
@@ -401,12 +401,14 @@ class ConversationService:
         """Schedule (or drop) the re-notification of a conversation waiting on
         the firm, when escalation is configured."""
         policy = self.settings.escalation
+        if policy is None:
+            return  # nothing scheduled (a schedule left from before is dropped by the step)
         was = before is not None and waiting_on_firm(before)
         now_waiting = waiting_on_firm(after)
         if now_waiting and (
             not was or (before is not None and before.turn_since != after.turn_since)
         ):
-            due = escalation_due(policy, after.turn_since, 0) if policy else None
+            due = escalation_due(policy, after.turn_since, 0)
             await tx.delete(EscalationRecord, [after.id])
             if due is not None:
                 await tx.insert([EscalationRecord(after.id, after.client_id, due)])
