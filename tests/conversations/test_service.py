@@ -381,3 +381,20 @@ async def test_an_assignee_must_reach_the_client(tmp_path: Path) -> None:
             with pytest.raises(InvalidInputError) as info:
                 await app.conversations.create(manager, "c3", "B", "T", assignee_id="limited")
             assert "access" in str(info.value)
+
+
+async def test_an_edited_index_entry_lists_nothing_where_it_does_not_belong(
+    app: ClientComm,
+) -> None:
+    from clientcomm.conversations import INBOX_KIND
+
+    a = await app.conversations.create(ADMIN, "c1", "A", "a", assignee_id="boss")
+    async with app.store.transaction("f1") as tx:
+        raw = await tx.get(INBOX_KIND, a)
+        await tx.update([raw.evolve(ref="admin")])  # the unbound entry, edited
+    page = await app.conversations.list_for_staff(ADMIN, assignee_id="admin")
+    assert list(page) == [] and page.unreadable == ()
+    assert (await app.conversations.get(ADMIN, a)).assignee_id == "boss"  # the truth
+    await app.conversations.comment(ANNA, a, "Hallo")  # activity writes the entries anew
+    assert [x.id for x in await app.conversations.list_for_staff(ADMIN, assignee_id="boss")] == [a]
+    assert list(await app.conversations.list_for_staff(ADMIN, assignee_id="admin")) == []

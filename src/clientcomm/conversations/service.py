@@ -1085,8 +1085,8 @@ class ConversationService:
             expected: dict[str, Record] = {}
             for e in chosen:
                 raw = raws.get(e.id)
-                if raw is None:
-                    unreadable.append(e.id)
+                if raw is None:  # deleted meanwhile, or a stray entry: not listed
+                    log.warning("conversation index entry %s names no conversation", e.id)
                     continue
                 try:
                     records.append(_CONV.decode(raw))
@@ -1095,8 +1095,13 @@ class ConversationService:
                     unreadable.append(e.id)
             for item, rec in zip(await self._open(firm_id, records), records, strict=True):
                 e = expected[rec.id]
-                if isinstance(item, IntegrityError) or not self._matches(e, item.record):
+                if isinstance(item, IntegrityError):
                     unreadable.append(rec.id)
+                    continue
+                if not self._matches(e, item.record):
+                    # its authenticated values do not match the filter: changed since
+                    # the entries were read, or an entry edited (entries are unbound)
+                    log.warning("conversation %s does not match its index entry; skipped", rec.id)
                     continue
                 out.append(item)
             next_cursor = after if more else None
@@ -1104,7 +1109,7 @@ class ConversationService:
                 break
         for cid in unreadable:
             log.error(
-                "conversation %s of firm %s does not open or match its index; left out",
+                "conversation %s of firm %s does not open (tampered?); left out",
                 cid,
                 firm_id,
             )
