@@ -17,6 +17,7 @@ with cancel needing the whole mailing (item 5).
 from __future__ import annotations
 
 import inspect
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
@@ -49,6 +50,7 @@ from tests.conftest import pg_admin_url
 from tests.mailing_support import make_app
 
 ADMIN = StaffActor("f1", "admin")
+FRESH_ID = re.compile(r"\b[0-9a-f]{32}\b")
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 
 
@@ -96,10 +98,23 @@ MISSING = {
     "attachment_id": "a-none",
     "mailing_id": "ml-none",
     "announcement_id": "an-none",
+    # conversations (seed 002)
+    "conversation_id": "cv-none",
+    "comment_id": "cm-none",
 }
-IDS = (*MISSING, "client_ids", "audience")
+IDS = (*MISSING, "client_ids", "audience", "conversation_ids", "notification_ids")
 """Parameters naming objects: an existing-out-of-reach and a missing value each."""
-VALUES: dict[str, Any] = {"text": "Hallo", "up_to_seq": 1, "title": "Hallo", "description": "Text"}
+VALUES: dict[str, Any] = {
+    "text": "Hallo",
+    "up_to_seq": 1,
+    # announcements (seed 004)
+    "title": "Hallo",
+    "description": "Text",
+    # conversations (seed 002)
+    "subject": "Betreff",
+    "status": "answered",
+    "assignee_id": "admin",
+}
 """Other required parameters: the same value in both calls."""
 
 
@@ -141,7 +156,23 @@ async def seed(app: ClientComm) -> dict[str, Any]:
     announcement = await app.announcements.create(  # for group g2: c3 (and c2), not c1
         ADMIN, "Für GmbHs", "Text", audience=Audience.groups("g2")
     )
+    conversation_id = await app.conversations.create(
+        ADMIN,
+        "c3",
+        "Belege",
+        "Bitte senden",
+        attachments=[AttachmentInput.from_bytes("Liste.pdf", PDF, "application/pdf")],
+        assignee_id="admin",
+    )
+    [comment] = await app.conversations.comments(ADMIN, conversation_id, mark_read=False)
+    await app.conversations.comment(ClientActor("f1", "c3"), conversation_id, "Anbei")
+    [notice] = await app.conversations.notifications(ADMIN)  # the assignee's in-app notice
     return {
+        "conversation_id": conversation_id,
+        "conversation_ids": [conversation_id],
+        "comment_id": comment.id,
+        "notification_id": notice.id,
+        "notification_ids": [notice.id],
         "client_id": "c3",
         "client_ids": ["c3"],
         "message_id": message_id,
@@ -155,6 +186,9 @@ async def seed(app: ClientComm) -> dict[str, Any]:
 def missing_args() -> dict[str, Any]:
     return {
         **MISSING,
+        "conversation_ids": [MISSING["conversation_id"]],
+        "notification_id": "n-none",
+        "notification_ids": ["n-none"],
         "client_ids": [MISSING["client_id"]],
         "audience": Audience.clients(MISSING["client_id"]),
     }
@@ -164,6 +198,9 @@ async def outcome(call: Callable[[], Any], names: list[str]) -> tuple[str, ...]:
     """What the caller sees, with the ids in ``names`` replaced by ``<id>``."""
 
     def scrub(text: str) -> str:
+        fresh = [i for i in FRESH_ID.findall(text) if i not in names]
+        for made in fresh:  # an id made by the call (a client's new conversation)
+            text = text.replace(made, "<new>")
         for name in sorted(names, key=len, reverse=True):
             text = text.replace(name, "<id>")
         return text
@@ -210,7 +247,12 @@ async def test_every_service_method_is_enumerated(tmp_path: Path) -> None:
             found = {
                 (attr, name) for attr, svc in services(app) for name in public_methods(type(svc))
             }
-    assert {attr for attr, _ in found} == {"messages", "mailings", "announcements"}
+    assert {attr for attr, _ in found} == {
+        "messages",
+        "mailings",
+        "announcements",
+        "conversations",
+    }
     for expected in [
         ("messages", "send"),
         ("messages", "unread_counts"),
@@ -233,6 +275,22 @@ async def test_every_service_method_is_enumerated(tmp_path: Path) -> None:
         ("announcements", "page_view"),
         ("announcements", "close"),
         ("announcements", "read_more"),
+        ("conversations", "create"),
+        ("conversations", "start"),
+        ("conversations", "comment"),
+        ("conversations", "set_status"),
+        ("conversations", "assign"),
+        ("conversations", "notify_admins"),
+        ("conversations", "get"),
+        ("conversations", "get_for_client"),
+        ("conversations", "list_for_staff"),
+        ("conversations", "list_for_client"),
+        ("conversations", "comments"),
+        ("conversations", "mark_read"),
+        ("conversations", "open_attachment"),
+        ("conversations", "notifications"),
+        ("conversations", "mark_notifications_read"),
+        ("conversations", "mark_all_notifications_read"),
     ]:
         assert expected in found
     assert len(found) >= 18

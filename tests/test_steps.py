@@ -31,6 +31,7 @@ OURS = (
     "notifications.deliver",
     "keys.rewrap",
     "clients.erase",
+    "conversations.escalate",
     "audit.chain",
 )
 NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")

@@ -26,6 +26,8 @@ from clientcomm.blobs.memory import MemoryBlobStore
 from clientcomm.clock import Clock, SystemClock
 from clientcomm.compliance import ComplianceService
 from clientcomm.compliance.steps import STEPS as COMPLIANCE_STEPS
+from clientcomm.conversations import ConversationService, ConversationSettings
+from clientcomm.conversations.steps import STEPS as CONVERSATION_STEPS
 from clientcomm.crypto.envelope import Sealer
 from clientcomm.crypto.keys import KeyProvider
 from clientcomm.crypto.memory import MemoryKeyProvider
@@ -69,6 +71,7 @@ BUILTIN_STEPS: tuple[Step, ...] = (
     *NOTIFICATION_STEPS,
     *KEY_STEPS,
     *COMPLIANCE_STEPS,
+    *CONVERSATION_STEPS,
     *AUDIT_STEPS,
 )
 
@@ -99,9 +102,13 @@ class ClientComm:
             mailings (:class:`~clientcomm.mailing.personalise.ClientFields`;
             workers need the same one as the submitting process).
         steps: extra background steps of the host's own (run after ours).
+        conversations: the host's settings for conversations (default
+            assignee, reopening, escalation; see
+            :class:`~clientcomm.conversations.ConversationSettings`).
 
     Services: :attr:`messages` (client chats), :attr:`mailings` (mass mailing),
     :attr:`announcements` (firm announcements in the client portal),
+    :attr:`conversations` (seed 002: status, comments, notifications),
     :attr:`audit` (the tamper-evident audit trail: query, export, verify),
     :attr:`compliance` (retention policies, erasure, the client data export).
     :attr:`notice_keys` holds the firms' notice MAC keys
@@ -135,6 +142,7 @@ class ClientComm:
         steps: Iterable[Step] = (),
         templates: TemplateSet | None = None,
         fields: ClientFields | None = None,
+        conversations: ConversationSettings | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -184,6 +192,18 @@ class ClientComm:
         # announcements (seed 004): "remove after" days in the firm's zone
         self.announcements = AnnouncementService(
             store=store, directory=directory, clock=self.clock, access=self.access
+        )
+        # conversations (seed 002): status, comments, notifications
+        self.conversations = ConversationService(
+            store=store,
+            directory=directory,
+            sealer=self.sealer,
+            attachments=self.attachments,
+            links=links,
+            notice_keys=self.notice_keys,
+            clock=self.clock,
+            access=self.access,
+            settings=conversations,
         )
         self.audit = AuditTrail(store, clock=self.clock)
         self.compliance = ComplianceService(self)

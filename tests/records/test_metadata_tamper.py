@@ -98,6 +98,9 @@ SCENARIOS = {
     JOB_KIND,
     INAPP_KIND,
     NOTICE_KEY_KIND,
+    # conversations: their scenarios are in tests/conversations/test_tamper.py
+    "conversation",
+    "conversation.comment",
 }
 """The kinds with protected attributes, each with its scenario below."""
 

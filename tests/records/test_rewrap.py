@@ -164,10 +164,14 @@ async def test_small_batches_resume_across_rounds_and_processes(world: World) ->
     counts = await fill(app)
     job = await app.rotate_client_key("f1", "c1")
 
-    # one batch of two records, then the process "crashes"
-    examined = await run_rewrap_jobs(
-        Records(world.store), app.sealer, owner=app.worker_id, now=world.clock.now(), batch=2
-    )
+    # one batch of two records, then the process "crashes" (sealed kinds before
+    # `message` without the client's data, e.g. conversations, examine nothing)
+    for _ in REGISTRY.sealed_kinds():
+        examined = await run_rewrap_jobs(
+            Records(world.store), app.sealer, owner=app.worker_id, now=world.clock.now(), batch=2
+        )
+        if (await app.rewrap_status("f1", job.id)).examined:
+            break
     assert examined > 0
     first = await app.rewrap_status("f1", job.id)
     assert first.status is RewrapStatus.PENDING
@@ -212,11 +216,12 @@ async def test_crash_inside_a_batch_commits_nothing_and_resumes(world: World) ->
         raise Crash
 
     app.sealer.rewrap_many = crashing.__get__(app.sealer)  # type: ignore[method-assign]
-    with pytest.raises(Crash):
-        await app.run_step("keys.rewrap", limit=3)
+    with pytest.raises(Crash):  # kinds without the client's data pass without a crash
+        for _ in REGISTRY.sealed_kinds():
+            await app.run_step("keys.rewrap", limit=3)
     assert await raw_rows(world.store, "f1", "c1") == before
     crashed = await app.rewrap_status("f1", job.id)
-    assert (crashed.kind, crashed.after_seq, crashed.examined) == (None, 0, 0)
+    assert (crashed.after_seq, crashed.examined) == (0, 0)
 
     fresh = world.app()
     await fresh.drain()  # the dead worker's lease still holds the job

@@ -87,6 +87,11 @@ def test_default_actions_are_the_documented_ones() -> None:
         "attachment.open",
         "announcement.manage",
         "announcement.view_reads",
+        # conversations (seed 002)
+        "conversation.read",
+        "conversation.write",
+        "conversation.assign",
+        "conversation.notify_admins",
     }
     assert isinstance(POLICY, AccessPolicy)
 

@@ -35,7 +35,7 @@ _MAX_ID = 200
 class NotificationKind(enum.StrEnum):
     """What happened. Client-facing: ``new_message``, ``new_documents``,
     ``letters_released``; staff-facing: ``new_comment``, ``admin_alert``,
-    ``letters_download``."""
+    ``letters_download``, ``conversation_waiting``."""
 
     NEW_MESSAGE = "new_message"  # seeds 000/001: new messages in the portal
     NEW_DOCUMENTS = "new_documents"  # seed 001: documents shared without a message
@@ -43,6 +43,7 @@ class NotificationKind(enum.StrEnum):
     NEW_COMMENT = "new_comment"  # seed 002: a client commented (office, assignee)
     ADMIN_ALERT = "admin_alert"  # seed 002: "notify administrators"
     LETTERS_DOWNLOAD = "letters_download"  # seed 003: PDF/A download link for staff
+    CONVERSATION_WAITING = "conversation_waiting"  # a conversation waits on the firm too long
 
 
 class RecipientRole(enum.StrEnum):

@@ -119,6 +119,11 @@ DEFAULT_RULES: Mapping[str, Rule] = {
     # announcements (seed 004)
     "announcement.manage": _firm_settings,
     "announcement.view_reads": _unrestricted_clerk,
+    # conversations (seed 002): staff with access to the client
+    "conversation.read": client_access,
+    "conversation.write": client_access,
+    "conversation.assign": client_access,
+    "conversation.notify_admins": client_access,
 }
 """The seeds' rules per action, for staff below administrator and manager."""
 

@@ -1,0 +1,333 @@
+"""Conversations: the staff inbox at scale, and the cost of a client comment.
+
+``python bench/conversations.py`` (run by ``make bench``; ``--quick`` for a
+short run) prints one JSON object per figure on stdout (name, value, unit,
+baseline, ratio, target); progress goes to stderr.
+
+1. **Inbox**: a firm with 5,000 clients and 20 administrators holds 100,000
+   conversations (``--quick``: 10,000), seeded with bulk inserts of real
+   records (subjects sealed for their clients with the bound values, the list
+   index entries, read marks), not through the service one by one. Measured:
+   the first page of 50 "waiting on the firm, assigned to X" with X's unread
+   counts (``list_for_staff(X, assignee_id=X, turn=FIRM, status=[open,
+   needs_attention])``), median of repeated calls, against the same page over
+   1,000 conversations. Every tenth conversation is X's and every other one of
+   those waits on the firm, so the page is full at both sizes. Target: the
+   time at 100,000 is at most 2x the time at 1,000.
+2. **Client comment**: ``comment()`` by a client on an assigned conversation
+   (its sealed comment, the conversation's new MAC, the index entries, two
+   e-mail jobs: office and assignee, the assignee's in-app record, the audit
+   record, in one transaction), against a raw baseline that seals the same
+   text with plain AES-GCM and inserts the comment row and one outbox row per
+   recipient (office, assignee e-mail, assignee in-app) in one transaction,
+   with the same SQLite settings (WAL, synchronous=FULL, 16 KiB pages).
+   Target: at least 0.3 of the baseline's rate.
+
+SQLite, keys from the LocalKeyProvider (created before timing), a
+MemoryDirectory. The machine may be shared: figures are medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from clientcomm.actors import ClientActor, StaffActor
+from clientcomm.app import ClientComm
+from clientcomm.blobs.memory import MemoryBlobStore
+from clientcomm.conversations.models import ConversationStatus, Turn
+from clientcomm.conversations.records import (
+    ConversationRecord,
+    FeedEntry,
+    InboxEntry,
+    ReadMark,
+)
+from clientcomm.conversations.rules import (
+    conversation_plaintext,
+    index_status,
+    subject_context,
+    with_mac,
+)
+from clientcomm.crypto import LocalKeyProvider, MasterKey
+from clientcomm.crypto.envelope import SealRequest
+from clientcomm.directory.memory import MemoryDirectory
+from clientcomm.directory.models import Client, Firm, Role, Staff
+from clientcomm.mail.memory import MemoryTransport
+from clientcomm.notifications.links import LinkTemplates
+from clientcomm.notifications.outbox import MailSettings
+from clientcomm.records import Records
+from clientcomm.storage.sqlite import SQLiteStore
+
+S = ConversationStatus
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+CLIENTS = 5_000
+STAFF = 20
+X = "s00"
+COMMENT = ("Anbei die angeforderten Belege für das Jahr 2025, mit freundlichen Grüßen. " * 8)[:600]
+
+
+def emit(
+    name: str,
+    value: float,
+    unit: str,
+    baseline: float | None = None,
+    target: float | None = None,
+    **extra: Any,
+) -> None:
+    row: dict[str, Any] = {"name": name, "value": round(value, 6), "unit": unit}
+    if baseline is not None:
+        row["baseline"] = round(baseline, 6)
+        row["ratio"] = round(value / baseline, 3) if baseline else None
+    if target is not None:
+        row["target"] = target
+    row.update(extra)
+    print(json.dumps(row), flush=True)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+async def make_app(db: Path, clients: int) -> ClientComm:
+    directory = MemoryDirectory()
+    await directory.put_firm(Firm("f1", "Kanzlei Müller", office_email="office@mueller.example"))
+    for i in range(clients):
+        await directory.put_client(Client(f"c{i:05d}", "f1", f"Mandant {i}"))
+    for s in range(STAFF):
+        await directory.put_staff(
+            Staff(f"s{s:02d}", "f1", f"Admin {s}", Role.ADMIN, email=f"s{s:02d}@mueller.example")
+        )
+    store = SQLiteStore(db)
+    await store.migrate()
+    master = MasterKey.generate()
+    return ClientComm(
+        store=store,
+        directory=directory,
+        keys=LocalKeyProvider(store, master),
+        blobs=MemoryBlobStore(),
+        transport=MemoryTransport(),
+        links=LinkTemplates(default="https://portal.example/{firm_id}/clients/{client_id}"),
+        mail=MailSettings(sender="portal@portal.example", message_id_domain="portal.example"),
+    )
+
+
+def conversation(i: int, clients: int) -> ConversationRecord:
+    """The i-th conversation: every tenth is X's, every other one of those
+    waits on the firm; the rest spread over the other staff and states."""
+    at = T0 + timedelta(seconds=i)
+    if i % 10 == 0:
+        assignee = X
+        waiting = (i // 10) % 2 == 0
+        status = (S.OPEN if (i // 20) % 2 == 0 else S.NEEDS_ATTENTION) if waiting else S.ANSWERED
+        turn = Turn.FIRM if waiting else Turn.CLIENT
+    else:
+        assignee = f"s{1 + i % (STAFF - 1):02d}"
+        status = list(S)[i % 3]
+        turn = list(Turn)[(i // 3) % 2]
+    client_comments = 1 + i % 4
+    return ConversationRecord(
+        id=f"k{i:07d}",
+        client_id=f"c{i % clients:05d}",
+        status=status,
+        assignee_id=assignee,
+        sealed_subject=b"",
+        created_at=at,
+        created_by="staff:s01",
+        notify_admins=False,
+        turn=turn,
+        turn_since=at,
+        last_activity_at=at,
+        status_changed_at=at,
+        status_changed_by="staff:s01",
+        comments=client_comments + 1,
+        client_comments=client_comments,
+        staff_comments=1,
+    )
+
+
+async def seed(app: ClientComm, n: int, clients: int) -> None:
+    """Bulk-insert ``n`` sealed conversations with their index entries (in
+    activity order) and X's read marks on half of X's conversations."""
+    records = Records(app.store)
+    key = await app.notice_keys.get("f1")
+    batch = 5_000
+    for start in range(0, n, batch):
+        rows = [conversation(i, clients) for i in range(start, min(n, start + batch))]
+        sealed = await app.sealer.seal_many(
+            [
+                SealRequest(
+                    subject_context("f1", c.client_id, c.id),
+                    conversation_plaintext(c, f"Unterlagen {c.id}"),
+                )
+                for c in rows
+            ]
+        )
+        rows = [
+            with_mac(key, attrs.evolve(c, sealed_subject=s))
+            for c, s in zip(rows, sealed, strict=True)
+        ]
+        async with records.transaction("f1") as tx:
+            await tx.insert(rows)
+            await tx.insert(
+                [
+                    InboxEntry(
+                        c.id, c.client_id, c.assignee_id or "-", index_status(c.status, c.turn)
+                    )
+                    for c in rows
+                ]
+            )
+            await tx.insert(
+                [FeedEntry(c.id, c.client_id, "*", index_status(c.status, c.turn)) for c in rows]
+            )
+            await tx.insert(
+                [
+                    ReadMark(ReadMark.id_for(c.id, f"staff:{X}"), c.id, c.client_id, 1, T0)
+                    for idx, c in enumerate(rows)
+                    if c.assignee_id == X and idx % 40 == 0
+                ]
+            )
+        log(f"  seeded {min(n, start + batch):,} of {n:,}")
+
+
+async def inbox_time(n: int, clients: int, repeats: int, tmp: Path) -> float:
+    app = await make_app(tmp / f"inbox-{n}.db", clients)
+    try:
+        await seed(app, n, clients)
+        x = StaffActor("f1", X)
+        waiting = [S.OPEN, S.NEEDS_ATTENTION]
+        page = await app.conversations.list_for_staff(
+            x, assignee_id=X, turn=Turn.FIRM, status=waiting, limit=50
+        )
+        assert len(page) == 50 and not page.unreadable, (len(page), page.unreadable)
+        assert all(c.turn is Turn.FIRM and c.assignee_id == X for c in page)
+        assert any(c.unread for c in page)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            await app.conversations.list_for_staff(
+                x, assignee_id=X, turn=Turn.FIRM, status=waiting, limit=50
+            )
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+    finally:
+        await app.aclose()
+
+
+async def comment_rate(n: int, tmp: Path) -> float:
+    app = await make_app(tmp / "comments.db", 200)
+    try:
+        admin = StaffActor("f1", "s01")
+        ids = []
+        for i in range(n):
+            ids.append(
+                await app.conversations.create(
+                    admin, f"c{i % 200:05d}", f"Belege {i}", "Bitte senden", assignee_id=X
+                )
+            )
+        await app.conversations.comment(
+            ClientActor("f1", "c00000"), ids[0], COMMENT
+        )  # warm: keys, notice key
+        t = time.perf_counter()
+        for i, cid in enumerate(ids[1:], 1):
+            await app.conversations.comment(ClientActor("f1", f"c{i % 200:05d}"), cid, COMMENT)
+        elapsed = time.perf_counter() - t
+        async with app.store.transaction("f1") as tx:
+            jobs = await tx.count("notify.job")
+        assert jobs >= 2 * n, jobs  # office and assignee per comment (plus the staff messages)
+        return (n - 1) / elapsed
+    finally:
+        await app.aclose()
+
+
+def raw_rate(n: int, tmp: Path) -> float:
+    """Plain AES-GCM of the text and one transaction per comment inserting the
+    comment row and one outbox row per recipient (office, assignee e-mail,
+    assignee in-app), with the store's SQLite settings."""
+    conn = sqlite3.connect(tmp / "raw.db", isolation_level=None)
+    conn.execute("PRAGMA page_size=16384")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(
+        "CREATE TABLE records (firm_id TEXT, kind TEXT, id TEXT, parent TEXT, ref TEXT,"
+        " status TEXT, data TEXT, body BLOB, created_at TEXT, seq INTEGER PRIMARY KEY,"
+        " UNIQUE (firm_id, kind, id))"
+    )
+    conn.execute("CREATE INDEX records_parent ON records (firm_id, kind, parent, seq)")
+    aes = AESGCM(AESGCM.generate_key(bit_length=256))
+    text = COMMENT.encode()
+    now = T0.isoformat()
+    t = time.perf_counter()
+    for i in range(n):
+        body = aes.encrypt(os.urandom(12), text, f"f1|c|conversation.comment|m{i}|text".encode())
+        conn.execute("BEGIN")
+        conn.execute(
+            "INSERT INTO records (firm_id, kind, id, parent, ref, data, body, created_at)"
+            " VALUES ('f1', 'conversation.comment', ?, ?, 'c1', ?, ?, ?)",
+            (f"m{i}", f"k{i}", json.dumps({"author": "client", "number": 2}), body, now),
+        )
+        conn.executemany(
+            "INSERT INTO records (firm_id, kind, id, parent, status, data, created_at)"
+            " VALUES ('f1', 'notify.job', ?, ?, 'pending', ?, ?)",
+            [
+                (f"j{i}-{r}", f"k{i}", json.dumps({"to": r, "kind": "new_comment"}), now)
+                for r in ("office", "assignee", "inapp")
+            ],
+        )
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t
+    conn.close()
+    return n / elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10,000 conversations, 50 comments")
+    args = parser.parse_args()
+    big = 10_000 if args.quick else 100_000
+    comments = 50 if args.quick else 300
+    repeats = 10 if args.quick else 30
+    with tempfile.TemporaryDirectory(prefix="cc-bench-conv-") as d:
+        tmp = Path(d)
+        log("inbox over 1,000 conversations")
+        small_t = await inbox_time(1_000, CLIENTS, repeats, tmp)
+        log(f"inbox over {big:,} conversations of {CLIENTS:,} clients")
+        big_t = await inbox_time(big, CLIENTS, repeats, tmp)
+        emit(
+            f"conversations.inbox_page_{big // 1000}k_vs_1k",
+            big_t * 1000,
+            "ms",
+            baseline=small_t * 1000,
+            target=2.0,
+            target_is="ratio <= target",
+            conversations=big,
+            page=50,
+        )
+        log(f"client comments x {comments}")
+        ours = await comment_rate(comments, tmp)
+        raw = raw_rate(comments, tmp)
+        emit(
+            "conversations.client_comment_vs_raw",
+            ours,
+            "comments/s",
+            baseline=raw,
+            target=0.3,
+            target_is="ratio >= target",
+            comments=comments,
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
