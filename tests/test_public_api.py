@@ -28,6 +28,7 @@ SUBPACKAGES = [
     "audit",
     "compliance",
     "evidence",
+    "sharing",
 ]
 
 # (deprecated module, the module it now is, or whose names it re-exports)
