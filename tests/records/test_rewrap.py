@@ -178,7 +178,7 @@ async def test_small_batches_resume_across_rounds_and_processes(world: World) ->
 
     # a fresh process over the same store goes on from the cursor, two at a time
     fresh = world.app()
-    cursors = [(first.kind, first.after_seq)]
+    cursors: list[tuple[str | None, int]] = [(first.kind, first.after_seq)]
     rounds = 0
     while (state := await fresh.rewrap_status("f1", job.id)).status is RewrapStatus.PENDING:
         assert await fresh.run_step("keys.rewrap", limit=2) > 0

@@ -588,7 +588,6 @@ class SharingService:
                 )
             key = await self._notice_keys.get(firm_id)
             firm = await self._directory.get_firm(firm_id)
-            client = await self._directory.get_client(firm_id, target)
             contacts = await self._directory.list_contacts(firm_id, [target])
             event = NotificationEvent(
                 NotificationKind.NEW_MESSAGE
@@ -598,7 +597,7 @@ class SharingService:
                 firm.name,
                 event_id=f"share-{records[0].id}",
                 client_id=target,
-                client_name=client.name,
+                client_name=None,  # a client's notice names the firm, not the client
                 count=len(records),
                 expires_at=expiry,
             )
@@ -1148,7 +1147,8 @@ class SharingService:
             event_id=place.id,
             cause_id=message.id,
             client_id=place.client_id,
-            client_name=client.name,
+            # a staff notice names the client who wrote; a client's notice the firm
+            client_name=client.name if message.author is Author.CLIENT else None,
         )
         if message.author is Author.STAFF:
             contacts = await self._directory.list_contacts(firm_id, [place.client_id])
