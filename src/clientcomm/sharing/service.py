@@ -27,6 +27,7 @@ document leaves nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
@@ -95,6 +96,7 @@ DEFAULT_MAX_DOCUMENT_SIZE = 1024 * 1024 * 1024  # 1 GiB
 _READ = 1024 * 1024
 _MAX_DOCUMENTS = 100
 _MAX_IDS = 1000
+_PARALLEL = 2  # documents sealed and written at once (see _store_documents)
 
 
 def _reader(actor: StaffActor | ClientActor) -> str:
@@ -692,36 +694,53 @@ class SharingService:
         reservation = await self._attachments.reserve(
             firm_id, blob_ids, holder=("share", ids[0]) if holder_first else None
         )
+
+        async def store(blob_id: str, c: _Checked) -> StoredAttachment:
+            return await self._attachments.store_stream(
+                firm_id,
+                client_id,
+                blob_id,
+                _chunks(c.doc.content, c.field),
+                filename=c.filename,
+                content_type=c.doc.content_type,
+                field=c.field,
+                max_size=self.max_document_size,
+            )
+
         try:
-            records: list[ShareRecord] = []
-            for share_id, blob_id, c in zip(ids, blob_ids, checked, strict=True):
-                stored: StoredAttachment = await self._attachments.store_stream(
-                    firm_id,
+            stored: list[StoredAttachment] = []
+            pairs = list(zip(blob_ids, checked, strict=True))
+            # _PARALLEL documents at a time: one is sealed while another's
+            # frames are written and fsynced in a worker thread; the first
+            # failure in document order is raised (the others' blobs are
+            # removed with the reservation)
+            for start in range(0, len(pairs), _PARALLEL):
+                window = pairs[start : start + _PARALLEL]
+                done = await asyncio.gather(
+                    *(store(b, c) for b, c in window), return_exceptions=True
+                )
+                for outcome in done:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                    stored.append(outcome)
+            records = [
+                ShareRecord(
+                    share_id,
                     client_id,
-                    blob_id,
-                    _chunks(c.doc.content, c.field),
-                    filename=c.filename,
-                    content_type=c.doc.content_type,
-                    field=c.field,
-                    max_size=self.max_document_size,
+                    location_id,
+                    ShareStatus.ACTIVE,
+                    now,
+                    b"",
+                    case_id,
+                    origin,
+                    shared_by,
+                    (attachment,),
+                    document_id=c.doc.document_id if origin is ShareOrigin.FIRM else None,
+                    message_id=message_id,
+                    expires_at=expires_at,
                 )
-                records.append(
-                    ShareRecord(
-                        share_id,
-                        client_id,
-                        location_id,
-                        ShareStatus.ACTIVE,
-                        now,
-                        b"",
-                        case_id,
-                        origin,
-                        shared_by,
-                        (stored,),
-                        document_id=c.doc.document_id if origin is ShareOrigin.FIRM else None,
-                        message_id=message_id,
-                        expires_at=expires_at,
-                    )
-                )
+                for share_id, attachment, c in zip(ids, stored, checked, strict=True)
+            ]
             records = await self._seal_shares(firm_id, records)
         except BaseException:
             await self._attachments.release(firm_id, reservation)
