@@ -28,12 +28,15 @@ import pytest
 
 from clientcomm import (
     Audience,
+    CaseFile,
+    Contact,
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
     Role,
     RoleAccessPolicy,
     Staff,
+    WritableDirectory,
 )
 from clientcomm.actors import ClientActor, StaffActor
 from clientcomm.app import ClientComm
@@ -43,6 +46,7 @@ from clientcomm.directory.sql import SqlDirectory
 from clientcomm.errors import ClientCommError
 from clientcomm.mailing import PAGE_KIND, MailingState
 from clientcomm.mailing.ledger import Ledger
+from clientcomm.sharing import PortalDocument
 from clientcomm.storage.migrations import load_migrations
 from clientcomm.storage.sqlite import SQLiteStore
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
@@ -101,6 +105,11 @@ MISSING = {
     # conversations (seed 002)
     "conversation_id": "cv-none",
     "comment_id": "cm-none",
+    # sharing
+    "case_id": "akte-none",
+    "folder_id": "fld-none",
+    "channel_id": "chn-none",
+    "share_id": "shr-none",
 }
 IDS = (*MISSING, "client_ids", "audience", "conversation_ids", "notification_ids")
 """Parameters naming objects: an existing-out-of-reach and a missing value each."""
@@ -114,6 +123,10 @@ VALUES: dict[str, Any] = {
     "subject": "Betreff",
     "status": "answered",
     "assignee_id": "admin",
+    # sharing
+    "name": "Ordner",
+    "documents": [PortalDocument("Beleg.pdf", PDF, "application/pdf", "h1")],
+    "document_ids": ["h1"],
 }
 """Other required parameters: the same value in both calls."""
 
@@ -152,6 +165,18 @@ async def seed(app: ClientComm) -> dict[str, Any]:
     [stored] = await app.messages.list_for_staff(ADMIN, "c3", mark_read=False)
     [attachment] = stored.attachments
     mailing = await app.mailings.submit(ADMIN, Audience.clients("c3"), "Rundschreiben")
+    # sharing: a case file of c3 (its handler: the admin), a contact with portal access,
+    # a folder, a channel, a share, a message
+    assert isinstance(app.directory, WritableDirectory)
+    await app.directory.put_contact(
+        Contact("k3p", "f1", "c3", "Carla Portal", email="carla.p@example.com", registered=True)
+    )
+    await app.directory.put_case_file(CaseFile("akte-c3", "f1", "c3", "Chor", handler_id="admin"))
+    folder = await app.shares.create_folder(ADMIN, "akte-c3", "Bescheide")
+    channel = await app.shares.create_channel(ADMIN, "akte-c3", "Post")
+    doc = PortalDocument("Bescheid.pdf", PDF, "application/pdf", "h1")
+    shared = await app.shares.share(ADMIN, "akte-c3", [doc], folder_id=folder.id)
+    await app.shares.post(ADMIN, channel.id, "Hallo")
     await app.drain()
     announcement = await app.announcements.create(  # for group g2: c3 (and c2), not c1
         ADMIN, "Für GmbHs", "Text", audience=Audience.groups("g2")
@@ -173,6 +198,10 @@ async def seed(app: ClientComm) -> dict[str, Any]:
         "comment_id": comment.id,
         "notification_id": notice.id,
         "notification_ids": [notice.id],
+        "case_id": "akte-c3",
+        "folder_id": folder.id,
+        "channel_id": channel.id,
+        "share_id": shared.share_ids[0],
         "client_id": "c3",
         "client_ids": ["c3"],
         "message_id": message_id,
@@ -252,6 +281,7 @@ async def test_every_service_method_is_enumerated(tmp_path: Path) -> None:
         "mailings",
         "announcements",
         "conversations",
+        "shares",
     }
     for expected in [
         ("messages", "send"),
@@ -291,6 +321,13 @@ async def test_every_service_method_is_enumerated(tmp_path: Path) -> None:
         ("conversations", "notifications"),
         ("conversations", "mark_notifications_read"),
         ("conversations", "mark_all_notifications_read"),
+        ("shares", "share"),
+        ("shares", "share_with_message"),
+        ("shares", "download"),
+        ("shares", "end"),
+        ("shares", "upload"),
+        ("shares", "visibility"),
+        ("shares", "post"),
     ]:
         assert expected in found
     assert len(found) >= 18
@@ -329,6 +366,9 @@ async def test_every_refusal_answers_as_a_missing_id(backend: Any, policy: str) 
         assert after == before and after.state is MailingState.COMPLETED
         chat = await app.messages.list_for_staff(ADMIN, "c3", mark_read=False)
         assert [m.id for m in chat if m.mailing_id is None] == [existing["message_id"]]
+        [shared] = await app.shares.list_documents(ADMIN, existing["folder_id"])
+        assert shared.id == existing["share_id"] and shared.active
+        assert len(await app.shares.list_messages(ADMIN, existing["channel_id"])) == 1
 
 
 async def test_the_matrix_sees_a_leak(backend: Any) -> None:

@@ -31,6 +31,7 @@ SUBPACKAGES = [
     "announcements",
     "letters",
     "postal",
+    "sharing",
 ]
 
 # (deprecated module, the module it now is, or whose names it re-exports)

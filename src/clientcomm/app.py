@@ -58,6 +58,8 @@ from clientcomm.records.rewrap import RewrapJob, rewrap_job
 from clientcomm.records.tx import check_lease
 from clientcomm.rules.access import AccessPolicy, as_policy
 from clientcomm.rules.readstate import ReadPolicy
+from clientcomm.sharing import SharingService
+from clientcomm.sharing.steps import STEPS as SHARING_STEPS
 from clientcomm.steps import Step, StepRegistry
 from clientcomm.storage.base import Store
 from clientcomm.storage.memory import MemoryStore
@@ -68,6 +70,7 @@ __all__ = ["BUILTIN_STEPS", "ClientComm"]
 BUILTIN_STEPS: tuple[Step, ...] = (
     *MAILING_STEPS,
     *ATTACHMENT_STEPS,
+    *SHARING_STEPS,
     *NOTIFICATION_STEPS,
     *KEY_STEPS,
     *COMPLIANCE_STEPS,
@@ -105,8 +108,13 @@ class ClientComm:
         conversations: the host's settings for conversations (default
             assignee, reopening, escalation; see
             :class:`~clientcomm.conversations.ConversationSettings`).
+        max_document_size: largest document accepted by portal sharing and
+            client uploads, in bytes (default 1 GiB).
+        share_reminder_before: how long before a share's expiry its sharer is
+            reminded (``None``: never; default 3 days).
 
     Services: :attr:`messages` (client chats), :attr:`mailings` (mass mailing),
+    :attr:`shares` (the client portal's documents, folders, channels, uploads),
     :attr:`announcements` (firm announcements in the client portal),
     :attr:`conversations` (seed 002: status, comments, notifications),
     :attr:`audit` (the tamper-evident audit trail: query, export, verify),
@@ -143,6 +151,8 @@ class ClientComm:
         templates: TemplateSet | None = None,
         fields: ClientFields | None = None,
         conversations: ConversationSettings | None = None,
+        max_document_size: int | None = None,
+        share_reminder_before: timedelta | None = timedelta(days=3),
     ) -> None:
         self.store = store
         self.directory = directory
@@ -189,6 +199,20 @@ class ClientComm:
             notice_keys=self.notice_keys,
         )
         self.messages.keep_blobs_while(self.mailings.shared_blobs_in_use)
+        # portal sharing (seed 001): documents, folders, channels, uploads
+        self.shares = SharingService(
+            store=store,
+            directory=directory,
+            sealer=self.sealer,
+            attachments=self.attachments,
+            clock=self.clock,
+            access=self.access,
+            links=links,
+            notice_keys=self.notice_keys,
+            read_policy=read_policy,
+            reminder_before=share_reminder_before,
+            **({} if max_document_size is None else {"max_document_size": max_document_size}),
+        )
         # announcements (seed 004): "remove after" days in the firm's zone
         self.announcements = AnnouncementService(
             store=store, directory=directory, clock=self.clock, access=self.access

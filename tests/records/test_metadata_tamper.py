@@ -101,6 +101,10 @@ SCENARIOS = {
     # conversations: their scenarios are in tests/conversations/test_tamper.py
     "conversation",
     "conversation.comment",
+    # sharing: the scenario is tests/sharing/test_tamper.py
+    "share",
+    "portal.place",
+    "portal.message",
 }
 """The kinds with protected attributes, each with its scenario below."""
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from clientcomm.directory.base import Directory
-from clientcomm.directory.models import Role, Staff
+from clientcomm.directory.models import Role, Staff, StaffPermission
 from clientcomm.errors import NotFoundError, PermissionDeniedError
 
 __all__ = [
@@ -95,14 +95,24 @@ def _mailing(staff: Staff, client_id: str | None) -> bool:
     return client_id is None or staff.can_access(client_id)
 
 
-def _firm_settings(staff: Staff, client_id: str | None) -> bool:
-    # Seed 004: announcements are made in the firm settings: administrators
-    # and managers (who pass every known action) only.
+def _full_access_only(staff: Staff, client_id: str | None) -> bool:
+    # Nobody below the full-access roles (administrators and managers pass
+    # every known action): seed 004's announcements are made in the firm
+    # settings; ending another staff member's share (seed 001).
     return False
 
 
 def _unrestricted_clerk(staff: Staff, client_id: str | None) -> bool:
     if not (staff.active and staff.role is Role.CLERK and staff.unrestricted):
+        return False
+    return client_id is None or staff.can_access(client_id)
+
+
+def _portal(staff: Staff, client_id: str | None) -> bool:
+    # Seed 001: "Sie haben die Berechtigung Mandantenportal" and "Zugriff auf die
+    # Akte" (the clients of the case file); handler or assistant is the case
+    # file's part (clientcomm.sharing.rules.sharer_refusal).
+    if not (staff.active and StaffPermission.CLIENT_PORTAL in staff.permissions):
         return False
     return client_id is None or staff.can_access(client_id)
 
@@ -117,13 +127,22 @@ DEFAULT_RULES: Mapping[str, Rule] = {
     "message.evidence": client_access,
     "attachment.open": client_access,
     # announcements (seed 004)
-    "announcement.manage": _firm_settings,
+    "announcement.manage": _full_access_only,
     "announcement.view_reads": _unrestricted_clerk,
     # conversations (seed 002): staff with access to the client
     "conversation.read": client_access,
     "conversation.write": client_access,
     "conversation.assign": client_access,
     "conversation.notify_admins": client_access,
+    # sharing (seed 001): the client portal's documents, folders, channels, uploads
+    "share.create": _portal,
+    "share.view": _portal,
+    "share.end": _portal,
+    "share.end_any": _full_access_only,
+    "portal.folder.create": _portal,
+    "portal.channel.create": _portal,
+    "portal.message.write": _portal,
+    "portal.message.read": _portal,
 }
 """The seeds' rules per action, for staff below administrator and manager."""
 
