@@ -10,6 +10,18 @@ cleanup() { bash scripts/pg-cluster.sh stop "$PGDIR" >/dev/null 2>&1 || true; }
 trap cleanup EXIT INT TERM
 
 bash scripts/pg-cluster.sh start "$PGDIR" >/dev/null
+# Ghostscript makes the serial letters' PDF/A downloads (clientcomm.letters.pdfa);
+# installed from the Debian archive when missing (root only), like PostgreSQL.
+if ! command -v gs >/dev/null 2>&1; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing ghostscript (apt-get)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ghostscript >/dev/null \
+            || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ghostscript >/dev/null; }
+    else
+        echo "ghostscript (gs) is missing: install it (Debian: apt-get install ghostscript)" >&2
+        exit 1
+    fi
+fi
 CLIENTCOMM_TEST_PG_URL=$(cat "$PGDIR/url")
 export CLIENTCOMM_TEST_PG_URL
 export CLIENTCOMM_REQUIRE_PG=1

@@ -1,0 +1,1 @@
+"""Serial letters: PDF intake and merge (part 1) and the serial-letter run (part 2)."""
