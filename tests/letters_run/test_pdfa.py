@@ -28,7 +28,7 @@ async def test_convert_gives_checked_pdfa_2b_that_pypdf_opens() -> None:
     intents = reader.root_object["/OutputIntents"].get_object()
     assert isinstance(intents, ArrayObject) and len(intents) == 1
     intent = intents[0].get_object()
-    assert isinstance(intent, DictionaryObject) and intent["/S"] == "/GTS_PDFA1"
+    assert isinstance(intent, DictionaryObject) and str(intent["/S"]) == "/GTS_PDFA1"
     profile = intent["/DestOutputProfile"].get_object()
     assert isinstance(profile, StreamObject) and len(profile.get_data()) > 1000
 
