@@ -24,6 +24,7 @@ __all__ = [
     "ConflictError",
     "DeliveryError",
     "IntegrityError",
+    "InvalidDocumentError",
     "InvalidInputError",
     "KeyDestroyedError",
     "NotFoundError",
@@ -105,6 +106,25 @@ class InvalidInputError(ClientCommError, ValueError):
         super().__init__(f"{field}: {message}", field=field, value=value)
         self.field = field
         self.value = value
+
+
+class InvalidDocumentError(InvalidInputError):
+    """An uploaded document (a letter's PDF, a general attachment) was refused by
+    intake: ``filename`` names the file, ``reason`` is a stable reason code
+    (:class:`clientcomm.letters.DocumentProblem` values such as ``"encrypted"`` or
+    ``"decompression_bomb"``), ``detail`` a short log-safe explanation. Nothing
+    was stored."""
+
+    def __init__(self, filename: str, reason: str, detail: str = "") -> None:
+        message = f"{filename!r} refused: {reason}" + (f" ({detail})" if detail else "")
+        ClientCommError.__init__(
+            self, message, field="document", filename=filename, reason=reason, detail=detail
+        )
+        self.field = "document"
+        self.value = filename
+        self.filename = filename
+        self.reason = reason
+        self.detail = detail
 
 
 class ConflictError(ClientCommError):
