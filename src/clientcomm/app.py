@@ -179,6 +179,18 @@ class ClientComm:
         self.messages.keep_blobs_while(self.mailings.shared_blobs_in_use)
         self.audit = AuditTrail(store, clock=self.clock)
         self.compliance = ComplianceService(self)
+        from clientcomm.letters.runs import LetterRuns  # serial-letter runs (seed 003)
+
+        self.letter_runs = LetterRuns(
+            store=store,
+            directory=directory,
+            sealer=self.sealer,
+            attachments=self.attachments,
+            notice_keys=self.notice_keys,
+            links=links,
+            clock=self.clock,
+            access=self.access,
+        )
         self.steps = StepRegistry((*BUILTIN_STEPS, *steps))
 
     @classmethod

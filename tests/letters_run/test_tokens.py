@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -24,9 +22,6 @@ from clientcomm.letters.tokens import (
     sign_token,
     verify_token,
 )
-from clientcomm.storage.base import Store
-from tests.conformance.conftest import STORE_BACKENDS, open_backend
-from tests.mailing_support import make_app
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 SECRET = bytes(range(32))
@@ -127,14 +122,6 @@ def test_any_single_byte_change_is_refused(position: int, xor: int) -> None:
     changed = token[:index] + chr(ord(token[index]) ^ (xor or 1)) + token[index + 1 :]
     with pytest.raises(LinkTokenError):
         verify_token(SECRET, changed, purpose=LinkPurpose.RUN_DOWNLOAD, now=NOW)
-
-
-@pytest.fixture(params=STORE_BACKENDS)
-async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ClientComm]:
-    store: Store
-    async for store in open_backend(request.param, tmp_path):
-        async with make_app(store, tmp_path) as app:
-            yield app
 
 
 async def test_issue_and_verify_with_firm_keys(app: ClientComm) -> None:

@@ -17,7 +17,7 @@
 
 Key rotation and the re-wrap reach every sealed value through the
 :class:`~clientcomm.records.SealedField` declarations; a unit's documents are
-its client's data (``client``, ``client_column="key"``), so the client data
+its client's data (``client``, ``client_column="ref"``), so the client data
 export (an exporter is registered in :mod:`clientcomm.letters.runs`) and
 erasure find them. Deleting a run forgets its key owner (crypto-shredding the
 run state, attachments and downloads).
@@ -157,14 +157,14 @@ DOC = REGISTRY.register(
         columns={
             "id": "id",
             "parent": "run_id",
-            "key": "unit_id",
+            "ref": "unit_id",
             "status": "role",
             "created_at": "created_at",
             "body": "sealed_info",
         },
         meanings={
             "parent": "the run",
-            "key": "the unit (client) whose document it is; empty for an attachment",
+            "ref": "the unit (client) whose document it is; empty for an attachment",
             "status": "document / attachment",
             "body": "run, unit, role, type, file name, pages, SHA-256, blob: sealed",
         },
@@ -175,7 +175,7 @@ DOC = REGISTRY.register(
         ),
         owner=lambda d: d.unit_id if d.unit_id is not None else run_owner(d.run_id),
         client=lambda d: d.unit_id,
-        client_column="key",
+        client_column="ref",
         capability="letters",
         integrity={
             "id": "aad: the sealed descriptor's context names the record",

@@ -19,10 +19,11 @@ in three layers, in this order:
    an included contact gets its letters although the filter says no, an
    excluded one gets none although the filter says yes;
 
-3. **merge** ("Füge Briefe zusammen"): off, every selected line is one letter
-   (the unit's document plus the general attachments); on, a contact's selected
-   lines become one letter with all its units' documents and the general
-   attachments once.
+3. **merge** ("Füge Briefe zusammen"), by part 1's
+   :func:`~clientcomm.letters.merge.plan_letters` over
+   :func:`letter_documents`: off, every selected document is one letter (with
+   the general attachments); on, a contact's selected documents become one
+   letter with the general attachments once.
 
 Nothing here does I/O; the service feeds it the overview and stores the result.
 """
@@ -32,20 +33,20 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
 from clientcomm.directory.models import ContactPreference
 from clientcomm.errors import InvalidInputError
+from clientcomm.letters.models import LetterDocument, ValidatedPdf
 
 __all__ = [
     "LetterLine",
-    "PlannedLetter",
     "Selection",
     "SendTo",
     "filter_wants_letter",
-    "plan_letters",
+    "letter_documents",
     "selected_lines",
     "wants_letter",
 ]
@@ -109,15 +110,6 @@ class Selection:
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
-@attrs.frozen
-class PlannedLetter:
-    """One postal letter: for ``contact_id``, the documents of ``unit_ids``
-    (in overview order) and the run's general attachments once."""
-
-    contact_id: str
-    unit_ids: tuple[str, ...]
-
-
 def filter_wants_letter(send_to: SendTo, registered: bool, preference: ContactPreference) -> bool:
     """Whether the filter alone sends a contact a letter (layer 1)."""
     if send_to is SendTo.ALL:
@@ -143,9 +135,17 @@ def selected_lines(lines: Sequence[LetterLine], selection: Selection) -> tuple[L
     return tuple(line for line in lines if wants_letter(line, selection))
 
 
-def plan_letters(lines: Sequence[LetterLine], selection: Selection) -> tuple[PlannedLetter, ...]:
-    """The postal letters of a run under ``selection``, in overview order (a
-    merged letter stands where its contact's first line stands).
+def letter_documents(
+    lines: Sequence[LetterLine],
+    selection: Selection,
+    documents: Mapping[str, Sequence[ValidatedPdf]],
+) -> list[LetterDocument]:
+    """The documents sent by post under ``selection``, one
+    :class:`~clientcomm.letters.models.LetterDocument` per selected line and
+    document of its unit (``documents``: unit id -> its documents), in overview
+    order: the input of part 1's :func:`~clientcomm.letters.merge.plan_letters`,
+    which packs them one letter per line or, with ``selection.merge``, one per
+    contact with the general attachments once.
 
     Raises:
         InvalidInputError: the same unit and contact twice in ``lines``
@@ -157,10 +157,8 @@ def plan_letters(lines: Sequence[LetterLine], selection: Selection) -> tuple[Pla
         if key in seen:
             raise InvalidInputError("lines", "a unit and contact appear twice", value=key)
         seen.add(key)
-    chosen = selected_lines(lines, selection)
-    if not selection.merge:
-        return tuple(PlannedLetter(line.contact_id, (line.unit_id,)) for line in chosen)
-    units: dict[str, list[str]] = {}
-    for line in chosen:
-        units.setdefault(line.contact_id, []).append(line.unit_id)
-    return tuple(PlannedLetter(contact, tuple(ids)) for contact, ids in units.items())
+    out: list[LetterDocument] = []
+    for line in selected_lines(lines, selection):
+        for pdf in documents.get(line.unit_id, ()):
+            out.append(LetterDocument(line.contact_id, pdf, label=line.unit_id))
+    return out
