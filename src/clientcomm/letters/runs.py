@@ -60,7 +60,6 @@ from clientcomm.letters.models import ColourMode, PrintOptions, Sides
 from clientcomm.letters.pdfa import PdfaConverter
 from clientcomm.letters.run_models import (
     DocumentInfo,
-    DownloadView,
     LetterState,
     OrderView,
     OverviewLine,
