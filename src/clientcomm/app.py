@@ -55,6 +55,8 @@ from clientcomm.records.rewrap import RewrapJob, rewrap_job
 from clientcomm.records.tx import check_lease
 from clientcomm.rules.access import AccessPolicy, as_policy
 from clientcomm.rules.readstate import ReadPolicy
+from clientcomm.sharing import SharingService
+from clientcomm.sharing.steps import STEPS as SHARING_STEPS
 from clientcomm.steps import Step, StepRegistry
 from clientcomm.storage.base import Store
 from clientcomm.storage.memory import MemoryStore
@@ -64,6 +66,7 @@ __all__ = ["BUILTIN_STEPS", "ClientComm"]
 #: clientcomm's own background steps, in the order :meth:`ClientComm.run_once` runs them.
 BUILTIN_STEPS: tuple[Step, ...] = (
     *MAILING_STEPS,
+    *SHARING_STEPS,
     *ATTACHMENT_STEPS,
     *NOTIFICATION_STEPS,
     *KEY_STEPS,
@@ -96,8 +99,13 @@ class ClientComm:
             mailings (:class:`~clientcomm.mailing.personalise.ClientFields`;
             workers need the same one as the submitting process).
         steps: extra background steps of the host's own (run after ours).
+        max_document_size: largest document accepted by portal sharing and
+            client uploads, in bytes (default 1 GiB).
+        share_reminder_before: how long before a share's expiry its sharer is
+            reminded (``None``: never; default 3 days).
 
     Services: :attr:`messages` (client chats), :attr:`mailings` (mass mailing),
+    :attr:`shares` (the client portal's documents, folders, channels, uploads),
     :attr:`audit` (the tamper-evident audit trail: query, export, verify),
     :attr:`compliance` (retention policies, erasure, the client data export).
     :attr:`notice_keys` holds the firms' notice MAC keys
@@ -131,6 +139,8 @@ class ClientComm:
         steps: Iterable[Step] = (),
         templates: TemplateSet | None = None,
         fields: ClientFields | None = None,
+        max_document_size: int | None = None,
+        share_reminder_before: timedelta | None = timedelta(days=3),
     ) -> None:
         self.store = store
         self.directory = directory
@@ -177,6 +187,19 @@ class ClientComm:
             notice_keys=self.notice_keys,
         )
         self.messages.keep_blobs_while(self.mailings.shared_blobs_in_use)
+        self.shares = SharingService(
+            store=store,
+            directory=directory,
+            sealer=self.sealer,
+            attachments=self.attachments,
+            clock=self.clock,
+            access=self.access,
+            links=links,
+            notice_keys=self.notice_keys,
+            read_policy=read_policy,
+            reminder_before=share_reminder_before,
+            **({} if max_document_size is None else {"max_document_size": max_document_size}),
+        )
         self.audit = AuditTrail(store, clock=self.clock)
         self.compliance = ComplianceService(self)
         from clientcomm.letters.runs import LetterRuns  # serial-letter runs (seed 003)

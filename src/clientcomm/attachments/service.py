@@ -46,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,13 @@ from clientcomm.attachments.models import (
     StoredAttachment,
 )
 from clientcomm.attachments.records import BlobIntent, BlobRef
-from clientcomm.attachments.rules import ContentCheck, check_content_type, check_filename
+from clientcomm.attachments.rules import (
+    HEAD_SIZE,
+    TEXT_TYPES,
+    ContentCheck,
+    check_content_type,
+    check_filename,
+)
 from clientcomm.blobs.base import BlobStore
 from clientcomm.clock import Clock, SystemClock
 from clientcomm.crypto.context import SealContext
@@ -531,6 +537,85 @@ class AttachmentStore:
             await self.discard(firm_id, Copies({client_id: tuple(out)}, [], reservation))
             raise
         return Copies({client_id: tuple(out)} if out else {}, [], reservation)
+
+    # -- one host stream, checked while it is sealed (portal sharing) -------------
+    async def store_stream(
+        self,
+        firm_id: str,
+        client_id: str,
+        blob_id: str,
+        source: AsyncIterable[bytes],
+        *,
+        filename: str,
+        content_type: str,
+        field: str,
+        max_size: int | None = None,
+    ) -> StoredAttachment:
+        """Seal a stream that can be read only once (a host's document) for
+        ``client_id`` into the blob ``blob_id`` (reserve it first with
+        :meth:`reserve`), checking it on the way: refused as soon as the bytes
+        read exceed ``max_size`` (default: this store's), when it is empty,
+        or when its content does not match ``content_type``; then the scanner,
+        if there is one, reads the sealed blob back (memory stays bounded by a
+        frame). A refused stream leaves no blob behind.
+
+        Raises:
+            InvalidInputError: a refusal above (``field`` names the document).
+            KeyDestroyedError: the client was forgotten.
+            StorageError: the BlobStore failed (nothing is left behind).
+        """
+        limit = self.max_size if max_size is None else max_size
+        check = ContentCheck(content_type)
+        size = 0
+
+        def refuse(message: str) -> InvalidInputError:
+            return InvalidInputError(field, message, value=filename)
+
+        text = content_type.lower() in TEXT_TYPES  # text: every byte is decoded
+
+        async def checked() -> AsyncIterator[bytes]:
+            nonlocal size
+            async for chunk in source:
+                if not isinstance(chunk, bytes | bytearray | memoryview):
+                    raise refuse("must yield bytes")
+                before = size
+                size += len(chunk)
+                if size > limit:
+                    raise refuse(f"has more bytes than allowed; the limit is {limit} bytes")
+                if text or before < HEAD_SIZE:  # a binary type's check reads the head only
+                    reason = check.feed(bytes(chunk if text else chunk[:HEAD_SIZE]))
+                    if reason is not None:
+                        raise refuse(reason)
+                yield bytes(chunk) if not isinstance(chunk, bytes) else chunk
+            if size == 0:
+                raise refuse("is empty")
+            reason = check.finish()
+            if reason is not None:
+                raise refuse(reason)
+
+        pieces = checked()
+        ctx = _content_ctx(firm_id, client_id, blob_id)
+        written = False
+        try:
+            sealed = await self.sealer.seal_stream(ctx, pieces)
+            written = True  # put may have written part before it failed: delete below
+            await self.blobs.put(firm_id, blob_id, sealed.chunks)
+            info = AttachmentInfo(uuid.uuid4().hex, filename, size, content_type)
+            stored = StoredAttachment(info, blob_id, AttachmentMode.PER_COPY, sealed.key)
+            if self.scanner is not None:
+                view = self.open(firm_id, client_id, stored)
+                try:
+                    await self.scanner(filename, content_type, view)
+                except Exception as exc:
+                    detail = f"{type(exc).__name__}: {exc}"[:_SCANNER_DETAIL]
+                    raise refuse(f"refused by the scanner ({detail})") from exc
+                finally:
+                    await view.aclose()  # type: ignore[attr-defined]
+        except BaseException:
+            if written:
+                await self.blobs.delete(firm_id, blob_id)
+            raise
+        return stored
 
     # -- mailings ----------------------------------------------------------------
     @staticmethod

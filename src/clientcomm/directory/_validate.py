@@ -48,6 +48,8 @@ def check_entry(entry: Entry) -> None:
         _ids(entry.group_ids, "group_ids")
     if isinstance(entry, Contact | CaseFile):
         check_identifier(entry.client_id, "client_id")
+    if isinstance(entry, CaseFile):
+        _ids(entry.client_ids, "client_ids")
     if isinstance(entry, Staff):
         _ids(entry.client_ids, "client_ids")
     if isinstance(entry, CaseFile):

@@ -60,7 +60,8 @@ class MemoryDirectory:
 
     async def put_case_file(self, case_file: CaseFile) -> None:
         check_entry(case_file)
-        await self.get_client(case_file.firm_id, case_file.client_id)
+        for client_id in case_file.clients:
+            await self.get_client(case_file.firm_id, client_id)
         self._cases[case_file.firm_id][case_file.id] = case_file
 
     # -- reads --
@@ -126,4 +127,4 @@ class MemoryDirectory:
 
     async def list_case_files(self, firm_id: str, client_id: str) -> Sequence[CaseFile]:
         cases = self._cases.get(firm_id, {}).values()
-        return sorted((c for c in cases if c.client_id == client_id), key=lambda c: c.id)
+        return sorted((c for c in cases if c.has_client(client_id)), key=lambda c: c.id)

@@ -171,7 +171,12 @@ class Staff:
 
 @attrs.frozen
 class CaseFile:
-    """A case file (Akte) of a client, with its handler and assistants (seed 001)."""
+    """A case file (Akte) of a client, with its handler and assistants (seed 001).
+
+    ``client_id`` is the file's primary client; ``client_ids`` names further
+    clients of the same file (seed 001: "sofern es mehrere Mandanten mit
+    Zugriff auf das Mandanten-Portal gibt"); :attr:`clients` is all of them.
+    """
 
     id: str
     firm_id: str
@@ -179,3 +184,12 @@ class CaseFile:
     title: str
     handler_id: str | None = None
     assistant_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_freeze)
+    client_ids: frozenset[str] = attrs.field(default=frozenset(), converter=_freeze)
+
+    @property
+    def clients(self) -> tuple[str, ...]:
+        """Every client of the file: the primary one first, then the others by id."""
+        return (self.client_id, *sorted(self.client_ids - {self.client_id}))
+
+    def has_client(self, client_id: str) -> bool:
+        return client_id == self.client_id or client_id in self.client_ids

@@ -67,7 +67,7 @@ _STAFF_COLS = (
     "active",
     "language",
 )
-_CASE_COLS = ("firm_id", "id", "client_id", "title", "handler_id", "assistant_ids")
+_CASE_COLS = ("firm_id", "id", "client_id", "title", "handler_id", "assistant_ids", "client_ids")
 _FK = ("firm_id", "id")
 
 
@@ -130,6 +130,7 @@ def _case(row: tuple[Any, ...]) -> CaseFile:
         title=row[3],
         handler_id=row[4],
         assistant_ids=frozenset(json.loads(row[5])),
+        client_ids=frozenset(json.loads(row[6])),
     )
 
 
@@ -216,7 +217,8 @@ class SqlDirectory:
 
     async def put_case_file(self, case_file: CaseFile) -> None:
         check_entry(case_file)
-        await self.get_client(case_file.firm_id, case_file.client_id)
+        for client_id in case_file.clients:
+            await self.get_client(case_file.firm_id, client_id)
         row = (
             case_file.firm_id,
             case_file.id,
@@ -224,6 +226,7 @@ class SqlDirectory:
             case_file.title,
             case_file.handler_id,
             json.dumps(sorted(case_file.assistant_ids)),
+            json.dumps(sorted(case_file.client_ids - {case_file.client_id})),
         )
         await self._db.sql_write([(_upsert("dir_case_files", _CASE_COLS, _FK), [row])])
 
@@ -351,11 +354,12 @@ class SqlDirectory:
 
     async def list_case_files(self, firm_id: str, client_id: str) -> Sequence[CaseFile]:
         rows = await self._db.sql_read(
-            f"SELECT {', '.join(_CASE_COLS)} FROM dir_case_files WHERE firm_id=? AND client_id=?"
-            " ORDER BY id",
-            [firm_id, client_id],
+            f"SELECT {', '.join(_CASE_COLS)} FROM dir_case_files WHERE firm_id=?"
+            " AND (client_id=? OR client_ids LIKE ?) ORDER BY id",
+            [firm_id, client_id, "%" + json.dumps(client_id) + "%"],
         )
-        return [_case(r) for r in rows]
+        # LIKE is only a pre-filter (``%`` and ``_`` in ids are wildcards)
+        return [c for c in map(_case, rows) if c.has_client(client_id)]
 
 
 def directory_for(store: object) -> WritableDirectory:

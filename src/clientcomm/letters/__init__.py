@@ -15,6 +15,16 @@ dispatch button state. Part 2 (the serial-letter run) builds on these.
 
 from __future__ import annotations
 
+from clientcomm.letters.address import AddressForm, Window, check_letter, window
+from clientcomm.letters.dispatch import (
+    DispatchButton,
+    DispatchFacts,
+    DispatchReason,
+    DispatchState,
+    dispatch_state,
+)
+from clientcomm.letters.intake import IntakeLimits, PdfAttachmentScanner, PdfIntake
+from clientcomm.letters.merge import plan_letters
 from clientcomm.letters.models import (
     A4,
     MM,
@@ -34,12 +44,21 @@ from clientcomm.letters.models import (
     TextFragment,
     ValidatedPdf,
 )
+from clientcomm.letters.padding import Blank, SourcePage, blanks_after, page_plan
+from clientcomm.letters.printfile import build_print_file
 
 __all__ = [
     "A4",
     "MM",
+    "AddressForm",
+    "Blank",
     "ColourMode",
+    "DispatchButton",
+    "DispatchFacts",
+    "DispatchReason",
+    "DispatchState",
     "DocumentProblem",
+    "IntakeLimits",
     "LetterDocument",
     "LetterPart",
     "LetterPlan",
@@ -47,10 +66,21 @@ __all__ = [
     "LetterRange",
     "PageSize",
     "PartKind",
+    "PdfAttachmentScanner",
+    "PdfIntake",
     "PrintFile",
     "PrintOptions",
     "Requirement",
     "Sides",
+    "SourcePage",
     "TextFragment",
     "ValidatedPdf",
+    "Window",
+    "blanks_after",
+    "build_print_file",
+    "check_letter",
+    "dispatch_state",
+    "page_plan",
+    "plan_letters",
+    "window",
 ]

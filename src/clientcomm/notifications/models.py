@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import attrs
@@ -35,7 +36,7 @@ _MAX_ID = 200
 class NotificationKind(enum.StrEnum):
     """What happened. Client-facing: ``new_message``, ``new_documents``,
     ``letters_released``; staff-facing: ``new_comment``, ``admin_alert``,
-    ``letters_download``."""
+    ``letters_download``, ``share_expiring``."""
 
     NEW_MESSAGE = "new_message"  # seeds 000/001: new messages in the portal
     NEW_DOCUMENTS = "new_documents"  # seed 001: documents shared without a message
@@ -43,6 +44,7 @@ class NotificationKind(enum.StrEnum):
     NEW_COMMENT = "new_comment"  # seed 002: a client commented (office, assignee)
     ADMIN_ALERT = "admin_alert"  # seed 002: "notify administrators"
     LETTERS_DOWNLOAD = "letters_download"  # seed 003: PDF/A download link for staff
+    SHARE_EXPIRING = "share_expiring"  # portal sharing: a share of the sharer expires soon
 
 
 class RecipientRole(enum.StrEnum):
@@ -182,6 +184,7 @@ class NotificationEvent:
         client_id, client_name: the client concerned (staff notifications name
             the client; client notifications only use the id for the link).
         count: how many items are waiting (e.g. documents), if known.
+        expires_at: until when they wait (a portal share's expiry), if they expire.
 
     Raises:
         InvalidInputError: (on construction) empty ids, control characters, a
@@ -196,9 +199,14 @@ class NotificationEvent:
     client_id: str | None = None
     client_name: str | None = None
     count: int | None = None
+    expires_at: datetime | None = None
 
     def __attrs_post_init__(self) -> None:
         _check_id(self.firm_id, "firm_id")
+        if self.expires_at is not None and (
+            not isinstance(self.expires_at, datetime) or self.expires_at.tzinfo is None
+        ):
+            raise InvalidInputError("expires_at", "must be a timezone-aware datetime")
         _check_id(self.event_id, "event_id")
         if self.cause_id is not None:
             _check_id(self.cause_id, "cause_id")

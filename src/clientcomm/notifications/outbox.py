@@ -186,6 +186,7 @@ def _event_job(
         client_id=event.client_id,
         client_name=event.client_name,
         count=event.count,
+        expires_at=event.expires_at,
         meta=Meta(firm_id=event.firm_id),
         **extra,
     )
@@ -407,6 +408,7 @@ class NotificationComposer:
             link=job.link,
             client_name=job.client_name,
             count=job.count,
+            expires_at=job.expires_at,
         )
         sender_name = self.settings.sender_name or job.firm_name
         check_header_text(sender_name, "sender.name", max_length=300)
@@ -1058,6 +1060,7 @@ async def retry_failed(
                 client_id=job.client_id,
                 client_name=job.client_name,
                 count=job.count,
+                expires_at=job.expires_at,
             )
             to = JobRecipient(
                 recipient.ref, recipient.role, recipient.name, recipient.email, recipient.language

@@ -101,7 +101,7 @@ class NotifyJob:
         status: pending, sent or failed.
         created_at: when it was enqueued (the mail's ``Date``).
         due_at: when the next attempt is due (``None`` once sent or failed).
-        cause_id, client_id, client_name, count: the rest of the event.
+        cause_id, client_id, client_name, count, expires_at: the rest of the event.
         link: where the recipient looks (``None`` for skipped recipients).
         attempts: delivery attempts so far.
         error: why it failed (failed jobs); ``last_error``: the last temporary
@@ -140,6 +140,7 @@ class NotifyJob:
     failed_at: datetime | None = None
     mac: bytes = attrs.field(default=b"", repr=False)
     accepted_at: datetime | None = None
+    expires_at: datetime | None = None
     meta: Meta = meta_field()
 
 
@@ -187,6 +188,8 @@ def job_mac(key: bytes, job: NotifyJob) -> bytes:
             job.client_name,
             None if job.count is None else str(job.count),
             job.link,
+            # since sharing: only when set, so the MACs of earlier jobs stay valid
+            *(() if job.expires_at is None else (job.expires_at.isoformat(),)),
         ),
     )
 
@@ -248,6 +251,7 @@ NOTIFY_JOB = REGISTRY.register(
                     "client_name": "shown in the notice",
                     "count": "shown in the notice",
                     "link": "where the recipient is sent",
+                    "expires_at": "shown in the notice (until when the documents wait)",
                 }.items()
             },
             "mac": "mac: the MAC itself (a job without one is refused once the firm has a"

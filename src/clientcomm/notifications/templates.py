@@ -8,8 +8,9 @@ directory or a mapping with the same names, and adds a language the same way.
 
 Templates see only these variables (:data:`TEMPLATE_VARIABLES`): ``firm_name``,
 ``recipient_name``, ``link``, ``client_name``, ``count``, ``kind``,
-``language``. There is no variable for message or comment text: a notification
-says that something is waiting, from whom, and where.
+``language``, ``expires_on`` (the date a portal share ends, or None). There is
+no variable for message or comment text: a notification says that something is
+waiting, from whom, and where.
 
 HTML templates are autoescaped; undefined variables are errors
 (``StrictUndefined``). Templates are compiled once and cached.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -32,7 +34,16 @@ __all__ = ["TEMPLATE_VARIABLES", "RenderedNotification", "TemplateSet"]
 
 #: The variables every template may use.
 TEMPLATE_VARIABLES = frozenset(
-    {"firm_name", "recipient_name", "link", "client_name", "count", "kind", "language"}
+    {
+        "firm_name",
+        "recipient_name",
+        "link",
+        "client_name",
+        "count",
+        "kind",
+        "language",
+        "expires_on",
+    }
 )
 _PARTS = ("subject.txt", "txt", "html")
 
@@ -150,6 +161,7 @@ class TemplateSet:
         link: str,
         client_name: str | None = None,
         count: int | None = None,
+        expires_at: datetime | None = None,
     ) -> RenderedNotification:
         """Render subject, text and HTML for one recipient.
 
@@ -173,6 +185,9 @@ class TemplateSet:
             "link": link,
             "client_name": client_name,
             "count": count,
+            "expires_on": None
+            if expires_at is None
+            else expires_at.strftime("%d.%m.%Y" if lang == "de" else "%Y-%m-%d"),
             "kind": key,
             "language": lang,
         }

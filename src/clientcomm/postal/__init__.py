@@ -26,13 +26,19 @@ from clientcomm.postal.base import (
     PostalOrder,
     PostalProvider,
 )
+from clientcomm.postal.filedrop import FileDropProvider
+from clientcomm.postal.memory import MemoryPostalProvider
+from clientcomm.postal.rules import check_batch
 
 __all__ = [
+    "FileDropProvider",
     "LetterState",
     "LetterStatus",
+    "MemoryPostalProvider",
     "PostalBatch",
     "PostalCapabilities",
     "PostalLetter",
     "PostalOrder",
     "PostalProvider",
+    "check_batch",
 ]

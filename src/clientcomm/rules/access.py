@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from clientcomm.directory.base import Directory
-from clientcomm.directory.models import Role, Staff
+from clientcomm.directory.models import Role, Staff, StaffPermission
 from clientcomm.errors import NotFoundError, PermissionDeniedError
 
 __all__ = [
@@ -96,6 +96,19 @@ def _mailing(staff: Staff, client_id: str | None) -> bool:
     return client_id is None or staff.can_access(client_id)
 
 
+def _portal(staff: Staff, client_id: str | None) -> bool:
+    # Seed 001: "Sie haben die Berechtigung Mandantenportal" and "Zugriff auf die
+    # Akte" (the clients of the case file); handler or assistant is the case
+    # file's part (clientcomm.sharing.rules.sharer_refusal).
+    if not (staff.active and StaffPermission.CLIENT_PORTAL in staff.permissions):
+        return False
+    return client_id is None or staff.can_access(client_id)
+
+
+def _nobody(staff: Staff, client_id: str | None) -> bool:
+    return False  # only the full-access roles (administrators, managers)
+
+
 def _clerk(staff: Staff, client_id: str | None) -> bool:
     return staff.role is Role.CLERK and client_access(staff, client_id)
 
@@ -113,6 +126,15 @@ DEFAULT_RULES: Mapping[str, Rule] = {
     "message.delete": client_access,
     "message.evidence": client_access,
     "attachment.open": client_access,
+    # sharing (seed 001): the client portal's documents, folders, channels, uploads
+    "share.create": _portal,
+    "share.view": _portal,
+    "share.end": _portal,
+    "share.end_any": _nobody,
+    "portal.folder.create": _portal,
+    "portal.channel.create": _portal,
+    "portal.message.write": _portal,
+    "portal.message.read": _portal,
     # serial-letter runs (seed 003, clientcomm.letters.runs): clerks on the
     # units they reach; assistants prepare and check; deleting a released
     # serial letter is for administrators only (ADMIN_ONLY_ACTIONS)
