@@ -33,6 +33,7 @@ from clientcomm.directory.base import Directory
 from clientcomm.directory.memory import MemoryDirectory
 from clientcomm.errors import InvalidInputError
 from clientcomm.ids import worker_id
+from clientcomm.letters.run_steps import STEPS as LETTER_RUN_STEPS
 from clientcomm.mail.base import MailTransport
 from clientcomm.mail.memory import MemoryTransport
 from clientcomm.mailing import MailingService
@@ -72,6 +73,7 @@ BUILTIN_STEPS: tuple[Step, ...] = (
     *KEY_STEPS,
     *COMPLIANCE_STEPS,
     *AUDIT_STEPS,
+    *LETTER_RUN_STEPS,
 )
 
 
@@ -213,6 +215,7 @@ class ClientComm:
             links=links,
             clock=self.clock,
             access=self.access,
+            sharing=self.shares,
         )
         self.steps = StepRegistry((*BUILTIN_STEPS, *steps))
 
@@ -386,6 +389,7 @@ class ClientComm:
 
     async def aclose(self) -> None:
         """Close every backend this instance was given."""
+        await self.letter_runs.aclose()
         await self.transport.aclose()
         await self.blobs.aclose()
         await self.sealer.provider.aclose()

@@ -133,7 +133,7 @@ async def test_not_a_pdf_is_refused(app: ClientComm) -> None:
         await runs.upload(
             CLERK, run.id, filename="a.pdf", pdf=b"no pdf", ranges=[PageRange("u1", 1, 1)]
         )
-    assert info.value.field == "pdf"
+    assert info.value.field == "document"
     with pytest.raises(InvalidInputError):
         await runs.add_attachment(CLERK, run.id, filename="a.pdf", pdf=b"%PDF-1.4 broken")
     assert await runs.documents(CLERK, run.id) == ()

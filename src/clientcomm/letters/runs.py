@@ -34,8 +34,7 @@ update a :class:`~clientcomm.errors.ConflictError`; nothing is written).
 
 from __future__ import annotations
 
-import hashlib
-import io
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -43,7 +42,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
-import pypdf
 
 from clientcomm.actors import StaffActor, require_actor
 from clientcomm.attachments.models import AttachmentInput, StoredAttachment
@@ -54,12 +52,41 @@ from clientcomm.crypto.context import SealContext
 from clientcomm.crypto.envelope import Sealer
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Contact, Staff
-from clientcomm.errors import ClientCommError, IntegrityError, InvalidInputError, NotFoundError
+from clientcomm.errors import (
+    ClientCommError,
+    ConfigurationError,
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+)
 from clientcomm.ids import new_id
-from clientcomm.letters.models import ColourMode, PrintOptions, Sides
-from clientcomm.letters.pdfa import PdfaConverter
+from clientcomm.letters.address import check_letter
+from clientcomm.letters.dispatch import (
+    DispatchButton,
+    DispatchFacts,
+    DispatchState,
+    dispatch_state,
+)
+from clientcomm.letters.intake import PdfIntake
+from clientcomm.letters.merge import plan_letters
+from clientcomm.letters.models import (
+    ColourMode,
+    LetterPlan,
+    LetterProblem,
+    PageSize,
+    PartKind,
+    PrintOptions,
+    Requirement,
+    Sides,
+    TextFragment,
+    ValidatedPdf,
+)
+from clientcomm.letters.pdfa import PdfaConverter, PdfaError, check_pdfa
+from clientcomm.letters.printfile import build_print_file
 from clientcomm.letters.run_models import (
     DocumentInfo,
+    DownloadView,
     LetterState,
     OrderView,
     OverviewLine,
@@ -79,7 +106,13 @@ from clientcomm.letters.run_records import (
     RunState,
     run_owner,
 )
-from clientcomm.letters.selection import LetterLine, Selection, SendTo, wants_letter
+from clientcomm.letters.selection import (
+    LetterLine,
+    Selection,
+    SendTo,
+    letter_documents,
+    wants_letter,
+)
 from clientcomm.letters.tokens import (
     LinkClaims,
     LinkPurpose,
@@ -89,8 +122,16 @@ from clientcomm.letters.tokens import (
 )
 from clientcomm.notifications.keys import NoticeKeys
 from clientcomm.notifications.links import LinkTemplates
+from clientcomm.notifications.models import Notification, NotificationEvent, NotificationKind
+from clientcomm.notifications.outbox import enqueue
+from clientcomm.notifications.rules import letter_download_recipients
+from clientcomm.postal.base import LetterState as LetterStateValue
+from clientcomm.postal.base import PostalBatch, PostalOrder, PostalProvider
 from clientcomm.records import Records, bound
 from clientcomm.rules.access import AccessPolicy, as_policy, require, require_reach, resolve_staff
+from clientcomm.sharing.models import PortalDocument
+from clientcomm.sharing.service import SharingService
+from clientcomm.steps import each_alone
 from clientcomm.storage.base import Store
 
 __all__ = ["FirmSetting", "LetterRuns"]
@@ -132,6 +173,9 @@ class _State:
     released: tuple[str, ...] = ()
     order: OrderView | None = None
     members: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+    shares: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    orders: int = 0
+    run_id: str = ""
 
     def to_json(self) -> bytes:
         o = self.order
@@ -151,6 +195,9 @@ class _State:
                 },
                 "options": self.options.to_dict(),
                 "released": list(self.released),
+                "shares": [[unit, list(ids)] for unit, ids in self.shares],
+                "orders": self.orders,
+                "run": self.run_id,
                 "members": None
                 if self.members is None
                 else [[unit, list(ids)] for unit, ids in self.members],
@@ -191,6 +238,9 @@ class _State:
                 opt["registered"],
             ),
             released=tuple(d["released"]),
+            shares=tuple((unit, tuple(ids)) for unit, ids in d["shares"]),
+            orders=int(d["orders"]),
+            run_id=d["run"],
             members=None
             if d["members"] is None
             else tuple((unit, tuple(ids)) for unit, ids in d["members"]),
@@ -227,6 +277,8 @@ class _Doc:
     record: DocRecord
     info: DocumentInfo
     stored: StoredAttachment
+    sizes: tuple[PageSize, ...] = ()
+    text: tuple[TextFragment, ...] = ()
 
 
 @attrs.frozen
@@ -245,6 +297,12 @@ class LetterRuns:
             :attr:`~clientcomm.directory.models.StaffPermission.LETTER_APPROVAL`
             receive PDF/A download links.
         download_ttl: how long a download link is valid.
+        intake: part 1's PDF intake for uploads (default: one started on first
+            use with one worker process; :meth:`aclose` stops it).
+        provider: the postal provider (:class:`~clientcomm.postal.PostalProvider`);
+            without one, ordering answers "feature unavailable". Hosts may set
+            the attribute later.
+        sharing: the portal sharing service releases go through (the app's).
     """
 
     def __init__(
@@ -261,6 +319,9 @@ class LetterRuns:
         converter: PdfaConverter | None = None,
         approval: FirmSetting | None = None,
         download_ttl: timedelta = timedelta(days=7),
+        intake: PdfIntake | None = None,
+        provider: PostalProvider | None = None,
+        sharing: SharingService | None = None,
     ) -> None:
         self.store = store
         self.records = Records(store)
@@ -275,6 +336,10 @@ class LetterRuns:
         self.approval: FirmSetting = approval or _never
         self.download_ttl = download_ttl
         self.tokens = LinkTokens(notice_keys, self.clock)
+        self.intake = intake
+        self._own_intake = False
+        self.provider = provider
+        self.sharing = sharing
 
     # -- authorisation ---------------------------------------------------------------
     async def _staff(self, actor: object, action: str) -> Staff:
@@ -303,6 +368,7 @@ class LetterRuns:
         except (ValueError, KeyError, TypeError):
             raise IntegrityError("letters.run: sealed state does not parse", id=record.id) from None
         what = f"letters.run {record.id}"
+        bound.check_equal(what, "id", record.id, state.run_id)
         bound.check_equal(what, "property_id", record.property_id, state.property_id)
         bound.check_equal(what, "state", record.state, state.state)
         bound.check_equal(
@@ -409,6 +475,7 @@ class LetterRuns:
             Selection(),
             PrintOptions(),
             members=members,
+            run_id=run_id,
         )
         record = RunRecord(
             run_id, property_id, RunState.DRAFT, now, await self._sealed(firm_id, run_id, state)
@@ -444,19 +511,19 @@ class LetterRuns:
         unit_id: str | None,
         role: DocRole,
         doc_type: str,
-        filename: str,
-        data: bytes,
+        pdf: ValidatedPdf,
         now: datetime,
     ) -> tuple[DocRecord, DocumentInfo, Copies]:
         doc_id = new_id()
         owner = _doc_owner(run_id, unit_id)
-        prepared = self.attachments.prepare([AttachmentInput(filename, data, "application/pdf")])
+        prepared = self.attachments.prepare(
+            [AttachmentInput(pdf.filename, pdf.data, "application/pdf")]
+        )
         copies = await self.attachments.store_copies(firm_id, owner, doc_id, prepared)
         try:
             [stored] = copies.attachments
-            pages = _page_count(data)
             info = DocumentInfo(
-                doc_id, unit_id, role, doc_type, filename, pages, hashlib.sha256(data).hexdigest()
+                doc_id, unit_id, role, doc_type, pdf.filename, pdf.page_count, pdf.sha256
             )
             plain = bound.pack(
                 {
@@ -464,11 +531,13 @@ class LetterRuns:
                     "unit": unit_id,
                     "role": role.value,
                     "type": doc_type,
-                    "filename": filename,
-                    "pages": pages,
-                    "sha256": info.sha256,
+                    "filename": pdf.filename,
+                    "pages": pdf.page_count,
+                    "sha256": pdf.sha256,
                     "blob": stored.blob_id,
                     "at": bound.stamp(now),
+                    "sizes": [[z.width, z.height] for z in pdf.page_sizes],
+                    "text": [[t.x, t.y, t.text] for t in pdf.first_page_text],
                 },
                 b"",
             )
@@ -500,7 +569,9 @@ class LetterRuns:
             meta["pages"],
             meta["sha256"],
         )
-        return _Doc(record, info, record.stored[0])
+        sizes = tuple(PageSize(float(w), float(h)) for w, h in meta.get("sizes", ()))
+        text = tuple(TextFragment(float(x), float(y), str(t)) for x, y, t in meta.get("text", ()))
+        return _Doc(record, info, record.stored[0], sizes, text)
 
     async def _docs(self, firm_id: str, run_id: str) -> list[_Doc]:
         async with self.records.transaction(firm_id) as tx:
@@ -546,14 +617,23 @@ class LetterRuns:
             if r.unit_id not in run.state.units:
                 raise InvalidInputError("ranges", "names a unit not of this run", value=r.unit_id)
             _check_text("doc_type", r.doc_type, _MAX_DOC_TYPE)
-        parts = split_pages(pdf, ranges)
+        whole = await self._intake().avalidate(filename, pdf)
+        parts = await asyncio.to_thread(split_pages, whole.data, ranges)
         stem = filename.rsplit(".", 1)[0] if filename else "document"
+        names = [f"{stem}-{r.first}-{r.last}.pdf" for r in ranges]
+        checked = await self._intake().avalidate_many(
+            list(zip(names, parts, strict=True)), first_page_text=True
+        )
+        for result in checked:
+            if isinstance(result, BaseException):
+                raise result
         return await self._add(
             staff,
             run,
             [
-                (r.unit_id, DocRole.DOCUMENT, r.doc_type, f"{stem}-{r.first}-{r.last}.pdf", data)
-                for r, data in zip(ranges, parts, strict=True)
+                (r.unit_id, DocRole.DOCUMENT, r.doc_type, v)
+                for r, v in zip(ranges, checked, strict=True)
+                if isinstance(v, ValidatedPdf)
             ],
         )
 
@@ -568,26 +648,24 @@ class LetterRuns:
         staff = await self._staff(actor, "letters.prepare")
         run = await self._run(staff, run_id, "letters.prepare")
         self._draft(run)
-        _page_count(pdf)
-        [info] = await self._add(
-            staff, run, [(None, DocRole.ATTACHMENT, "attachment", filename, pdf)]
-        )
+        checked = await self._intake().avalidate(filename, pdf)
+        [info] = await self._add(staff, run, [(None, DocRole.ATTACHMENT, "attachment", checked)])
         return info
 
     async def _add(
         self,
         staff: Staff,
         run: _Run,
-        items: Sequence[tuple[str | None, DocRole, str, str, bytes]],
+        items: Sequence[tuple[str | None, DocRole, str, ValidatedPdf]],
     ) -> tuple[DocumentInfo, ...]:
         firm_id = staff.firm_id
         now = self.clock.now()
         made: list[tuple[DocRecord, DocumentInfo, Copies]] = []
         try:
-            for unit_id, role, doc_type, filename, data in items:
+            for unit_id, role, doc_type, data in items:
                 made.append(
                     await self._store_doc(
-                        firm_id, run.record.id, unit_id, role, doc_type, filename, data, now
+                        firm_id, run.record.id, unit_id, role, doc_type, data, now
                     )
                 )
             async with self.records.transaction(firm_id) as tx:
@@ -611,6 +689,28 @@ class LetterRuns:
                 await self.attachments.discard(firm_id, copies)
             raise
         return tuple(m[1] for m in made)
+
+    @staticmethod
+    def _validated(doc: _Doc, data: bytes) -> ValidatedPdf:
+        """A stored document as part 1's value: it passed intake when it was
+        added; its bytes are checked against the sealed SHA-256."""
+        pdf = ValidatedPdf(doc.info.filename, data, doc.sizes, doc.text)
+        if pdf.sha256 != doc.info.sha256 or len(doc.sizes) != doc.info.pages:
+            raise IntegrityError("letters.doc: bytes differ from the sealed descriptor")
+        return pdf
+
+    def _intake(self) -> PdfIntake:
+        if self.intake is None:
+            self.intake = PdfIntake(workers=1)
+            self._own_intake = True
+        return self.intake
+
+    async def aclose(self) -> None:
+        """Stop the PDF intake pool this service started (not one passed in)."""
+        if self._own_intake and self.intake is not None:
+            await self.intake.aclose()
+            self.intake = None
+            self._own_intake = False
 
     def _draft(self, run: _Run) -> None:
         if run.state.state is not RunState.DRAFT:
@@ -691,8 +791,7 @@ class LetterRuns:
             unit_id,
             DocRole.DOCUMENT,
             doc.info.doc_type,
-            doc.info.filename,
-            data,
+            self._validated(doc, data),
             now,
         )
         try:
@@ -858,6 +957,674 @@ class LetterRuns:
             )
         return self._view(staff.firm_id, _Run(record, state))
 
+    # -- composing letters (part 1's merge, padding, print file) ------------------------
+    async def _compose(
+        self, firm_id: str, state: _State, *, selection: Selection | None = None
+    ) -> tuple[list[LetterPlan], dict[str, Contact], int]:
+        """The letters of the run under ``selection`` (default: the run's),
+        each document checked against its sealed SHA-256; and how many
+        documents could not be opened (left out, logged)."""
+        docs = await self._docs(firm_id, state.run_id)
+        lines, people = await self._lines(firm_id, state, docs)
+        pdfs: dict[str, list[ValidatedPdf]] = {}
+        attachments: list[ValidatedPdf] = []
+        failed = 0
+        for d in docs:
+            try:
+                pdf = self._validated(d, await self._bytes(firm_id, d))
+            except ClientCommError:
+                failed += 1
+                log.error("letters.doc %s does not open; left out of the letters", d.record.id)
+                continue
+            if d.record.role is DocRole.ATTACHMENT:
+                attachments.append(pdf)
+            elif d.record.unit_id is not None:
+                pdfs.setdefault(d.record.unit_id, []).append(pdf)
+        letter_lines = [
+            LetterLine(x.unit_id, x.contact_id, x.registered, x.preference) for x in lines
+        ]
+        chosen = selection or state.selection
+        documents = letter_documents(letter_lines, chosen, pdfs)
+        plans = plan_letters(documents, attachments, people, state.options, merge=chosen.merge)
+        return list(plans), people, failed
+
+    async def download_letter(
+        self, actor: StaffActor, run_id: str, contact_id: str, *, unit_id: str | None = None
+    ) -> bytes:
+        """One contact's letter as the postal print file would hold it (its
+        unit's documents, or with merge on all its units', the general
+        attachments once, padding as the print options say), to check it
+        before release (seed 003, step 2). ``unit_id`` picks one unit's letter
+        of a contact with several when merge is off. Per document type:
+        :meth:`download_document`.
+
+        Raises:
+            PermissionDeniedError, NotFoundError: as :meth:`get`; a contact
+                with no letter in the run is a NotFoundError too.
+        """
+        staff = await self._staff(actor, "letters.view")
+        run = await self._run(staff, run_id, "letters.view")
+        everyone = attrs.evolve(run.state.selection, send_to=SendTo.ALL, exclude=frozenset())
+        plans, _, _ = await self._compose(staff.firm_id, run.state, selection=everyone)
+        chosen = [
+            p
+            for p in plans
+            if p.contact.id == contact_id
+            and (
+                unit_id is None
+                or any(part.label == unit_id for part in p.parts if part.kind is PartKind.DOCUMENT)
+            )
+        ]
+        if not chosen:
+            raise NotFoundError("letter", contact_id)
+        printed = await asyncio.to_thread(build_print_file, chosen[:1], run.state.options)
+        return printed.data
+
+    # -- release into the portals (through the sharing capability) ------------------------
+    async def release(
+        self,
+        actor: StaffActor,
+        run_id: str,
+        *,
+        case_files: Mapping[str, str],
+        folder_name: str | None = None,
+    ) -> RunView:
+        """Release the run into its units' portals (seed 003, step 3): for each
+        unit with documents, a folder (``folder_name``, default the run's
+        title) in the unit's portal under the unit's case file
+        (``case_files``: unit id -> the host's case file of that unit), holding
+        the unit's documents and the general attachments, each sealed for that
+        client by the sharing capability, which also sends the "new
+        documents" e-mail notice to the unit's registered contacts.
+
+        A unit whose client has no portal access (no registered contact) is
+        left out: it has no portal, its contacts get the letters by post.
+
+        Resumable: a unit already released is skipped, so a release stopped
+        part way (a crash, a refused unit) is finished by calling it again.
+        The run is ``released`` once every unit with documents is.
+
+        Raises:
+            PermissionDeniedError: may not ``letters.release``; sharing's own
+                refusals (no portal permission, not handler or assistant of
+                the case file).
+            NotFoundError: as :meth:`get`; a case file out of reach.
+            InvalidInputError: a unit with documents has no case file
+                (``field="case_files"``); the run has no documents.
+            ConfigurationError: no sharing service.
+        """
+        staff = await self._staff(actor, "letters.release")
+        run = await self._run(staff, run_id, "letters.release")
+        if self.sharing is None:
+            raise ConfigurationError("releasing letters needs the sharing service")
+        firm_id = staff.firm_id
+        docs = await self._docs(firm_id, run.record.id)
+        attachments = [d for d in docs if d.record.role is DocRole.ATTACHMENT]
+        by_unit: dict[str, list[_Doc]] = {}
+        for d in docs:
+            if d.record.role is DocRole.DOCUMENT and d.record.unit_id is not None:
+                by_unit.setdefault(d.record.unit_id, []).append(d)
+        if not by_unit:
+            raise InvalidInputError("run", "has no documents to release")
+        # units whose client has no portal access (no registered contact) have
+        # no portal to release into: their contacts get the letters by post
+        contacts = await self.directory.list_contacts(firm_id, list(by_unit))
+        for unit in [u for u in by_unit if not any(c.registered for c in contacts.get(u, ()))]:
+            del by_unit[unit]
+        missing = sorted(u for u in by_unit if u not in case_files)
+        if missing:
+            raise InvalidInputError("case_files", "no case file for units", value=missing)
+        name = folder_name or run.state.title
+        released = dict(run.state.shares)
+        record = run.record
+        state = run.state
+        for unit in state.units:
+            if unit not in by_unit or unit in released:
+                continue
+            case_id = case_files[unit]
+            folder = await self.sharing.create_folder(actor, case_id, name, client_id=unit)
+            documents = [
+                PortalDocument(
+                    d.info.filename,
+                    await self._bytes(firm_id, d),
+                    "application/pdf",
+                    document_id=f"letters-{d.record.id}",
+                )
+                for d in (*by_unit[unit], *attachments)
+            ]
+            receipt = await self.sharing.share(
+                actor, case_id, documents, folder_id=folder.id, client_id=unit
+            )
+            released[unit] = receipt.share_ids
+            state = attrs.evolve(
+                state,
+                shares=tuple(released.items()),
+                released=tuple(u for u in state.units if u in released),
+            )
+            record = await self._write(
+                staff,
+                record,
+                state,
+                "letters.released",
+                clients=[unit],
+                units=1,
+                documents=len(documents),
+                notify=True,
+            )
+        if state.state is RunState.DRAFT and all(u in released for u in by_unit):
+            state = attrs.evolve(state, state=RunState.RELEASED)
+            record = await self._write(
+                staff,
+                attrs.evolve(record, state=RunState.RELEASED),
+                state,
+                "letters.released",
+                clients=sorted(released),
+                units=len(released),
+                documents=0,
+                notify=True,
+            )
+        return self._view(firm_id, _Run(record, state))
+
+    async def _write(
+        self,
+        staff: Staff,
+        record: RunRecord,
+        state: _State,
+        operation: str,
+        *,
+        clients: Sequence[str] = (),
+        client: str | None = None,
+        **details: Any,
+    ) -> RunRecord:
+        sealed = await self._sealed(staff.firm_id, record.id, state)
+        changed = attrs.evolve(record, state=state.state, sealed_state=sealed)
+        async with self.records.transaction(staff.firm_id) as tx:
+            changed = await tx.update_one(changed)
+            await audit(
+                tx,
+                subject=f"letters.run:{record.id}",
+                operation=operation,
+                actor=staff.id,
+                at=self.clock.now(),
+                clients=clients,
+                client=client,
+                **details,
+            )
+        return changed
+
+    async def remove_unit(self, actor: StaffActor, run_id: str, unit_id: str) -> RunView:
+        """Remove one unit's released documents from its portal (the shares
+        are ended through the sharing capability; the audit keeps them).
+
+        Raises:
+            PermissionDeniedError: may not ``letters.release``.
+            NotFoundError: as :meth:`get`; the unit has nothing released.
+        """
+        staff = await self._staff(actor, "letters.release")
+        run = await self._run(staff, run_id, "letters.release")
+        shares = dict(run.state.shares)
+        if unit_id not in shares:
+            raise NotFoundError("letters.unit", unit_id)
+        await self._end_shares(actor, shares[unit_id])
+        del shares[unit_id]
+        state = attrs.evolve(
+            run.state,
+            shares=tuple(shares.items()),
+            released=tuple(u for u in run.state.released if u != unit_id),
+        )
+        record = await self._write(
+            staff, run.record, state, "letters.unit_removed", client=unit_id, unit=unit_id
+        )
+        return self._view(staff.firm_id, _Run(record, state))
+
+    async def _end_shares(self, actor: StaffActor, share_ids: Sequence[str]) -> None:
+        assert self.sharing is not None
+        for share_id in share_ids:
+            try:
+                await self.sharing.end(actor, share_id)
+            except ConflictError:
+                continue  # ended already (a repeated removal)
+
+    async def delete(self, actor: StaffActor, run_id: str) -> None:
+        """ "Serienbrief löschen": remove every released document of the run
+        from every unit's portal, and delete the run: its documents and
+        attachments are deleted and the run's key owner forgotten. Only
+        administrators may (``letters.delete``). Resumable: a deletion
+        stopped part way is finished by calling it again.
+
+        Raises:
+            PermissionDeniedError: may not ``letters.delete``.
+            NotFoundError: as :meth:`get`.
+            ConflictError: the postal dispatch is ordered and still cancellable
+                (cancel it first; once in production the letters go anyway).
+        """
+        staff = await self._staff(actor, "letters.delete")
+        run = await self._run(staff, run_id, "letters.delete")
+        order = run.state.order
+        if (
+            order is not None
+            and order.state == "ordered"
+            and all(x.state == LetterStateValue.ORDERED.value for x in order.letters)
+        ):
+            raise ConflictError("the postal dispatch is ordered and cancellable: cancel it first")
+        firm_id = staff.firm_id
+        for _, share_ids in run.state.shares:
+            await self._end_shares(actor, share_ids)
+        docs = await self._docs(firm_id, run.record.id)
+        async with self.records.transaction(firm_id) as tx:
+            records = await tx.list(DocRecord, parent=run.record.id)
+            downloads = await tx.list(DownloadRecord, parent=run.record.id, decode_errors="skip")
+        state = attrs.evolve(run.state, state=RunState.DELETED, shares=(), released=())
+        sealed = await self._sealed(firm_id, run.record.id, state)
+        async with self.records.transaction(firm_id) as tx:
+            await tx.update([attrs.evolve(run.record, state=RunState.DELETED, sealed_state=sealed)])
+            await tx.delete(DocRecord, [r.id for r in records])
+            await tx.delete(DownloadRecord, [r.id for r in downloads])
+            await audit(
+                tx,
+                subject=f"letters.run:{run.record.id}",
+                operation="letters.deleted",
+                actor=staff.id,
+                at=self.clock.now(),
+                clients=sorted(run.state.released),
+                units=len(run.state.released),
+                documents=len(records),
+            )
+        await self.attachments.discard(firm_id, [d.stored for d in docs])
+        await self.attachments.discard(firm_id, [a for r in downloads for a in r.stored])
+
+    # -- postal dispatch ------------------------------------------------------------------
+    async def dispatch(self, actor: StaffActor, run_id: str) -> DispatchState:
+        """The dispatch button (part 1's four states with reasons) for the run
+        as it stands (seed 003, step 11).
+
+        Raises:
+            PermissionDeniedError, NotFoundError: as :meth:`get`.
+        """
+        staff = await self._staff(actor, "letters.view")
+        run = await self._run(staff, run_id, "letters.view")
+        return (await self._dispatch(staff.firm_id, run))[0]
+
+    async def _dispatch(
+        self, firm_id: str, run: _Run
+    ) -> tuple[DispatchState, list[LetterPlan], dict[str, Contact]]:
+        order = run.state.order
+        if self.provider is None:
+            return dispatch_state(DispatchFacts(False, 0)), [], {}
+        caps = await self.provider.capabilities(firm_id)
+        if order is not None and order.state == "ordered":
+            cancellable = bool(order.letters) and all(
+                s.state == LetterStateValue.ORDERED.value for s in order.letters
+            )
+            facts = DispatchFacts(
+                caps.available, len(order.letters), ordered=True, cancellable=cancellable
+            )
+            return dispatch_state(facts), [], {}
+        plans, people, failed = await self._compose(firm_id, run.state)
+        problems: list[LetterProblem] = []
+        for plan in plans:
+            problems.extend(check_letter(plan, run.state.options))
+        if failed:
+            problems.append(
+                LetterProblem("", "", Requirement.PROVIDER, f"{failed} document(s) do not open")
+            )
+        if run.state.state is not RunState.RELEASED:
+            problems.append(
+                LetterProblem(
+                    "", "", Requirement.PROVIDER, "release the documents in the portal first"
+                )
+            )
+        facts = DispatchFacts(caps.available, len(plans), tuple(problems))
+        return dispatch_state(facts), plans, people
+
+    async def order(self, actor: StaffActor, run_id: str) -> RunView:
+        """Order the postal dispatch of the run's selected letters through the
+        provider (seed 003, step 11, green button). Idempotent: the batch id
+        is fixed before the provider is called, so a retried call (after a
+        lost reply or a crash) orders once; calling it on an ordered run
+        returns it unchanged.
+
+        Raises:
+            PermissionDeniedError: may not ``letters.order``.
+            NotFoundError: as :meth:`get`.
+            ConflictError: the dispatch is not orderable now: the button's
+                state and reasons are in the message and ``context``.
+            TemporaryDeliveryError, PermanentDeliveryError: the provider failed
+                (the run keeps its pending batch id; call again).
+        """
+        staff = await self._staff(actor, "letters.order")
+        run = await self._run(staff, run_id, "letters.order")
+        order = run.state.order
+        if order is not None and order.state == "ordered":
+            return self._view(staff.firm_id, run)
+        button, plans, people = await self._dispatch(staff.firm_id, run)
+        if button.button is not DispatchButton.ORDERABLE:
+            raise ConflictError(
+                f"the dispatch cannot be ordered: {button.button.value}"
+                + "".join(f"; {r.value}" for r in button.reasons)
+                + "".join(f"; {p}" for p in button.problems[:5]),
+                button=button.button.value,
+                reasons=[r.value for r in button.reasons],
+            )
+        assert self.provider is not None
+        record = run.record
+        if order is None or order.state == "cancelled":
+            seq = run.state.orders + 1
+            batch_id = f"run-{run.record.id}-{seq}"
+            pending = OrderView(batch_id, "", "pending", ())
+            state = attrs.evolve(run.state, order=pending, orders=seq)
+            record = await self._store_state(staff.firm_id, record, state)
+            run = _Run(record, state)
+        assert run.state.order is not None
+        batch_id = run.state.order.batch_id
+        printed = await asyncio.to_thread(build_print_file, plans, run.state.options)
+        batch = PostalBatch.from_print_file(staff.firm_id, batch_id, printed, people)
+        placed = await self.provider.order(batch)
+        state = attrs.evolve(run.state, order=self._order_view(placed, "ordered", self.clock.now()))
+        record = await self._write(
+            staff,
+            run.record,
+            state,
+            "letters.ordered",
+            batch=batch_id,
+            provider=self.provider.name,
+            letters=len(placed.letters),
+            registered=run.state.options.registered,
+        )
+        return self._view(staff.firm_id, _Run(record, state))
+
+    async def _store_state(self, firm_id: str, record: RunRecord, state: _State) -> RunRecord:
+        sealed = await self._sealed(firm_id, record.id, state)
+        async with self.records.transaction(firm_id) as tx:
+            return await tx.update_one(attrs.evolve(record, sealed_state=sealed))
+
+    @staticmethod
+    def _order_view(placed: PostalOrder, state: str, at: datetime | None) -> OrderView:
+        return OrderView(
+            placed.batch_id,
+            placed.provider_ref,
+            state,
+            tuple(
+                LetterState(s.letter_id, s.contact_id, s.state.value, s.tracking_id, s.detail)
+                for s in placed.letters
+            ),
+            at,
+        )
+
+    async def cancel(self, actor: StaffActor, run_id: str) -> RunView:
+        """Cancel the ordered dispatch (red button) while the provider allows.
+
+        Raises:
+            PermissionDeniedError: may not ``letters.cancel``.
+            NotFoundError: as :meth:`get`; nothing is ordered.
+            ConflictError: the provider has started production.
+        """
+        staff = await self._staff(actor, "letters.cancel")
+        run = await self._run(staff, run_id, "letters.cancel")
+        order = run.state.order
+        if order is None or order.state not in ("ordered", "pending") or self.provider is None:
+            raise NotFoundError("postal_batch", run_id)
+        placed = await self.provider.cancel(staff.firm_id, order.batch_id)
+        state = attrs.evolve(
+            run.state, order=self._order_view(placed, "cancelled", order.ordered_at)
+        )
+        record = await self._write(
+            staff,
+            run.record,
+            state,
+            "letters.cancelled",
+            batch=order.batch_id,
+            letters=len(placed.letters),
+        )
+        return self._view(staff.firm_id, _Run(record, state))
+
+    async def refresh(self, actor: StaffActor, run_id: str) -> RunView:
+        """Take the provider's letter states and tracking ids into the run.
+
+        Raises:
+            PermissionDeniedError, NotFoundError: as :meth:`get` (``letters.view``).
+        """
+        staff = await self._staff(actor, "letters.view")
+        run = await self._run(staff, run_id, "letters.view")
+        order = run.state.order
+        if order is None or order.state != "ordered" or self.provider is None:
+            return self._view(staff.firm_id, run)
+        placed = await self.provider.status(staff.firm_id, order.batch_id)
+        fresh = self._order_view(placed, "ordered", order.ordered_at)
+        if fresh == order:
+            return self._view(staff.firm_id, run)
+        counts: dict[str, int] = {}
+        for s in fresh.letters:
+            counts[s.state] = counts.get(s.state, 0) + 1
+        state = attrs.evolve(run.state, order=fresh)
+        record = await self._write(
+            staff, run.record, state, "letters.status_updated", batch=order.batch_id, states=counts
+        )
+        return self._view(staff.firm_id, _Run(record, state))
+
+    # -- PDF/A download: request --------------------------------------------------------------
+    async def request_download(self, actor: StaffActor, run_id: str) -> DownloadView:
+        """Request the download link for the run as PDF/A-2b (seed 003, step
+        10): the letters of the contacts the current filter selects ("send to
+        all contacts" gives the complete run), produced in the background
+        (``letters.pdfa`` step), checked, stored sealed, and e-mailed as a
+        signed, expiring link, to the requester, or, with the firm's manager
+        approval on, only to the staff holding ``letter_approval``.
+
+        Raises:
+            PermissionDeniedError: may not ``letters.download``.
+            NotFoundError: as :meth:`get`.
+            InvalidInputError: the filter selects no letter, or nobody can
+                receive the link (no address).
+        """
+        staff = await self._staff(actor, "letters.download")
+        run = await self._run(staff, run_id, "letters.download")
+        firm_id = staff.firm_id
+        plans, _, _ = await self._compose(firm_id, run.state)
+        if not plans:
+            raise InvalidInputError("selection", "the filter selects no letter")
+        approval = bool(await self.approval(firm_id))
+        plan = letter_download_recipients(
+            await self.directory.list_staff(firm_id),
+            requester_id=staff.id,
+            approval_required=approval,
+        )
+        if not plan.recipients:
+            raise InvalidInputError("recipients", "nobody can receive the download link")
+        digest = run.state.selection.digest()
+        download_id = new_id()
+        refs = [r.ref.removeprefix("staff:") for r in plan.recipients]
+        now = self.clock.now()
+        request = bound.pack(
+            {
+                "run": run.record.id,
+                "digest": digest,
+                "selection": json.loads(run.state.to_json())["selection"],
+                "requester": staff.id,
+                "approval": approval,
+                "recipients": refs,
+                "letters": len(plans),
+            },
+            b"",
+        )
+        sealed = await self.sealer.seal(_download_ctx(firm_id, run.record.id, download_id), request)
+        record = DownloadRecord(
+            download_id, run.record.id, DownloadStatus.PENDING, now, now, sealed
+        )
+        async with self.records.transaction(firm_id) as tx:
+            await tx.insert([record])
+            await audit(
+                tx,
+                subject=f"letters.run:{run.record.id}",
+                operation="letters.download_requested",
+                actor=staff.id,
+                at=now,
+                download=download_id,
+                filter=digest,
+                letters=len(plans),
+                approval=approval,
+                recipients=len(refs),
+            )
+        return DownloadView(
+            download_id, run.record.id, DownloadStatus.PENDING, digest, len(plans), tuple(refs)
+        )
+
+    async def download_status(
+        self, actor: StaffActor, run_id: str, download_id: str
+    ) -> DownloadView:
+        """A requested download's state.
+
+        Raises:
+            PermissionDeniedError, NotFoundError: as :meth:`get`; another run's download.
+        """
+        staff = await self._staff(actor, "letters.download")
+        run = await self._run(staff, run_id, "letters.download")
+        record = await self.records.find(DownloadRecord, staff.firm_id, download_id)
+        if record is None or record.run_id != run.record.id:
+            raise NotFoundError(DOWNLOAD_KIND, download_id)
+        request = await self._open_request(staff.firm_id, record)
+        return DownloadView(
+            record.id,
+            record.run_id,
+            record.status,
+            request["digest"],
+            int(request.get("letters", 0)),
+            tuple(request["recipients"]),
+            record.error,
+        )
+
+    # -- PDF/A download: production (the letters.pdfa step) -------------------------------------
+    async def produce_downloads(self, *, owner: str, lease: timedelta, limit: int) -> int:
+        """Produce due downloads (claimed with a lease; each fails alone)."""
+        done = 0
+        while done < limit:
+            good, bad = await self.records.claim(
+                DownloadRecord,
+                status=DownloadStatus.PENDING.value,
+                owner=owner,
+                now=self.clock.now(),
+                lease=lease,
+                limit=min(5, limit - done),
+            )
+            for raw in bad:
+                log.error("letters.download %s does not decode; marked failed", raw.id)
+                async with self.store.transaction(raw.firm_id) as rtx:
+                    await rtx.update([raw.evolve(status=DownloadStatus.FAILED.value)])
+            if not good and not bad:
+                break
+            done += len(bad)
+            done += await each_alone(
+                good,
+                self._produce,
+                describe=lambda r: f"letters.download {r.id}",
+                logger=log,
+            )
+            if len(good) + len(bad) == 0:
+                break
+        return done
+
+    async def _fail(self, record: DownloadRecord, reason: str) -> int:
+        firm_id = record.meta.firm_id
+        async with self.records.transaction(firm_id) as tx:
+            await tx.update(
+                [
+                    attrs.evolve(
+                        record, status=DownloadStatus.FAILED, due_at=None, error=reason[:300]
+                    )
+                ]
+            )
+            await audit(
+                tx,
+                subject=f"letters.run:{record.run_id}",
+                operation="letters.download_failed",
+                actor="system",
+                at=self.clock.now(),
+                download=record.id,
+                reason=reason[:300],
+            )
+        return 1
+
+    async def _produce(self, record: DownloadRecord) -> int:
+        firm_id = record.meta.firm_id
+        try:
+            request = await self._open_request(firm_id, record)
+            run_record = await self.records.get(RunRecord, firm_id, record.run_id)
+            state = await self._open_state(firm_id, run_record)
+            meta = request["selection"]
+            selection = Selection(
+                SendTo(meta["send_to"]), meta["include"], meta["exclude"], meta["merge"]
+            )
+            if selection.digest() != request["digest"]:
+                raise IntegrityError("letters.download: the filter differs from its digest")
+            plans, _, _ = await self._compose(firm_id, state, selection=selection)
+            if not plans:
+                return await self._fail(record, "the filter selects no letter")
+            printed = await asyncio.to_thread(build_print_file, plans, state.options)
+        except (IntegrityError, NotFoundError, InvalidInputError) as exc:
+            return await self._fail(record, f"{type(exc).__name__}: {exc}")
+        try:
+            pdfa = await self.converter.convert_bytes(printed.data)
+            report = check_pdfa(pdfa)
+        except PdfaError as exc:
+            return await self._fail(record, f"pdfa: {exc}")
+        name = f"serienbrief-{record.run_id[:8]}.pdf"
+        prepared = self.attachments.prepare([AttachmentInput(name, pdfa, "application/pdf")])
+        copies = await self.attachments.store_copies(
+            firm_id, run_owner(record.run_id), record.id, prepared
+        )
+        try:
+            token, _ = await self.tokens.issue(
+                firm_id,
+                LinkPurpose.RUN_DOWNLOAD,
+                run_id=record.run_id,
+                filter_digest=request["digest"],
+                download_id=record.id,
+                ttl=self.download_ttl,
+            )
+            key = await self.notice_keys.get(firm_id)
+            firm = await self.directory.get_firm(firm_id)
+            staff = [
+                s for s in await self.directory.list_staff(firm_id) if s.id in request["recipients"]
+            ]
+            plan = letter_download_recipients(
+                staff,
+                requester_id=request["requester"],
+                approval_required=bool(request["approval"]),
+            )
+            event = NotificationEvent(
+                NotificationKind.LETTERS_DOWNLOAD, firm_id, firm.name, event_id=record.id
+            )
+            link = self.links.link(event)
+            link += ("&" if "?" in link else "?") + "token=" + token
+            notices = [Notification(event, r, link) for r in plan.recipients]
+            async with self.records.transaction(firm_id) as tx:
+                await tx.update(
+                    [
+                        attrs.evolve(
+                            record,
+                            status=DownloadStatus.READY,
+                            due_at=None,
+                            stored=tuple(copies.attachments),
+                        )
+                    ]
+                )
+                await self.attachments.settle(tx, copies.reservation)
+                await enqueue(tx, notices, now=self.clock.now(), key=key)
+                await audit(
+                    tx,
+                    subject=f"letters.run:{record.run_id}",
+                    operation="letters.download_ready",
+                    actor="system",
+                    at=self.clock.now(),
+                    download=record.id,
+                    pages=report.pages,
+                    recipients=len(notices),
+                )
+        except BaseException:
+            await self.attachments.discard(firm_id, copies)
+            raise
+        return 1
+
     # -- PDF/A download ---------------------------------------------------------------------
     async def verify_download_link(self, token: object) -> LinkClaims:
         """The claims of a download link's token, if genuine, for this purpose
@@ -914,13 +1681,3 @@ class LetterRuns:
             raise IntegrityError("letters.download: no sealed request", id=record.id)
         bound.check_equal(f"letters.download {record.id}", "run_id", record.run_id, meta["run"])
         return meta
-
-
-def _page_count(data: bytes) -> int:
-    try:
-        count = len(pypdf.PdfReader(io.BytesIO(data)).pages)
-    except Exception:
-        raise InvalidInputError("pdf", "not a readable PDF") from None
-    if count < 1:
-        raise InvalidInputError("pdf", "has no pages")
-    return count
