@@ -98,6 +98,10 @@ SCENARIOS = {
     JOB_KIND,
     INAPP_KIND,
     NOTICE_KEY_KIND,
+    # serial-letter runs: scenarios in tests/letters_run/test_tamper.py
+    "letters.run",
+    "letters.doc",
+    "letters.download",
 }
 """The kinds with protected attributes, each with its scenario below."""
 

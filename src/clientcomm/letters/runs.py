@@ -35,11 +35,12 @@ update a :class:`~clientcomm.errors.ConflictError`; nothing is written).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -48,6 +49,7 @@ from clientcomm.attachments.models import AttachmentInput, StoredAttachment
 from clientcomm.attachments.service import AttachmentStore, Copies
 from clientcomm.audit import append as audit
 from clientcomm.clock import Clock, SystemClock
+from clientcomm.compliance.export import register_exporter
 from clientcomm.crypto.context import SealContext
 from clientcomm.crypto.envelope import Sealer
 from clientcomm.directory.base import Directory
@@ -133,6 +135,9 @@ from clientcomm.sharing.models import PortalDocument
 from clientcomm.sharing.service import SharingService
 from clientcomm.steps import each_alone
 from clientcomm.storage.base import Store
+
+if TYPE_CHECKING:
+    from clientcomm.app import ClientComm
 
 __all__ = ["FirmSetting", "LetterRuns"]
 
@@ -1681,3 +1686,27 @@ class LetterRuns:
             raise IntegrityError("letters.download: no sealed request", id=record.id)
         bound.check_equal(f"letters.download {record.id}", "run_id", record.run_id, meta["run"])
         return meta
+
+
+async def _export_doc(app: ClientComm, firm_id: str, value: Any) -> dict[str, Any]:
+    """A unit's document in the client data export: its descriptor and its
+    bytes (base64), opened with the client's key."""
+    assert isinstance(value, DocRecord)
+    runs = app.letter_runs
+    doc = await runs._open_doc(firm_id, value)
+    data = await runs._bytes(firm_id, doc)
+    return {
+        "id": value.id,
+        "run_id": value.run_id,
+        "unit_id": value.unit_id,
+        "role": value.role.value,
+        "doc_type": doc.info.doc_type,
+        "filename": doc.info.filename,
+        "pages": doc.info.pages,
+        "sha256": doc.info.sha256,
+        "created_at": value.created_at.isoformat(),
+        "content_base64": base64.b64encode(data).decode("ascii"),
+    }
+
+
+register_exporter(DOC_KIND, _export_doc)
