@@ -23,6 +23,9 @@ from clientcomm.errors import (
 # takes a parameter not listed here fails test_every_class_is_constructible.
 ARGUMENTS: dict[str, Any] = {
     "message": "something went wrong",
+    "filename": "brief.pdf",
+    "reason": "encrypted",
+    "detail": "the document is encrypted",
     "kind": "client",
     "id": "c1",
     "field": "email",

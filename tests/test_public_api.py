@@ -28,6 +28,8 @@ SUBPACKAGES = [
     "audit",
     "compliance",
     "evidence",
+    "letters",
+    "postal",
 ]
 
 # (deprecated module, the module it now is, or whose names it re-exports)

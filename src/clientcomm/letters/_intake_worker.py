@@ -237,7 +237,9 @@ def _inspect(data: bytes, limits: Limits, first_page_text: bool) -> tuple[Any, .
         raise _Refused("page_tree", "the page count does not match the page tree")
     fragments: list[tuple[float, float, str]] = []
     if first_page_text:
-        fragments = _positioned_text(reader.pages[0])
+        from clientcomm.letters._text import positioned_text
+
+        fragments = positioned_text(reader.pages[0])
     return ("ok", sizes, fragments)
 
 
@@ -254,20 +256,6 @@ def _decode(stream: Any, limits: Limits) -> int:
     return len(data)
 
 
-def _positioned_text(page: Any) -> list[tuple[float, float, str]]:
-    out: list[tuple[float, float, str]] = []
-
-    def visit(text: str, cm: list[float], tm: list[float], _font: Any, _size: Any) -> None:
-        if not text.strip():
-            return
-        x = cm[0] * tm[4] + cm[2] * tm[5] + cm[4]
-        y = cm[1] * tm[4] + cm[3] * tm[5] + cm[5]
-        out.append((round(x, 2), round(y, 2), text.strip()))
-
-    page.extract_text(visitor_text=visit)
-    return out
-
-
 def _limit_memory(memory_bytes: int) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     want = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
@@ -281,6 +269,7 @@ def serve(conn: Connection, limits: Limits, faults: bool) -> None:
     import pypdf  # noqa: F401  (import before the limit: its import is not the document's cost)
 
     _limit_memory(limits.memory_bytes)
+    conn.send(("ready",))
     while True:
         try:
             job = conn.recv()

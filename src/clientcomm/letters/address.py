@@ -11,8 +11,9 @@ A      27 mm – 72 mm  Zusatz- und Vermerkzone 27–44.7 mm, Anschriftzone 44.7
 B      45 mm – 90 mm  Zusatz- und Vermerkzone 45–62.7 mm, Anschriftzone 62.7–90 mm
 ====== ============== =================================================
 
-The check reads the text that page 1 shows inside the whole field (both zones,
-plus ``tolerance_mm``, default 2 mm, on every side) and requires the contact's
+The check reads the text that page 1 shows inside the **Anschriftzone** (plus
+``tolerance_mm``, default 2 mm, on every side; the Zusatz- und Vermerkzone above
+it holds the return address and notes) and requires the contact's
 postal address there: the name, the street, the postal code with the city, and
 for an address abroad the country (its ISO code or name as written on the
 page). Comparison ignores case, spacing and punctuation and treats ``ß``/``ss``
@@ -73,9 +74,13 @@ class Window:
     height: float
 
 
-def window(form: AddressForm) -> Window:
-    """The DIN 5008 address field of ``form``."""
-    return Window(20.0, 27.0 if form is AddressForm.A else 45.0, 85.0, 45.0)
+def window(form: AddressForm, *, whole_field: bool = False) -> Window:
+    """The Anschriftzone of ``form``'s DIN 5008 address field (where the
+    recipient's address goes), or with ``whole_field`` the whole 45 mm field."""
+    top = 27.0 if form is AddressForm.A else 45.0
+    if whole_field:
+        return Window(20.0, top, 85.0, 45.0)
+    return Window(20.0, top + 17.7, 85.0, 27.3)
 
 
 def text_in_window(

@@ -60,13 +60,14 @@ from typing import Any, Self
 
 import attrs
 
-from clientcomm.errors import InvalidDocumentError, InvalidInputError
+from clientcomm.errors import InvalidDocumentError, InvalidInputError, StorageError
 from clientcomm.letters import _intake_worker
 from clientcomm.letters.models import PageSize, TextFragment, ValidatedPdf
 
 __all__ = ["IntakeLimits", "PdfAttachmentScanner", "PdfIntake"]
 
 MiB = 1 << 20
+_START_TIMEOUT = 60.0
 
 
 @attrs.frozen
@@ -161,6 +162,16 @@ class PdfIntake:
         )
         proc.start()
         child.close()
+        # wait until it is ready, so start-up time never counts against a document
+        try:
+            ready = parent.poll(_START_TIMEOUT) and parent.recv() == ("ready",)
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            proc.kill()
+            proc.join(5)
+            parent.close()
+            raise StorageError("a PDF checking process did not start")
         return _Worker(proc, parent)
 
     def _start(self) -> None:

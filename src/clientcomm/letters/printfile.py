@@ -18,6 +18,8 @@ and ``/Resources`` are the *same* two indirect objects, shared by all letters
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Sequence
 
 import attrs
@@ -31,6 +33,7 @@ from pypdf.generic import (
     NameObject,
     NumberObject,
     PdfObject,
+    StreamObject,
 )
 
 from clientcomm.errors import InvalidDocumentError, InvalidInputError
@@ -44,7 +47,7 @@ from clientcomm.letters.models import (
 )
 from clientcomm.letters.padding import Blank, SourcePage, page_plan
 
-__all__ = ["build_print_file"]
+__all__ = ["build_print_file", "write_compact"]
 
 _XOBJECT_NAME = "/CCatt"
 
@@ -172,5 +175,86 @@ def build_print_file(letters: Sequence[LetterPlan], options: PrintOptions) -> Pr
         ranges.append(LetterRange(plan.contact.id, first, len(items), options.sheets(len(items))))
         first += len(items)
     out = io.BytesIO()
-    b.writer.write(out)
+    write_compact(b.writer, out)
     return PrintFile(out.getvalue(), tuple(ranges), options)
+
+
+_PER_OBJECT_STREAM = 500
+
+
+def write_compact(writer: PdfWriter, out: io.BytesIO) -> None:
+    """Write ``writer``'s document as PDF 1.7 with **object streams** and a
+    cross-reference stream: every non-stream object (page dictionaries above
+    all: a print file has thousands) is stored compressed, 500 to an object
+    stream. pypdf writes only classic cross-reference tables; this is the same
+    document, smaller (about 10 bytes per attachment stub page instead of ~150).
+    """
+    writer._resolve_links()
+    out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    objects = writer._objects
+    entries: dict[int, tuple[int, int, int]] = {}
+    next_num = len(objects) + 1
+    batch: list[tuple[int, PdfObject]] = []
+
+    def flush() -> None:
+        nonlocal next_num
+        if not batch:
+            return
+        offsets, body = [], io.BytesIO()
+        for idnum, obj in batch:
+            offsets.append(f"{idnum} {body.tell()}")
+            obj.write_to_stream(body)
+            body.write(b"\n")
+        head = (" ".join(offsets) + "\n").encode()
+        data = zlib.compress(head + body.getvalue(), 6)
+        num, next_num = next_num, next_num + 1
+        entries[num] = (1, out.tell(), 0)
+        out.write(
+            b"%d 0 obj\n<< /Type /ObjStm /N %d /First %d /Filter /FlateDecode /Length %d >>"
+            b"\nstream\n" % (num, len(batch), len(head), len(data))
+        )
+        out.write(data)
+        out.write(b"\nendstream\nendobj\n")
+        for index, (idnum, _) in enumerate(batch):
+            entries[idnum] = (2, num, index)
+        batch.clear()
+
+    for idnum, obj in enumerate(objects, start=1):
+        if obj is None:
+            continue
+        if isinstance(obj, StreamObject):
+            entries[idnum] = (1, out.tell(), 0)
+            out.write(b"%d 0 obj\n" % idnum)
+            obj.write_to_stream(out)
+            out.write(b"\nendobj\n")
+        else:
+            batch.append((idnum, obj))
+            if len(batch) >= _PER_OBJECT_STREAM:
+                flush()
+    flush()
+    xref_num = next_num
+    size = xref_num + 1
+    entries[xref_num] = (1, out.tell(), 0)
+    rows = b"".join(
+        struct.pack(">BIH", *entries.get(i, (0, 0, 65535 if i == 0 else 0))) for i in range(size)
+    )
+    data = zlib.compress(rows, 6)
+    trailer = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/XRef"),
+            NameObject("/Size"): NumberObject(size),
+            NameObject("/W"): ArrayObject([NumberObject(1), NumberObject(4), NumberObject(2)]),
+            NameObject("/Root"): writer.root_object.indirect_reference,
+            NameObject("/Filter"): NameObject("/FlateDecode"),
+            NameObject("/Length"): NumberObject(len(data)),
+        }
+    )
+    if writer._info is not None:
+        trailer[NameObject("/Info")] = writer._info.indirect_reference
+    if writer._ID is not None:
+        trailer[NameObject("/ID")] = writer._ID
+    position = entries[xref_num][1]
+    out.write(b"%d 0 obj\n" % xref_num)
+    trailer.write_to_stream(out)
+    out.write(b"\nstream\n" + data + b"\nendstream\nendobj\n")
+    out.write(b"startxref\n%d\n%%%%EOF\n" % position)
