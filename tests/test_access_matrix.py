@@ -27,12 +27,15 @@ import pytest
 
 from clientcomm import (
     Audience,
+    CaseFile,
+    Contact,
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
     Role,
     RoleAccessPolicy,
     Staff,
+    WritableDirectory,
 )
 from clientcomm.actors import ClientActor, StaffActor
 from clientcomm.app import ClientComm
@@ -42,6 +45,7 @@ from clientcomm.directory.sql import SqlDirectory
 from clientcomm.errors import ClientCommError
 from clientcomm.mailing import PAGE_KIND, MailingState
 from clientcomm.mailing.ledger import Ledger
+from clientcomm.sharing import PortalDocument
 from clientcomm.storage.migrations import load_migrations
 from clientcomm.storage.sqlite import SQLiteStore
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
@@ -95,10 +99,22 @@ MISSING = {
     "message_id": "m-none",
     "attachment_id": "a-none",
     "mailing_id": "ml-none",
+    # sharing
+    "case_id": "akte-none",
+    "folder_id": "fld-none",
+    "channel_id": "chn-none",
+    "share_id": "shr-none",
 }
 IDS = (*MISSING, "client_ids", "audience")
 """Parameters naming objects: an existing-out-of-reach and a missing value each."""
-VALUES: dict[str, Any] = {"text": "Hallo", "up_to_seq": 1}
+VALUES: dict[str, Any] = {
+    "text": "Hallo",
+    "up_to_seq": 1,
+    # sharing
+    "name": "Ordner",
+    "documents": [PortalDocument("Beleg.pdf", PDF, "application/pdf", "h1")],
+    "document_ids": ["h1"],
+}
 """Other required parameters: the same value in both calls."""
 
 
@@ -136,8 +152,24 @@ async def seed(app: ClientComm) -> dict[str, Any]:
     [stored] = await app.messages.list_for_staff(ADMIN, "c3", mark_read=False)
     [attachment] = stored.attachments
     mailing = await app.mailings.submit(ADMIN, Audience.clients("c3"), "Rundschreiben")
+    # sharing: a case file of c3 (its handler: the admin), a contact with portal access,
+    # a folder, a channel, a share, a message
+    assert isinstance(app.directory, WritableDirectory)
+    await app.directory.put_contact(
+        Contact("k3p", "f1", "c3", "Carla Portal", email="carla.p@example.com", registered=True)
+    )
+    await app.directory.put_case_file(CaseFile("akte-c3", "f1", "c3", "Chor", handler_id="admin"))
+    folder = await app.shares.create_folder(ADMIN, "akte-c3", "Bescheide")
+    channel = await app.shares.create_channel(ADMIN, "akte-c3", "Post")
+    doc = PortalDocument("Bescheid.pdf", PDF, "application/pdf", "h1")
+    shared = await app.shares.share(ADMIN, "akte-c3", [doc], folder_id=folder.id)
+    await app.shares.post(ADMIN, channel.id, "Hallo")
     await app.drain()
     return {
+        "case_id": "akte-c3",
+        "folder_id": folder.id,
+        "channel_id": channel.id,
+        "share_id": shared.share_ids[0],
         "client_id": "c3",
         "client_ids": ["c3"],
         "message_id": message_id,
@@ -205,7 +237,7 @@ async def test_every_service_method_is_enumerated(tmp_path: Path) -> None:
             found = {
                 (attr, name) for attr, svc in services(app) for name in public_methods(type(svc))
             }
-    assert {attr for attr, _ in found} == {"messages", "mailings"}
+    assert {attr for attr, _ in found} == {"messages", "mailings", "shares"}
     for expected in [
         ("messages", "send"),
         ("messages", "unread_counts"),
@@ -221,6 +253,13 @@ async def test_every_service_method_is_enumerated(tmp_path: Path) -> None:
         ("mailings", "export_csv"),
         ("mailings", "export_jsonl"),
         ("mailings", "cancel"),
+        ("shares", "share"),
+        ("shares", "share_with_message"),
+        ("shares", "download"),
+        ("shares", "end"),
+        ("shares", "upload"),
+        ("shares", "visibility"),
+        ("shares", "post"),
     ]:
         assert expected in found
     assert len(found) >= 18
@@ -259,6 +298,9 @@ async def test_every_refusal_answers_as_a_missing_id(backend: Any, policy: str) 
         assert after == before and after.state is MailingState.COMPLETED
         chat = await app.messages.list_for_staff(ADMIN, "c3", mark_read=False)
         assert [m.id for m in chat if m.mailing_id is None] == [existing["message_id"]]
+        [shared] = await app.shares.list_documents(ADMIN, existing["folder_id"])
+        assert shared.id == existing["share_id"] and shared.active
+        assert len(await app.shares.list_messages(ADMIN, existing["channel_id"])) == 1
 
 
 async def test_the_matrix_sees_a_leak(backend: Any) -> None:

@@ -28,6 +28,7 @@ SUBPACKAGES = [
     "audit",
     "compliance",
     "evidence",
+    "sharing",
     "letters",
     "postal",
 ]

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OURS = (
     "mailing.fanout",
     "attachments.sweep",
+    "sharing.timers",
     "notifications.expand",
     "notifications.deliver",
     "keys.rewrap",

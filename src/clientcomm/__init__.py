@@ -96,6 +96,13 @@ from clientcomm.records import Kind, Meta, Records, RecordTx, Registry, SealedFi
 from clientcomm.rules.access import DEFAULT_RULES, AccessPolicy, RoleAccessPolicy
 from clientcomm.rules.audience import Audience, ResolvedAudience, resolve_audience
 from clientcomm.rules.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
+from clientcomm.sharing import (
+    PortalDocument,
+    SharedDocument,
+    ShareMarker,
+    ShareReceipt,
+    SharingService,
+)
 from clientcomm.steps import Step, StepRegistry
 from clientcomm.storage.base import Record, Store, Transaction
 from clientcomm.storage.memory import MemoryStore
@@ -176,6 +183,7 @@ __all__ = [
     "OpenRequest",
     "PermanentDeliveryError",
     "PermissionDeniedError",
+    "PortalDocument",
     "PostalAddress",
     "PreviewCopy",
     "ReadPolicy",
@@ -198,6 +206,10 @@ __all__ = [
     "SealRequest",
     "SealedField",
     "Sealer",
+    "ShareMarker",
+    "ShareReceipt",
+    "SharedDocument",
+    "SharingService",
     "SqlDirectory",
     "Staff",
     "StaffActor",

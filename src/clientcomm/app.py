@@ -67,8 +67,8 @@ __all__ = ["BUILTIN_STEPS", "ClientComm"]
 #: clientcomm's own background steps, in the order :meth:`ClientComm.run_once` runs them.
 BUILTIN_STEPS: tuple[Step, ...] = (
     *MAILING_STEPS,
-    *SHARING_STEPS,
     *ATTACHMENT_STEPS,
+    *SHARING_STEPS,
     *NOTIFICATION_STEPS,
     *KEY_STEPS,
     *COMPLIANCE_STEPS,

@@ -98,6 +98,10 @@ SCENARIOS = {
     JOB_KIND,
     INAPP_KIND,
     NOTICE_KEY_KIND,
+    # sharing: the scenario is tests/sharing/test_tamper.py
+    "share",
+    "portal.place",
+    "portal.message",
     # serial-letter runs: scenarios in tests/letters_run/test_tamper.py
     "letters.run",
     "letters.doc",

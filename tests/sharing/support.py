@@ -11,6 +11,7 @@ from clientcomm import CaseFile, Contact, ManualClock, Role, Staff, StaffPermiss
 from clientcomm.actors import StaffActor
 from clientcomm.app import ClientComm
 from clientcomm.blobs.memory import MemoryBlobStore
+from clientcomm.crypto import LocalKeyProvider, MasterKey
 from clientcomm.directory.base import WritableDirectory
 from clientcomm.storage.base import Store
 from tests.mailing_support import make_app
@@ -65,9 +66,17 @@ async def seed_sharing(directory: WritableDirectory) -> None:
         await directory.put_case_file(case)
 
 
+CRASH_MASTER = MasterKey(b"\x07" * 32)
+"""A fixed master key, for tests whose processes share one store."""
+
+
 @asynccontextmanager
-async def sharing_app(store: Store, tmp_path: Path, **kwargs: object) -> AsyncIterator[ClientComm]:
+async def sharing_app(
+    store: Store, tmp_path: Path, *, master: MasterKey | None = None, **kwargs: object
+) -> AsyncIterator[ClientComm]:
     async with make_app(store, tmp_path, **kwargs) as app:  # type: ignore[arg-type]
+        if master is not None:  # before any key is used
+            app.sealer.provider = LocalKeyProvider(store, master, clock=app.clock)
         assert isinstance(app.directory, WritableDirectory)
         await seed_sharing(app.directory)
         yield app

@@ -438,14 +438,11 @@ class SharingService:
             if len(name.encode("utf-8", "surrogatepass")) > 255:
                 raise InvalidInputError(f"{field}.filename", "must be at most 255 bytes (UTF-8)")
             check_content_type(doc.content_type, f"{field}.content_type")
-            if upload:
-                if doc.document_id is not None:
-                    raise InvalidInputError(f"{field}.document_id", "a client's upload has none")
-            elif doc.document_id is None:
+            if not upload and doc.document_id is None:
                 raise InvalidInputError(
                     f"{field}.document_id", "the host's document id is required"
                 )
-            else:
+            if not upload:
                 check_identifier(doc.document_id, f"{field}.document_id")
             if isinstance(doc.content, bytes | bytearray) and len(doc.content) == 0:
                 raise InvalidInputError(field, "is empty", value=name)
@@ -591,7 +588,6 @@ class SharingService:
                 )
             key = await self._notice_keys.get(firm_id)
             firm = await self._directory.get_firm(firm_id)
-            client = await self._directory.get_client(firm_id, target)
             contacts = await self._directory.list_contacts(firm_id, [target])
             event = NotificationEvent(
                 NotificationKind.NEW_MESSAGE
@@ -601,7 +597,7 @@ class SharingService:
                 firm.name,
                 event_id=f"share-{records[0].id}",
                 client_id=target,
-                client_name=client.name,
+                client_name=None,  # a client's notice names the firm, not the client
                 count=len(records),
                 expires_at=expiry,
             )
@@ -721,7 +717,7 @@ class SharingService:
                         origin,
                         shared_by,
                         (stored,),
-                        document_id=c.doc.document_id,
+                        document_id=c.doc.document_id if origin is ShareOrigin.FIRM else None,
                         message_id=message_id,
                         expires_at=expires_at,
                     )
@@ -1151,7 +1147,8 @@ class SharingService:
             event_id=place.id,
             cause_id=message.id,
             client_id=place.client_id,
-            client_name=client.name,
+            # a staff notice names the client who wrote; a client's notice the firm
+            client_name=client.name if message.author is Author.CLIENT else None,
         )
         if message.author is Author.STAFF:
             contacts = await self._directory.list_contacts(firm_id, [place.client_id])
@@ -1257,7 +1254,7 @@ class SharingService:
         Raises:
             PermissionDeniedError: not a client actor.
             NotFoundError: unknown folder, or another client's (the same answer).
-            InvalidInputError: a bad document (see :meth:`share`; no host id).
+            InvalidInputError: a bad document (see :meth:`share`; a host id is ignored).
         """
         require_actor(actor, ClientActor, action="portal.upload")
         checked = self._check_documents(documents, upload=True)
