@@ -45,11 +45,14 @@ from clientcomm.directory.sql import SqlDirectory
 from clientcomm.errors import ClientCommError
 from clientcomm.mailing import PAGE_KIND, MailingState
 from clientcomm.mailing.ledger import Ledger
+from clientcomm.letters.run_models import PageRange
+from clientcomm.letters.selection import Selection
 from clientcomm.sharing import PortalDocument
 from clientcomm.storage.migrations import load_migrations
 from clientcomm.storage.sqlite import SQLiteStore
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
 from tests.conftest import pg_admin_url
+from tests.letters.hostile import letter
 from tests.mailing_support import make_app
 
 ADMIN = StaffActor("f1", "admin")
@@ -104,6 +107,13 @@ MISSING = {
     "folder_id": "fld-none",
     "channel_id": "chn-none",
     "share_id": "shr-none",
+    # serial-letter runs
+    "run_id": "run-none",
+    "document_id": "doc-none",
+    "download_id": "dl-none",
+    "unit_id": "u-none",
+    "contact_id": "k-none",
+    "property_id": "g-none",
 }
 IDS = (*MISSING, "client_ids", "audience")
 """Parameters naming objects: an existing-out-of-reach and a missing value each."""
@@ -114,6 +124,16 @@ VALUES: dict[str, Any] = {
     "name": "Ordner",
     "documents": [PortalDocument("Beleg.pdf", PDF, "application/pdf", "h1")],
     "document_ids": ["h1"],
+    # serial-letter runs
+    "title": "Abrechnung",
+    "filename": "a.pdf",
+    "pdf": letter(),
+    "ranges": [PageRange("c3", 1, 1)],
+    "selection": Selection(),
+    "colour": False,
+    "duplex": False,
+    "case_files": {"c3": "akte-c3"},
+    "token": "cc1.e30.AAAA",
 }
 """Other required parameters: the same value in both calls."""
 
@@ -164,8 +184,20 @@ async def seed(app: ClientComm) -> dict[str, Any]:
     doc = PortalDocument("Bescheid.pdf", PDF, "application/pdf", "h1")
     shared = await app.shares.share(ADMIN, "akte-c3", [doc], folder_id=folder.id)
     await app.shares.post(ADMIN, channel.id, "Hallo")
+    # serial letters: a run of group g2 for unit c3, with a document and a download
+    run = await app.letter_runs.create(ADMIN, property_id="g2", title="R", unit_ids=["c3"])
+    [run_doc] = await app.letter_runs.upload(
+        ADMIN, run.id, filename="r.pdf", pdf=letter(), ranges=[PageRange("c3", 1, 1)]
+    )
+    await app.letter_runs.aclose()  # refused calls never reach the intake
     await app.drain()
     return {
+        "run_id": run.id,
+        "document_id": run_doc.id,
+        "download_id": "dl-none",  # a download needs a mailed link: opened only by token
+        "unit_id": "c3",
+        "contact_id": "k3",
+        "property_id": "g2",
         "case_id": "akte-c3",
         "folder_id": folder.id,
         "channel_id": channel.id,
@@ -237,7 +269,9 @@ async def test_every_service_method_is_enumerated(tmp_path: Path) -> None:
             found = {
                 (attr, name) for attr, svc in services(app) for name in public_methods(type(svc))
             }
-    assert {attr for attr, _ in found} == {"messages", "mailings", "shares"}
+    assert {attr for attr, _ in found} == {"messages", "mailings", "shares", "letter_runs"}
+    for name in ("create", "upload", "overview", "release", "order", "cancel", "delete"):
+        assert ("letter_runs", name) in found
     for expected in [
         ("messages", "send"),
         ("messages", "unread_counts"),

@@ -448,7 +448,10 @@ class LetterRuns:
                     raise NotFoundError("client", unit)
         if not units:
             raise InvalidInputError("unit_ids", "a run needs at least one unit")
-        require_reach(self.access, staff, units, action="letters.prepare")
+        # a unit out of reach answers as the missing property (never naming it)
+        require_reach(
+            self.access, staff, units, action="letters.prepare", kind="client_group", id=property_id
+        )
         members = None
         if contacts is not None:
             known = {
