@@ -82,7 +82,7 @@ async def test_a_run_end_to_end(tmp_path: Path, intake: PdfIntake) -> None:
         await _run(app, tmp_path, intake)
 
 
-async def _run(app: ClientComm, tmp_path: Path, intake: PdfIntake) -> None:
+async def prepare(app: ClientComm, tmp_path: Path, intake: PdfIntake) -> FileDropProvider:
     d = app.directory
     await d.put_staff(  # type: ignore[attr-defined]
         Staff(
@@ -110,6 +110,12 @@ async def _run(app: ClientComm, tmp_path: Path, intake: PdfIntake) -> None:
         {"letters_download": "https://office.example/{firm_id}/letters/{event_id}"},
         default="https://portal.example/{firm_id}/clients/{client_id}/messages",
     )
+    return drop
+
+
+async def _run(app: ClientComm, tmp_path: Path, intake: PdfIntake) -> None:
+    drop = await prepare(app, tmp_path, intake)
+    runs = app.letter_runs
     transport = app.transport
 
     # -- upload (one PDF split by the host's page ranges), attachment ------------------
@@ -275,3 +281,37 @@ async def _run(app: ClientComm, tmp_path: Path, intake: PdfIntake) -> None:
         "letters.deleted",
     ):
         assert op in ops, op
+
+
+async def test_a_release_stopped_part_way_is_finished_without_duplicates(
+    tmp_path: Path, intake: PdfIntake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with SQLiteStore(tmp_path / "store.db") as store, letters_app(store, tmp_path) as app:
+        await prepare(app, tmp_path, intake)
+        runs = app.letter_runs
+        run = await runs.create(SHARER, property_id="p1", title="T", contacts=MEMBERS)
+        await runs.upload(SHARER, run.id, filename="a.pdf", pdf=UPLOAD, ranges=RANGES)
+        real = app.shares.share
+        calls = 0
+
+        async def crash_on_second(*args: object, **kwargs: object) -> object:
+            nonlocal calls
+            calls += 1
+            result = await real(*args, **kwargs)  # type: ignore[arg-type]
+            if calls == 2:
+                raise RuntimeError("killed after sharing unit 2")
+            return result
+
+        monkeypatch.setattr(app.shares, "share", crash_on_second)
+        with pytest.raises(RuntimeError):
+            await runs.release(SHARER, run.id, case_files=CASES)
+        monkeypatch.setattr(app.shares, "share", real)
+        assert (await runs.get(SHARER, run.id)).state is RunState.DRAFT
+        done = await runs.release(SHARER, run.id, case_files=CASES)
+        assert done.state is RunState.RELEASED
+        for unit, contact in (("u1", "olga"), ("u2", "olga-u2"), ("u4", "vera")):
+            portal = ClientActor("f1", unit, contact)
+            shown = []
+            for folder in await app.shares.list_folders(portal, CASES[unit]):
+                shown += await app.shares.list_documents(portal, folder.id)
+            assert len(shown) == 1, unit  # the unit's document, once

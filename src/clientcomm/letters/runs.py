@@ -148,6 +148,8 @@ FirmSetting = Callable[[str], Awaitable[bool]]
 
 _MAX_TITLE = 200
 _MAX_DOC_TYPE = 100
+_RELEASE_BATCH = 100
+"""Units released between two writes of the run's state (and audit records)."""
 
 
 async def _never(firm_id: str) -> bool:
@@ -180,6 +182,7 @@ class _State:
     members: tuple[tuple[str, tuple[str, ...]], ...] | None = None
     shares: tuple[tuple[str, tuple[str, ...]], ...] = ()
     orders: int = 0
+    releasing: bool = False
     run_id: str = ""
 
     def to_json(self) -> bytes:
@@ -202,6 +205,7 @@ class _State:
                 "released": list(self.released),
                 "shares": [[unit, list(ids)] for unit, ids in self.shares],
                 "orders": self.orders,
+                "releasing": self.releasing,
                 "run": self.run_id,
                 "members": None
                 if self.members is None
@@ -245,6 +249,7 @@ class _State:
             released=tuple(d["released"]),
             shares=tuple((unit, tuple(ids)) for unit, ids in d["shares"]),
             orders=int(d["orders"]),
+            releasing=bool(d["releasing"]),
             run_id=d["run"],
             members=None
             if d["members"] is None
@@ -1048,8 +1053,12 @@ class LetterRuns:
         A unit whose client has no portal access (no registered contact) is
         left out: it has no portal, its contacts get the letters by post.
 
-        Resumable: a unit already released is skipped, so a release stopped
-        part way (a crash, a refused unit) is finished by calling it again.
+        Resumable: the run's state records the units released every
+        100 units; a release stopped part way (a crash, a refused unit) is
+        finished by calling it again, which asks sharing (``visibility`` of
+        the documents' host ids) which of the units not recorded already hold
+        their documents, so none is shared twice (a folder created just before
+        a crash may stay empty).
         The run is ``released`` once every unit with documents is.
 
         Raises:
@@ -1086,51 +1095,71 @@ class LetterRuns:
         released = dict(run.state.shares)
         record = run.record
         state = run.state
+        resuming = state.releasing
+        if not resuming:
+            # the intent first: a call stopped part way is known as such, and
+            # the next one asks sharing what it already holds (no duplicates)
+            state = attrs.evolve(state, releasing=True)
+            record = await self._store_state(firm_id, record, state)
+        pending: list[str] = []
+        documents_done = 0
+
+        async def flush(final: bool) -> None:
+            nonlocal record, state, pending, documents_done
+            done = all(u in released for u in by_unit)
+            if not pending and not (final and done):
+                return
+            state = attrs.evolve(
+                state,
+                shares=tuple(released.items()),
+                released=tuple(u for u in state.units if u in released),
+                releasing=not (final and done),
+                state=RunState.RELEASED if final and done else state.state,
+            )
+            record = await self._write(
+                staff,
+                attrs.evolve(record, state=state.state),
+                state,
+                "letters.released",
+                clients=pending,
+                units=len(pending),
+                documents=documents_done,
+                notify=True,
+            )
+            pending, documents_done = [], 0
+
         for unit in state.units:
             if unit not in by_unit or unit in released:
                 continue
             case_id = case_files[unit]
+            ours = [*by_unit[unit], *attachments]
+            host_ids = [f"letters-{d.record.id}" for d in ours]
+            if resuming:
+                markers = await self.sharing.visibility(actor, case_id, host_ids)
+                live = [
+                    [m for m in markers.get(h, ()) if m.client_id == unit and m.ended_at is None]
+                    for h in host_ids
+                ]
+                if all(live):
+                    released[unit] = tuple(found[-1].share_id for found in live)
+                    pending.append(unit)
+                    continue
             folder = await self.sharing.create_folder(actor, case_id, name, client_id=unit)
             documents = [
                 PortalDocument(
-                    d.info.filename,
-                    await self._bytes(firm_id, d),
-                    "application/pdf",
-                    document_id=f"letters-{d.record.id}",
+                    d.info.filename, await self._bytes(firm_id, d), "application/pdf", document_id=h
                 )
-                for d in (*by_unit[unit], *attachments)
+                for d, h in zip(ours, host_ids, strict=True)
             ]
             receipt = await self.sharing.share(
                 actor, case_id, documents, folder_id=folder.id, client_id=unit
             )
             released[unit] = receipt.share_ids
-            state = attrs.evolve(
-                state,
-                shares=tuple(released.items()),
-                released=tuple(u for u in state.units if u in released),
-            )
-            record = await self._write(
-                staff,
-                record,
-                state,
-                "letters.released",
-                clients=[unit],
-                units=1,
-                documents=len(documents),
-                notify=True,
-            )
-        if state.state is RunState.DRAFT and all(u in released for u in by_unit):
-            state = attrs.evolve(state, state=RunState.RELEASED)
-            record = await self._write(
-                staff,
-                attrs.evolve(record, state=RunState.RELEASED),
-                state,
-                "letters.released",
-                clients=sorted(released),
-                units=len(released),
-                documents=0,
-                notify=True,
-            )
+            pending.append(unit)
+            documents_done += len(documents)
+            if len(pending) >= _RELEASE_BATCH:
+                await flush(False)
+        await flush(True)
         return self._view(firm_id, _Run(record, state))
 
     async def _write(
