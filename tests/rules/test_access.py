@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clientcomm.directory.models import Role, Staff
+from clientcomm.directory.models import Role, Staff, StaffPermission
 from clientcomm.errors import PermissionDeniedError
 from clientcomm.rules.access import (
     DEFAULT_RULES,
@@ -27,7 +27,8 @@ from clientcomm.rules.access import (
 CLIENTS = [f"c{i}" for i in range(6)]
 ACTIONS = sorted(DEFAULT_RULES)
 MAILING = [a for a in ACTIONS if a.startswith("mailing.")]
-CLIENT_ACTIONS = [a for a in ACTIONS if not a.startswith("mailing.")]
+PORTAL = [a for a in ACTIONS if a.startswith(("share.", "portal."))]
+CLIENT_ACTIONS = [a for a in ACTIONS if not a.startswith("mailing.") and a not in PORTAL]
 CHAT = [a for a in ACTIONS if a.startswith("chat.")]
 
 SETTINGS = settings(max_examples=100, deadline=None)
@@ -65,7 +66,7 @@ unknown_actions = st.one_of(
             "chat.read ",
             " chat.read",
             "mailing.send.all",
-            "share.create",
+            "share.created",
             "message.delete_all",
             "",
         ]
@@ -85,6 +86,15 @@ def test_default_actions_are_the_documented_ones() -> None:
         "message.delete",
         "message.evidence",
         "attachment.open",
+        # sharing (seed 001)
+        "share.create",
+        "share.view",
+        "share.end",
+        "share.end_any",
+        "portal.folder.create",
+        "portal.channel.create",
+        "portal.message.write",
+        "portal.message.read",
     }
     assert isinstance(POLICY, AccessPolicy)
 
@@ -188,12 +198,12 @@ def test_overrides_replace_a_rule(
 @SETTINGS
 @given(staff_members, client_ids)
 def test_overrides_add_actions(staff: Staff, client: str | None) -> None:
-    policy = RoleAccessPolicy({"share.create": client_access})
-    assert policy.allows(staff, "share.create", client) == (
+    policy = RoleAccessPolicy({"example.action": client_access})
+    assert policy.allows(staff, "example.action", client) == (
         full_access(staff) or client_access(staff, client)
     )
-    assert not POLICY.allows(staff, "share.create", client)
-    assert "share.create" not in DEFAULT_RULES
+    assert not POLICY.allows(staff, "example.action", client)
+    assert "example.action" not in DEFAULT_RULES
 
 
 @SETTINGS
@@ -325,3 +335,41 @@ def test_legacy_policy_only_with_may_access_client() -> None:
 def test_rule_type_is_a_callable_of_staff_and_client() -> None:
     rule: Rule = DEFAULT_RULES["chat.read"]
     assert rule(Staff("s", "f1", "n", Role.CLERK), None)
+
+
+# -- sharing (seed 001) -------------------------------------------------------------------
+portal_staff = st.builds(
+    _staff,
+    unrestricted=st.booleans(),
+    id=st.sampled_from(["s1", "s2", "s3"]),
+    firm_id=st.just("f1"),
+    name=st.just("Name"),
+    role=st.sampled_from(list(Role)),
+    client_ids=st.frozensets(st.sampled_from(CLIENTS)),
+    active=st.booleans(),
+    permissions=st.frozensets(st.sampled_from(list(StaffPermission))),
+)
+
+
+@SETTINGS
+@given(portal_staff, st.sampled_from([a for a in PORTAL if a != "share.end_any"]), client_ids)
+def test_portal_actions_need_the_permission_and_the_client(
+    staff: Staff, action: str, client: str | None
+) -> None:
+    """Seed 001: "Berechtigung Mandantenportal" and access to the case file's
+    client (handler or assistant is the case file's rule, in sharing.rules)."""
+    allowed = POLICY.allows(staff, action, client)
+    if full_access(staff):
+        assert allowed
+    else:
+        assert allowed == (
+            staff.active
+            and StaffPermission.CLIENT_PORTAL in staff.permissions
+            and (client is None or staff.can_access(client))
+        )
+
+
+@SETTINGS
+@given(portal_staff, client_ids)
+def test_only_full_access_roles_end_others_shares(staff: Staff, client: str | None) -> None:
+    assert POLICY.allows(staff, "share.end_any", client) == full_access(staff)

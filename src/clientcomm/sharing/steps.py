@@ -20,6 +20,6 @@ STEPS: tuple[Step, ...] = (
     Step(
         "sharing.timers",
         _timers,
-        "end shares at their expiry and remind their sharers before it",
+        "end portal shares at their expiry and remind their sharers before it",
     ),
 )
