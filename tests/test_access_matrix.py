@@ -43,10 +43,10 @@ from clientcomm.attachments import AttachmentInput
 from clientcomm.directory.memory import MemoryDirectory
 from clientcomm.directory.sql import SqlDirectory
 from clientcomm.errors import ClientCommError
-from clientcomm.mailing import PAGE_KIND, MailingState
-from clientcomm.mailing.ledger import Ledger
 from clientcomm.letters.run_models import PageRange
 from clientcomm.letters.selection import Selection
+from clientcomm.mailing import PAGE_KIND, MailingState
+from clientcomm.mailing.ledger import Ledger
 from clientcomm.sharing import PortalDocument
 from clientcomm.storage.migrations import load_migrations
 from clientcomm.storage.sqlite import SQLiteStore
