@@ -283,22 +283,24 @@ async def _full_run(inputs: Inputs) -> None:
     # -- the full run ----------------------------------------------------------------
     app = await world()
     app.letter_runs.intake = inputs.intake
-    upload = PdfWriter()
-    ranges = []
-    page = 1
-    for i, raw in enumerate(inputs.raw_letters):
-        count = 0
-        for p in PdfReader(io.BytesIO(raw)).pages:
-            upload.add_page(p)
-            count += 1
-        ranges.append(PageRange(f"u{i}", page, page + count - 1, "Abrechnung"))
-        page += count
-    buf = io.BytesIO()
-    upload.write(buf)
     run = await app.letter_runs.create(actor, property_id="p1", title="Abrechnung")
-    await app.letter_runs.upload(
-        actor, run.id, filename="abr.pdf", pdf=buf.getvalue(), ranges=ranges
-    )
+    chunk = 300  # uploads of <= 900 pages (intake's default limit is 1,000 pages)
+    for first in range(0, n, chunk):
+        upload = PdfWriter()
+        ranges = []
+        page = 1
+        for i in range(first, min(n, first + chunk)):
+            count = 0
+            for p in PdfReader(io.BytesIO(inputs.raw_letters[i])).pages:
+                upload.add_page(p)
+                count += 1
+            ranges.append(PageRange(f"u{i}", page, page + count - 1, "Abrechnung"))
+            page += count
+        buf = io.BytesIO()
+        upload.write(buf)
+        await app.letter_runs.upload(
+            actor, run.id, filename=f"abr-{first}.pdf", pdf=buf.getvalue(), ranges=ranges
+        )
     await app.letter_runs.add_attachment(actor, run.id, filename=att.filename, pdf=att.data)
     await app.letter_runs.set_options(
         actor, run.id, colour=False, duplex=True, duplex_optimised=True
