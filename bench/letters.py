@@ -187,7 +187,174 @@ def measure_qpdf(inputs: Inputs) -> None:
     emit("letters.qpdf_reference", inputs.n / elapsed, "letters/s", baseline=inputs.n / raw_s)
 
 
-MEASUREMENTS: list[Callable[[Inputs], None]] = [measure_intake, measure_print_file, measure_qpdf]
+async def _full_run(inputs: Inputs) -> None:
+    """``letters.full_run``: a serial-letter run of N units (part 2) end to end
+    through ``app.letter_runs`` (release into N portals through sharing, select,
+    merge, print file, file drop), beside the sum of the same work done
+    separately with the parts' own APIs in the same run: N sharing calls
+    (folder + share of the unit's document and the attachment), selection and
+    merge (``letter_documents`` + ``plan_letters``), ``build_print_file`` and
+    ``FileDropProvider.order``. Each part is done once in each line. In memory
+    (MemoryStore), the setup (directory, upload split by page ranges) untimed.
+    Target: full / sum of parts <= 1.5."""
+    from clientcomm import (
+        CaseFile,
+        Client,
+        ClientActor,
+        ClientComm,
+        ClientGroup,
+        Firm,
+        Role,
+        Staff,
+        StaffActor,
+        StaffPermission,
+    )
+    from clientcomm.letters.run_models import PageRange
+    from clientcomm.letters.selection import LetterLine, Selection, SendTo, letter_documents
+    from clientcomm.postal.base import PostalBatch
+    from clientcomm.postal.filedrop import FileDropProvider
+    from clientcomm.sharing import PortalDocument
+
+    n = inputs.n
+    actor = StaffActor("f1", "s1")
+
+    async def world() -> ClientComm:
+        app = ClientComm.in_memory()
+        d: Any = app.directory
+        await d.put_firm(Firm("f1", "Hausverwaltung"))
+        await d.put_group(ClientGroup("p1", "f1", "Liegenschaft"))
+        await d.put_staff(
+            Staff(
+                "s1",
+                "f1",
+                "Sina",
+                Role.CLERK,
+                unrestricted=True,
+                permissions={StaffPermission.CLIENT_PORTAL},
+            )
+        )
+        for i, c in enumerate(inputs.contacts):
+            unit = f"u{i}"
+            await d.put_client(Client(unit, "f1", f"Einheit {i}", group_ids={"p1"}))
+            await d.put_contact(attrs.evolve(c, client_id=unit, registered=True))
+            await d.put_case_file(CaseFile(f"akte-{i}", "f1", unit, f"Akte {i}", handler_id="s1"))
+        return app
+
+    # -- the parts, separately --------------------------------------------------------
+    parts_app = await world()
+    att = inputs.validated_attachment
+    assert att is not None
+    started = time.perf_counter()
+    for i, doc in enumerate(inputs.letters):
+        folder = await parts_app.shares.create_folder(
+            actor, f"akte-{i}", "Abrechnung", client_id=f"u{i}"
+        )
+        await parts_app.shares.share(
+            actor,
+            f"akte-{i}",
+            [
+                PortalDocument(doc.filename, doc.data, "application/pdf", f"d{i}"),
+                PortalDocument(att.filename, att.data, "application/pdf", f"a{i}"),
+            ],
+            folder_id=folder.id,
+            client_id=f"u{i}",
+        )
+    t_release = time.perf_counter() - started
+    contacts = [attrs.evolve(c, registered=False) for c in inputs.contacts]
+    started = time.perf_counter()
+    lines = [LetterLine(f"u{i}", c.id, False, c.preference) for i, c in enumerate(contacts)]
+    docs = letter_documents(
+        lines,
+        Selection(SendTo.ALL, merge=True),
+        {f"u{i}": [p] for i, p in enumerate(inputs.letters)},
+    )
+    plans = plan_letters(docs, [att], contacts, DUPLEX, merge=True)
+    t_select = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        drop = FileDropProvider(tmp)
+        started = time.perf_counter()
+        printed = build_print_file(plans, DUPLEX)
+        batch = PostalBatch.from_print_file("f1", "bench-1", printed, contacts)
+        await drop.order(batch)
+        t_drop = time.perf_counter() - started
+    await parts_app.aclose()
+    parts = t_release + t_select + t_drop
+
+    # -- the full run ----------------------------------------------------------------
+    app = await world()
+    app.letter_runs.intake = inputs.intake
+    run = await app.letter_runs.create(actor, property_id="p1", title="Abrechnung")
+    chunk = 300  # uploads of <= 900 pages (intake's default limit is 1,000 pages)
+    for first in range(0, n, chunk):
+        upload = PdfWriter()
+        ranges = []
+        page = 1
+        for i in range(first, min(n, first + chunk)):
+            count = 0
+            for p in PdfReader(io.BytesIO(inputs.raw_letters[i])).pages:
+                upload.add_page(p)
+                count += 1
+            ranges.append(PageRange(f"u{i}", page, page + count - 1, "Abrechnung"))
+            page += count
+        buf = io.BytesIO()
+        upload.write(buf)
+        await app.letter_runs.upload(
+            actor, run.id, filename=f"abr-{first}.pdf", pdf=buf.getvalue(), ranges=ranges
+        )
+    await app.letter_runs.add_attachment(actor, run.id, filename=att.filename, pdf=att.data)
+    await app.letter_runs.set_options(
+        actor, run.id, colour=False, duplex=True, duplex_optimised=True
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        app.letter_runs.provider = FileDropProvider(tmp)
+        started = time.perf_counter()
+        await app.letter_runs.release(
+            actor, run.id, case_files={f"u{i}": f"akte-{i}" for i in range(n)}
+        )
+        t_full_release = time.perf_counter() - started
+        await app.letter_runs.set_selection(actor, run.id, Selection(SendTo.ALL, merge=True))
+        view = await app.letter_runs.order(actor, run.id)
+        full = time.perf_counter() - started
+    assert view.order is not None and len(view.order.letters) == n
+    shown = await app.shares.list_folders(ClientActor("f1", "u0", inputs.contacts[0].id), "akte-0")
+    assert len(shown) == 1
+    await app.aclose()
+    emit(
+        "letters.full_run",
+        full,
+        "s",
+        baseline=parts,
+        target=1.5,
+        units=n,
+        release_s=round(t_full_release, 3),
+        parts_release_s=round(t_release, 3),
+        parts_select_merge_s=round(t_select, 3),
+        parts_print_file_drop_s=round(t_drop, 3),
+    )
+
+
+def measure_full_run(inputs: Inputs) -> None:
+    import asyncio
+
+    if not inputs.letters:
+        inputs.letters = [
+            v
+            for v in inputs.intake.validate_many(
+                [(f"l{i}.pdf", d) for i, d in enumerate(inputs.raw_letters)], first_page_text=True
+            )
+            if isinstance(v, ValidatedPdf)
+        ]
+    if inputs.validated_attachment is None:
+        inputs.validated_attachment = inputs.intake.validate("anhang.pdf", inputs.attachment)
+    asyncio.run(_full_run(inputs))
+
+
+MEASUREMENTS: list[Callable[[Inputs], None]] = [
+    measure_intake,
+    measure_print_file,
+    measure_qpdf,
+    measure_full_run,
+]
 
 
 def main(argv: list[str]) -> None:

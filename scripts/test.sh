@@ -6,15 +6,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-# Debian tools the tests use (qpdf checks print files); installed when missing.
+# Debian tools the tests use, installed from the Debian archive when missing (like
+# PostgreSQL's binaries): Ghostscript makes the serial letters' PDF/A downloads
+# (clientcomm.letters.pdfa), qpdf checks the print files.
 need=()
+command -v gs >/dev/null 2>&1 || need+=(ghostscript)
 command -v qpdf >/dev/null 2>&1 || need+=(qpdf)
 if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]} (Debian)"
+    echo "installing ${need[*]} (apt-get)"
     if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
+    export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 \
         || { "${SUDO[@]}" apt-get update -qq >/dev/null 2>&1 \
-             && "${SUDO[@]}" apt-get install -y -qq "${need[@]}" >/dev/null; }
+             && "${SUDO[@]}" apt-get install -y -qq "${need[@]}" >/dev/null; } \
+        || { echo "cannot install ${need[*]}: install them (Debian: apt-get install ${need[*]})" >&2; exit 1; }
 fi
 
 PGDIR=$(mktemp -d /tmp/clientcomm-pg.XXXXXX)

@@ -44,6 +44,8 @@ from clientcomm.attachments import AttachmentInput
 from clientcomm.directory.memory import MemoryDirectory
 from clientcomm.directory.sql import SqlDirectory
 from clientcomm.errors import ClientCommError
+from clientcomm.letters.run_models import PageRange
+from clientcomm.letters.selection import Selection
 from clientcomm.mailing import PAGE_KIND, MailingState
 from clientcomm.mailing.ledger import Ledger
 from clientcomm.sharing import PortalDocument
@@ -51,6 +53,7 @@ from clientcomm.storage.migrations import load_migrations
 from clientcomm.storage.sqlite import SQLiteStore
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
 from tests.conftest import pg_admin_url
+from tests.letters.hostile import letter
 from tests.mailing_support import make_app
 
 ADMIN = StaffActor("f1", "admin")
@@ -110,6 +113,13 @@ MISSING = {
     "folder_id": "fld-none",
     "channel_id": "chn-none",
     "share_id": "shr-none",
+    # serial-letter runs
+    "run_id": "run-none",
+    "document_id": "doc-none",
+    "download_id": "dl-none",
+    "unit_id": "u-none",
+    "contact_id": "k-none",
+    "property_id": "g-none",
 }
 IDS = (*MISSING, "client_ids", "audience", "conversation_ids", "notification_ids")
 """Parameters naming objects: an existing-out-of-reach and a missing value each."""
@@ -127,6 +137,16 @@ VALUES: dict[str, Any] = {
     "name": "Ordner",
     "documents": [PortalDocument("Beleg.pdf", PDF, "application/pdf", "h1")],
     "document_ids": ["h1"],
+    # serial-letter runs
+    "title": "Abrechnung",
+    "filename": "a.pdf",
+    "pdf": letter(),
+    "ranges": [PageRange("c3", 1, 1)],
+    "selection": Selection(),
+    "colour": False,
+    "duplex": False,
+    "case_files": {"c3": "akte-c3"},
+    "token": "cc1.e30.AAAA",
 }
 """Other required parameters: the same value in both calls."""
 
@@ -177,6 +197,12 @@ async def seed(app: ClientComm) -> dict[str, Any]:
     doc = PortalDocument("Bescheid.pdf", PDF, "application/pdf", "h1")
     shared = await app.shares.share(ADMIN, "akte-c3", [doc], folder_id=folder.id)
     await app.shares.post(ADMIN, channel.id, "Hallo")
+    # serial letters: a run of group g2 for unit c3, with a document and a download
+    run = await app.letter_runs.create(ADMIN, property_id="g2", title="R", unit_ids=["c3"])
+    [run_doc] = await app.letter_runs.upload(
+        ADMIN, run.id, filename="r.pdf", pdf=letter(), ranges=[PageRange("c3", 1, 1)]
+    )
+    await app.letter_runs.aclose()  # refused calls never reach the intake
     await app.drain()
     announcement = await app.announcements.create(  # for group g2: c3 (and c2), not c1
         ADMIN, "Für GmbHs", "Text", audience=Audience.groups("g2")
@@ -198,6 +224,12 @@ async def seed(app: ClientComm) -> dict[str, Any]:
         "comment_id": comment.id,
         "notification_id": notice.id,
         "notification_ids": [notice.id],
+        "run_id": run.id,
+        "document_id": run_doc.id,
+        "download_id": "dl-none",  # a download needs a mailed link: opened only by token
+        "unit_id": "c3",
+        "contact_id": "k3",
+        "property_id": "g2",
         "case_id": "akte-c3",
         "folder_id": folder.id,
         "channel_id": channel.id,
@@ -282,7 +314,10 @@ async def test_every_service_method_is_enumerated(tmp_path: Path) -> None:
         "announcements",
         "conversations",
         "shares",
+        "letter_runs",
     }
+    for name in ("create", "upload", "overview", "release", "order", "cancel", "delete"):
+        assert ("letter_runs", name) in found
     for expected in [
         ("messages", "send"),
         ("messages", "unread_counts"),

@@ -28,6 +28,7 @@ OURS = (
     "mailing.fanout",
     "attachments.sweep",
     "sharing.timers",
+    "letters.pdfa",
     "notifications.expand",
     "notifications.deliver",
     "keys.rewrap",

@@ -85,6 +85,10 @@ from clientcomm.errors import (
     TemporaryDeliveryError,
 )
 from clientcomm.evidence import DeliveryEvidence
+from clientcomm.letters.pdfa import PdfaConverter, PdfaError
+from clientcomm.letters.run_models import PageRange
+from clientcomm.letters.runs import LetterRuns
+from clientcomm.letters.tokens import LinkTokenError
 from clientcomm.mail import MailTransport, MemoryTransport, SMTPConfig, SMTPTransport, TLSMode
 from clientcomm.mailing import (
     ClientFields,
@@ -188,7 +192,9 @@ __all__ = [
     "KeyProvider",
     "Kind",
     "LedgerEntry",
+    "LetterRuns",
     "LinkTemplates",
+    "LinkTokenError",
     "LocalKeyProvider",
     "MailSettings",
     "MailTransport",
@@ -211,6 +217,9 @@ __all__ = [
     "NotificationEvent",
     "NotificationKind",
     "OpenRequest",
+    "PageRange",
+    "PdfaConverter",
+    "PdfaError",
     "PermanentDeliveryError",
     "PermissionDeniedError",
     "PortalDocument",

@@ -36,6 +36,7 @@ from clientcomm.directory.base import Directory
 from clientcomm.directory.memory import MemoryDirectory
 from clientcomm.errors import InvalidInputError
 from clientcomm.ids import worker_id
+from clientcomm.letters.run_steps import STEPS as LETTER_RUN_STEPS
 from clientcomm.mail.base import MailTransport
 from clientcomm.mail.memory import MemoryTransport
 from clientcomm.mailing import MailingService
@@ -71,6 +72,7 @@ BUILTIN_STEPS: tuple[Step, ...] = (
     *MAILING_STEPS,
     *ATTACHMENT_STEPS,
     *SHARING_STEPS,
+    *LETTER_RUN_STEPS,
     *NOTIFICATION_STEPS,
     *KEY_STEPS,
     *COMPLIANCE_STEPS,
@@ -231,6 +233,19 @@ class ClientComm:
         )
         self.audit = AuditTrail(store, clock=self.clock)
         self.compliance = ComplianceService(self)
+        from clientcomm.letters.runs import LetterRuns  # serial-letter runs (seed 003)
+
+        self.letter_runs = LetterRuns(
+            store=store,
+            directory=directory,
+            sealer=self.sealer,
+            attachments=self.attachments,
+            notice_keys=self.notice_keys,
+            links=links,
+            clock=self.clock,
+            access=self.access,
+            sharing=self.shares,
+        )
         self.steps = StepRegistry((*BUILTIN_STEPS, *steps))
 
     @classmethod
@@ -403,6 +418,7 @@ class ClientComm:
 
     async def aclose(self) -> None:
         """Close every backend this instance was given."""
+        await self.letter_runs.aclose()
         await self.transport.aclose()
         await self.blobs.aclose()
         await self.sealer.provider.aclose()

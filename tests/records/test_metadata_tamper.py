@@ -105,6 +105,10 @@ SCENARIOS = {
     "share",
     "portal.place",
     "portal.message",
+    # serial-letter runs: scenarios in tests/letters_run/test_tamper.py
+    "letters.run",
+    "letters.doc",
+    "letters.download",
 }
 """The kinds with protected attributes, each with its scenario below."""
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from clientcomm.directory.models import Role, Staff, StaffPermission
 from clientcomm.errors import PermissionDeniedError
 from clientcomm.rules.access import (
+    ADMIN_ONLY_ACTIONS,
     DEFAULT_RULES,
     AccessPolicy,
     RoleAccessPolicy,
@@ -28,8 +29,11 @@ CLIENTS = [f"c{i}" for i in range(6)]
 ACTIONS = sorted(DEFAULT_RULES)
 MAILING = [a for a in ACTIONS if a.startswith("mailing.")]
 PORTAL = [a for a in ACTIONS if a.startswith(("share.", "portal."))]
+LETTERS = [a for a in ACTIONS if a.startswith("letters.")]
 CLIENT_ACTIONS = [
-    a for a in ACTIONS if not a.startswith(("mailing.", "announcement.")) and a not in PORTAL
+    a
+    for a in ACTIONS
+    if not a.startswith(("mailing.", "announcement.")) and a not in PORTAL and a not in LETTERS
 ]
 CHAT = [a for a in ACTIONS if a.startswith("chat.")]
 
@@ -104,6 +108,14 @@ def test_default_actions_are_the_documented_ones() -> None:
         "portal.channel.create",
         "portal.message.write",
         "portal.message.read",
+        # serial-letter runs (seed 003)
+        "letters.prepare",
+        "letters.view",
+        "letters.release",
+        "letters.order",
+        "letters.cancel",
+        "letters.download",
+        "letters.delete",
     }
     assert isinstance(POLICY, AccessPolicy)
 
@@ -142,6 +154,9 @@ def test_admins_and_managers_may_do_every_known_action(
 ) -> None:
     if staff.active and staff.role in (Role.ADMIN, Role.MANAGER):
         assert full_access(staff)
+        if action in ADMIN_ONLY_ACTIONS and staff.role is Role.MANAGER:
+            assert not POLICY.allows(staff, action, client)  # "Serienbrief löschen"
+            return
         assert POLICY.allows(staff, action, client)
         # whatever their own client list says
         assert POLICY.allows(staff, action, "not-on-any-list")
@@ -204,6 +219,8 @@ def test_overrides_replace_a_rule(
     allowed = policy.allows(staff, action, client)
     if not staff.active:
         assert not allowed and not calls
+    elif staff.role is Role.MANAGER and action in ADMIN_ONLY_ACTIONS:
+        assert allowed == answer  # managers are asked the rule of an admin-only action
     elif staff.role in (Role.ADMIN, Role.MANAGER):
         assert allowed and not calls  # the full-access bypass lives in the policy
     else:
@@ -393,3 +410,23 @@ def test_portal_actions_need_the_permission_and_the_client(
 @given(portal_staff, client_ids)
 def test_only_full_access_roles_end_others_shares(staff: Staff, client: str | None) -> None:
     assert POLICY.allows(staff, "share.end_any", client) == full_access(staff)
+
+
+@SETTINGS
+@given(staff_members, st.sampled_from(LETTERS), client_ids)
+def test_letter_run_actions(staff: Staff, action: str, client: str | None) -> None:
+    """Seed 003: preparing and checking with client access; release, order,
+    cancel and download for clerks on the clients they reach; delete for
+    administrators only."""
+    allowed = POLICY.allows(staff, action, client)
+    reach = staff.active and (client is None or staff.can_access(client))
+    if not staff.active:
+        assert not allowed
+    elif action == "letters.delete":
+        assert allowed == (staff.role is Role.ADMIN)
+    elif staff.role in (Role.ADMIN, Role.MANAGER):
+        assert allowed
+    elif action in ("letters.prepare", "letters.view"):
+        assert allowed == reach
+    else:
+        assert allowed == (staff.role is Role.CLERK and reach)

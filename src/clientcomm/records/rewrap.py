@@ -107,12 +107,17 @@ async def _batch(
     index = names.index(job.kind) if job.kind in names else 0
     if index >= len(kinds):
         return attrs.evolve(job, status=RewrapStatus.DONE, finished_at=now), 0
-    kind = kinds[index]
-    filters: dict[str, Any] = {}
-    if job.client_id is not None and kind.client_column is not None:
-        filters[kind.client_column] = job.client_id
-    async with records.transaction(firm_id) as tx:
-        raw = await tx.raw.list(kind.name, after_seq=job.after_seq, limit=batch, **filters)
+    while True:
+        kind = kinds[index]
+        filters: dict[str, Any] = {}
+        if job.client_id is not None and kind.client_column is not None:
+            filters[kind.client_column] = job.client_id
+        async with records.transaction(firm_id) as tx:
+            raw = await tx.raw.list(kind.name, after_seq=job.after_seq, limit=batch, **filters)
+        # a kind holding nothing of the job's is passed over in the same batch
+        if raw or job.after_seq or index + 1 >= len(kinds):
+            break
+        index += 1
     values: list[Any] = []
     failed = 0
     for record in raw:

@@ -41,6 +41,7 @@ from clientcomm.directory.models import Role, Staff, StaffPermission
 from clientcomm.errors import NotFoundError, PermissionDeniedError
 
 __all__ = [
+    "ADMIN_ONLY_ACTIONS",
     "DEFAULT_RULES",
     "AccessPolicy",
     "RoleAccessPolicy",
@@ -117,6 +118,14 @@ def _portal(staff: Staff, client_id: str | None) -> bool:
     return client_id is None or staff.can_access(client_id)
 
 
+def _clerk(staff: Staff, client_id: str | None) -> bool:
+    return staff.role is Role.CLERK and client_access(staff, client_id)
+
+
+def _admin(staff: Staff, client_id: str | None) -> bool:
+    return staff.active and staff.role is Role.ADMIN
+
+
 DEFAULT_RULES: Mapping[str, Rule] = {
     "mailing.send": _mailing,
     "mailing.view": _mailing,
@@ -143,8 +152,22 @@ DEFAULT_RULES: Mapping[str, Rule] = {
     "portal.channel.create": _portal,
     "portal.message.write": _portal,
     "portal.message.read": _portal,
+    # serial-letter runs (seed 003, clientcomm.letters.runs): clerks on the
+    # units they reach; assistants prepare and check; deleting a released
+    # serial letter is for administrators only (ADMIN_ONLY_ACTIONS)
+    "letters.prepare": client_access,
+    "letters.view": client_access,
+    "letters.release": _clerk,
+    "letters.order": _clerk,
+    "letters.cancel": _clerk,
+    "letters.download": _clerk,
+    "letters.delete": _admin,
 }
 """The seeds' rules per action, for staff below administrator and manager."""
+
+ADMIN_ONLY_ACTIONS = frozenset({"letters.delete"})
+"""Actions the full-access roles other than administrators do not get by
+their role ("Serienbrief löschen": administrators only, seed 003)."""
 
 
 class RoleAccessPolicy:
@@ -169,7 +192,9 @@ class RoleAccessPolicy:
         rule = self.rules.get(action)
         if rule is None or not staff.active:
             return False  # unknown actions are refused: fail closed
-        if staff.role in self.full_access_roles:
+        if staff.role in self.full_access_roles and (
+            action not in ADMIN_ONLY_ACTIONS or staff.role is Role.ADMIN
+        ):
             return True
         return rule(staff, client_id)
 
