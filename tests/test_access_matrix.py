@@ -138,7 +138,6 @@ VALUES: dict[str, Any] = {
     "documents": [PortalDocument("Beleg.pdf", PDF, "application/pdf", "h1")],
     "document_ids": ["h1"],
     # serial-letter runs
-    "title": "Abrechnung",
     "filename": "a.pdf",
     "pdf": letter(),
     "ranges": [PageRange("c3", 1, 1)],
