@@ -258,7 +258,7 @@ async def outcome(call: Callable[[], Any], names: list[str]) -> tuple[str, ...]:
     """What the caller sees, with the ids in ``names`` replaced by ``<id>``."""
 
     def scrub(text: str) -> str:
-        fresh = [i for i in FRESH_ID.findall(text) if i not in names]
+        fresh = [i for i in FRESH_ID.findall(text) if not any(i in name for name in names)]
         for made in fresh:  # an id made by the call (a client's new conversation)
             text = text.replace(made, "<new>")
         for name in sorted(names, key=len, reverse=True):
