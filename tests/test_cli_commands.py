@@ -328,7 +328,8 @@ def test_demo_runs_and_tells_where_its_outputs_are(tmp_path: Path) -> None:
     )
     # shown, closed, back at the next login, read; the edit shows only at the next login
     assert rows["announcement"] == (
-        "login 1: [r1]; closed: []; login 2: [r1]; read, edited: []; login 3: [r2 unread]"
+        "login 1: [r1 unread]; closed: []; login 2: [r1 unread]; read, edited: []; "
+        "login 3: [r2 unread]"
     )
     assert rows["serial letter"].startswith(
         "12 units: released into 10 portals, 5 letters by post, 20 pages with duplex padding"

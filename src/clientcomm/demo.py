@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pypdf import PdfReader, PdfWriter
+
 from clientcomm.actors import ClientActor, StaffActor
 from clientcomm.app import ClientComm
 from clientcomm.attachments import AttachmentInput
@@ -144,8 +146,6 @@ class Tour:
 
 def _pdf(pages: int = 1) -> bytes:
     """A blank PDF of ``pages`` A4 pages."""
-    from pypdf import PdfWriter
-
     writer = PdfWriter()
     for _ in range(pages):
         writer.add_blank_page(width=595, height=842)
@@ -318,8 +318,11 @@ async def _announcement(t: Tour) -> None:
     notices = t.app.announcements
     user = ClientActor(FIRM, "c002", "k002")
 
-    async def banners() -> list[str]:
-        return [f"r{b.revision}" for b in (await notices.page_view(user)).banners]
+    async def banners() -> str:
+        """The banners a portal page shows now: revision, and whether unread."""
+        page = await notices.page_view(user)
+        shown = [f"r{b.revision}{' unread' if b.unread else ''}" for b in page.banners]
+        return f"[{', '.join(shown)}]"
 
     notice = await notices.create(
         MANAGER, "Neue Öffnungszeiten", "Ab **1. Januar**: Mo–Do 8–17 Uhr."
@@ -337,9 +340,8 @@ async def _announcement(t: Tour) -> None:
     )
     seen.append(f"read, edited: {await banners()}")
     await notices.login(user)
-    [banner] = (await notices.page_view(user)).banners
-    seen.append(f"login 3: ['r{banner.revision}'{' unread' if banner.unread else ''}]")
-    t.row("announcement", "; ".join(seen).replace("'", ""))
+    seen.append(f"login 3: {await banners()}")
+    t.row("announcement", "; ".join(seen))
 
 
 # -- 7. a serial letter: released, merged with duplex padding, ordered by post --------------
@@ -370,8 +372,6 @@ async def _serial_letter(t: Tour) -> str:
     ordered = await runs.order(CLERK, run.id)
     assert ordered.order is not None
     batch = t.out / "print-shop" / "outbox" / FIRM / ordered.order.batch_id
-    from pypdf import PdfReader
-
     printed = len(PdfReader(batch / "letters.pdf").pages)
     t.row(
         "serial letter",
@@ -384,8 +384,6 @@ async def _serial_letter(t: Tour) -> str:
 
 
 def _combine(pdfs: list[bytes]) -> bytes:
-    from pypdf import PdfReader, PdfWriter
-
     writer = PdfWriter()
     for pdf in pdfs:
         for page in PdfReader(io.BytesIO(pdf)).pages:
@@ -404,8 +402,8 @@ async def _pdfa_link(t: Tour, run_id: str) -> None:
     runs = t.app.letter_runs
     await runs.request_download(CLERK, run_id)
     await t.app.drain()  # the letters.pdfa step converts, stores and e-mails the link
-    [mail] = [m for m in t.mails_to("sven@kanzlei.example") if "token=" in _text(m)]
-    token = _link_token(_text(mail))
+    [mail] = [m for m in t.mails_to("sven@kanzlei.example") if "token=" in mail_text(m)]
+    token = _link_token(mail_text(mail))
     stream = await runs.open_download(CLERK, token)
     pdfa = b"".join([chunk async for chunk in stream])
     path = t.out / "serienbrief-pdfa.pdf"
@@ -425,11 +423,6 @@ def mail_text(mail: email.message.EmailMessage) -> str:
         if part.get_content_maintype() == "text":
             parts.append(str(part.get_content()))
     return "\n".join(parts)
-
-
-def _text(mail: email.message.EmailMessage) -> str:
-    body = mail.get_body(("plain",))
-    return "" if body is None else str(body.get_content())
 
 
 def _link_token(text: str) -> str:
