@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email
+import email.message
+import email.policy
+import json
 import re
+import shutil
 import subprocess
 import time
+from collections import Counter
+from email.utils import parseaddr
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -29,6 +37,8 @@ from clientcomm import (
     generate_master_key,
 )
 from clientcomm.audit import AuditTrail
+from clientcomm.demo import DOCUMENT_NAMES, SHARED_PDF, mail_text
+from clientcomm.letters.pdfa import check_pdfa
 from clientcomm.storage.sqlite import SQLiteStore
 from clientcomm.testing.letters import letter
 from tests.audit.test_trail import raw_at, replace
@@ -273,20 +283,127 @@ def test_letters_merge_pads_for_duplex_and_refuses_a_hostile_file(tmp_path: Path
     assert proc.returncode == 2 and "required: -o/--output" in one_line(proc.stderr)
 
 
+def summary_rows(stdout: str) -> dict[str, str]:
+    """The demo's summary table (one line a row: COLUMNS is wide) as step -> outcome."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.split("│")]
+        if len(cells) == 4 and cells[1] and cells[1] != "step":
+            rows[cells[1]] = cells[2]
+    return rows
+
+
+def demo_mails(out: Path) -> list[email.message.EmailMessage]:
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in sorted((out / "mail").glob("*.eml"))
+    ]
+
+
+def print_file(out: Path) -> tuple[Path, dict[str, Any]]:
+    [batch] = (out / "print-shop" / "outbox" / "kanzlei").iterdir()
+    return batch / "letters.pdf", json.loads((batch / "manifest.json").read_text())
+
+
 def test_demo_runs_and_tells_where_its_outputs_are(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     started = time.monotonic()
-    proc = cli("demo", "--out", str(out))
+    proc = cli("demo", "--out", str(out), COLUMNS="400")
     assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - started < 60
-    assert (out / "clientcomm.db").is_file()
-    mails = sorted((out / "mail").glob("*.eml"))
-    assert len(mails) == 100  # one notice per client of the group
-    assert b"Grundsteuer" in mails[0].read_bytes() or b"Kanzlei" in mails[0].read_bytes()
-    for row in ("firm", "mailing", "audit chain", "e-mails", "database"):
-        assert row in proc.stdout
+    rows = summary_rows(proc.stdout)
+    assert rows["firm"] == "4 staff (admin Petra, manager Max, clerk Sven, assistant Asta)"
+    assert rows["clients"] == (
+        "300 in groups (Vermieter 100, GmbHs 100, Privatpersonen 100, Lindenweg 12)"
+    )
+    assert rows["mailing"].startswith("100/100 copies with PDF, 100 e-mail notices")
+    assert rows["client reply"].startswith("c000 read 'Grundsteuer 2027' and replied (1 unread")
+    assert "share ended: c003 now sees ['Beleg-Handwerker.pdf']" in rows["portal share"]
+    assert rows["client upload"].endswith(
+        "handler Sven notified by e-mail (1) and in-app (new_documents)"
+    )
+    assert rows["conversation"].startswith("open → needs_attention → open → answered")
+    assert rows["conversation notices"] == (
+        "office 1 e-mail, administrator Petra 2 e-mails + in-app (new_comment), client c001 2"
+    )
+    # shown, closed, back at the next login, read; the edit shows only at the next login
+    assert rows["announcement"] == (
+        "login 1: [r1 unread]; closed: []; login 2: [r1 unread]; read, edited: []; "
+        "login 3: [r2 unread]"
+    )
+    assert rows["serial letter"].startswith(
+        "12 units: released into 10 portals, 5 letters by post, 20 pages with duplex padding"
+    )
+    assert rows["audit chain"].endswith("entries verified")
+    assert rows["e-mails"] == "118 received on loopback, all over STARTTLS, none names a file"
+
+    # the outputs are where the table says, and are what it says
+    assert rows["database"] == str(out / "clientcomm.db")
+    assert rows["e-mail files"] == f"{out / 'mail'}/*.eml"
+    printed, manifest = print_file(out)
+    assert rows["print PDF"] == str(printed)
+    assert len(PdfReader(printed).pages) == 20 == manifest["page_count"]
+    # by preference (c000, c004, c008) and without a portal login (c010, c011), each
+    # letter 1 or 2 pages + the attachment, padded to whole sheets: 4 pages each
+    assert {x["contact_id"]: x["page_count"] for x in manifest["letters"]} == dict.fromkeys(
+        ["k000", "k004", "k008", "k010", "k011"], 4
+    )
+    pdfa = out / "serienbrief-pdfa.pdf"
+    assert rows["PDF/A file"] == str(pdfa)
+    assert check_pdfa(pdfa.read_bytes()).pages == 20
+    mails = demo_mails(out)
+    assert len(mails) == 118
+    for mail in mails:  # notices only: no document's name, no attachment
+        text = mail_text(mail)
+        assert not [name for name in DOCUMENT_NAMES if name in text], text
+        assert not list(mail.iter_attachments())
+    to = Counter(parseaddr(m["To"])[1] for m in mails)
+    assert to["office@kanzlei.example"] == 1 and to["petra@kanzlei.example"] == 2
+    assert [m for m in mails if "token=" in mail_text(m)] == [
+        m
+        for m in mails
+        if m["To"].endswith("<sven@kanzlei.example>") and "Serienbrief" in m["Subject"]
+    ]
+    proc = cli("audit", "verify", f"sqlite:///{out / 'clientcomm.db'}")  # the database is real
+    assert proc.returncode == 0 and " ok " in proc.stdout, proc.stderr
+
     proc = cli("demo", "--out", str(out))  # not over an earlier run
     assert proc.returncode == 2 and "is not empty" in one_line(proc.stderr)
+
+
+def test_demo_without_ghostscript_skips_only_the_pdfa_step(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    # the console script and its interpreter, nothing else on PATH: no gs
+    bin_dir = str(Path(clientcomm_script()).parent)
+    assert shutil.which("gs", path=bin_dir) is None
+    proc = cli("demo", "--out", str(out), COLUMNS="400", PATH=bin_dir)
+    assert proc.returncode == 0, proc.stderr
+    skipped = [
+        line for line in proc.stdout.splitlines() if "Ghostscript" in line and "│" not in line
+    ]
+    assert skipped == ["PDF/A download link: skipped, Ghostscript (gs) is not installed"]
+    rows = summary_rows(proc.stdout)
+    assert rows["PDF/A"] == "skipped: Ghostscript (gs) is not installed"
+    assert "PDF/A file" not in rows and not (out / "serienbrief-pdfa.pdf").exists()
+    printed, _ = print_file(out)  # the rest of the tour ran
+    assert len(PdfReader(printed).pages) == 20
+    assert rows["audit chain"].endswith("entries verified")
+    assert len(demo_mails(out)) == 117  # all but the download link
+
+
+def test_a_document_name_in_an_encoded_mail_is_found() -> None:
+    """The demo's check reads what a reader sees: a name hidden from a byte
+    search by the transfer encoding is still found."""
+    mail = email.message.EmailMessage()
+    mail["To"] = "c003@example.org"
+    mail.set_content(f"Ihr Dokument {SHARED_PDF} ist da. " * 3, cte="base64")
+    raw = mail.as_bytes()
+    assert SHARED_PDF.encode() not in raw
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert SHARED_PDF in mail_text(parsed)
+    other = email.message.EmailMessage()
+    other.set_content("Neue Dokumente sind da.", cte="base64")
+    assert SHARED_PDF not in mail_text(other)
 
 
 # -- settings from a file and the environment ------------------------------------------
