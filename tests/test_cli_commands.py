@@ -320,7 +320,7 @@ def test_demo_runs_and_tells_where_its_outputs_are(tmp_path: Path) -> None:
     assert rows["client reply"].startswith("c000 read 'Grundsteuer 2027' and replied (1 unread")
     assert "share ended: c003 now sees ['Beleg-Handwerker.pdf']" in rows["portal share"]
     assert rows["client upload"].endswith(
-        "handler Sven notified by e-mail (1) and in-app (new_documents)"
+        "handler Sven notified by e-mail (1) and in-app (client_upload)"
     )
     assert rows["conversation"].startswith("open → needs_attention → open → answered")
     assert rows["conversation notices"] == (

@@ -320,7 +320,7 @@ async def test_documents_with_a_message_and_replies(app: ClientComm) -> None:
     assert to == ["dora@example.com", "sina@kanzlei.example"]  # client notice; handler notice
     async with Records(app.store).transaction("f1") as tx:
         [inapp] = await list_inapp(tx, "sharer", key=await app.notice_keys.get("f1"))
-    assert inapp.kind.value == "new_message" and inapp.client_id == "c4"
+    assert inapp.kind.value == "client_message" and inapp.client_id == "c4"
 
 
 async def test_messages_only_from_the_firm_notify_the_clients_contacts(app: ClientComm) -> None:
@@ -449,7 +449,7 @@ async def test_client_uploads_notify_the_handler_and_staff_download_them(app: Cl
     assert "Beleg" not in mail.as_string()
     async with Records(app.store).transaction("f1") as tx:
         [inapp] = await list_inapp(tx, "sharer")
-    assert inapp.kind.value == "new_documents"
+    assert inapp.kind.value == "client_upload"
     async with app.store.transaction("f1") as tx:
         assert await tx.count(SHARE_KIND) == 1
         assert await tx.count(PLACE_KIND) == 1

@@ -36,7 +36,8 @@ _MAX_ID = 200
 class NotificationKind(enum.StrEnum):
     """What happened. Client-facing: ``new_message``, ``new_documents``,
     ``letters_released``; staff-facing: ``new_comment``, ``admin_alert``,
-    ``letters_download``, ``conversation_waiting``, ``share_expiring``."""
+    ``letters_download``, ``conversation_waiting``, ``share_expiring``,
+    ``client_message``, ``client_upload``."""
 
     NEW_MESSAGE = "new_message"  # seeds 000/001: new messages in the portal
     NEW_DOCUMENTS = "new_documents"  # seed 001: documents shared without a message
@@ -46,6 +47,8 @@ class NotificationKind(enum.StrEnum):
     LETTERS_DOWNLOAD = "letters_download"  # seed 003: PDF/A download link for staff
     CONVERSATION_WAITING = "conversation_waiting"  # a conversation waits on the firm too long
     SHARE_EXPIRING = "share_expiring"  # portal sharing: a share of the sharer expires soon
+    CLIENT_MESSAGE = "client_message"  # seed 001: a client wrote in a portal channel (handler)
+    CLIENT_UPLOAD = "client_upload"  # a client uploaded documents into its portal (handler)
 
 
 class RecipientRole(enum.StrEnum):

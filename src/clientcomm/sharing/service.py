@@ -1159,8 +1159,12 @@ class SharingService:
     ) -> Any:
         firm = await self._directory.get_firm(firm_id)
         client = await self._directory.get_client(firm_id, place.client_id)
+        # the clients' notice links to the portal; the handler's to the office
+        # (its own kind, so a host's links route staff to its own app)
         event = NotificationEvent(
-            NotificationKind.NEW_MESSAGE,
+            NotificationKind.NEW_MESSAGE
+            if message.author is Author.STAFF
+            else NotificationKind.CLIENT_MESSAGE,
             firm_id,
             firm.name,
             event_id=place.id,
@@ -1301,7 +1305,7 @@ class SharingService:
             firm = await self._directory.get_firm(firm_id)
             client = await self._directory.get_client(firm_id, actor.client_id)
             event = NotificationEvent(
-                NotificationKind.NEW_DOCUMENTS,
+                NotificationKind.CLIENT_UPLOAD,
                 firm_id,
                 firm.name,
                 event_id=f"upload-{records[0].id}",
