@@ -34,7 +34,7 @@ from clientcomm.crypto.memory import MemoryKeyProvider
 from clientcomm.crypto.retention import RetentionRule
 from clientcomm.directory.base import Directory
 from clientcomm.directory.memory import MemoryDirectory
-from clientcomm.errors import InvalidInputError
+from clientcomm.errors import ConfigurationError, InvalidInputError
 from clientcomm.ids import worker_id
 from clientcomm.letters.run_steps import STEPS as LETTER_RUN_STEPS
 from clientcomm.mail.base import MailTransport
@@ -53,6 +53,7 @@ from clientcomm.notifications.outbox import (
 )
 from clientcomm.notifications.steps import STEPS as NOTIFICATION_STEPS
 from clientcomm.notifications.templates import TemplateSet
+from clientcomm.postal.base import PostalProvider
 from clientcomm.records import Records
 from clientcomm.records.rewrap import STEPS as KEY_STEPS
 from clientcomm.records.rewrap import RewrapJob, rewrap_job
@@ -114,6 +115,12 @@ class ClientComm:
             client uploads, in bytes (default 1 GiB).
         share_reminder_before: how long before a share's expiry its sharer is
             reminded (``None``: never; default 3 days).
+        postal: the postal provider serial-letter runs order through
+            (:class:`~clientcomm.postal.PostalProvider`, e.g.
+            :class:`~clientcomm.postal.FileDropProvider`); default none: the
+            dispatch button shows "feature unavailable" and
+            ``letter_runs.order`` raises ``ConfigurationError``. Kept as
+            ``app.letter_runs.provider`` (which may still be set later).
 
     Services: :attr:`messages` (client chats), :attr:`mailings` (mass mailing),
     :attr:`shares` (the client portal's documents, folders, channels, uploads),
@@ -155,7 +162,12 @@ class ClientComm:
         conversations: ConversationSettings | None = None,
         max_document_size: int | None = None,
         share_reminder_before: timedelta | None = timedelta(days=3),
+        postal: PostalProvider | None = None,
     ) -> None:
+        if postal is not None and not isinstance(postal, PostalProvider):
+            raise ConfigurationError(
+                f"postal must be a PostalProvider, not {type(postal).__name__}"
+            )
         self.store = store
         self.directory = directory
         self.blobs = blobs
@@ -245,6 +257,7 @@ class ClientComm:
             clock=self.clock,
             access=self.access,
             sharing=self.shares,
+            provider=postal,
         )
         self.steps = StepRegistry((*BUILTIN_STEPS, *steps))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time as _time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -157,8 +158,13 @@ class AnnouncementService:
 
     Args:
         store, directory, clock, access: as the other services.
-        time_zone: the zone "remove after" days are meant in (default
-            Europe/Berlin); ``time_zones`` maps firm ids to their own zone.
+        time_zone, time_zones: **deprecated** overrides of the firm's zone.
+            "Remove after" days are meant in the firm's
+            :attr:`~clientcomm.directory.models.Firm.time_zone`, read from the
+            Directory (the host's source of truth; default Europe/Berlin).
+            ``time_zones`` (firm id -> zone) overrides it per firm,
+            ``time_zone`` for every other firm; both are kept for hosts whose
+            Directory cannot carry the setting yet.
         cache_ttl: seconds a process keeps a firm's announcement list before
             reading it again (0: read it on every page view).
     """
@@ -170,11 +176,12 @@ class AnnouncementService:
         directory: Directory,
         clock: Clock | None = None,
         access: AccessPolicy | None = None,
-        time_zone: str = DEFAULT_TIME_ZONE,
+        time_zone: str | None = None,
         time_zones: Mapping[str, str] | None = None,
         cache_ttl: float = 5.0,
     ) -> None:
-        firm_zone(time_zone)
+        if time_zone is not None:
+            firm_zone(time_zone)
         for zone in (time_zones or {}).values():
             firm_zone(zone)
         if not isinstance(cache_ttl, int | float) or cache_ttl < 0:
@@ -190,19 +197,35 @@ class AnnouncementService:
 
     # -- helpers ---------------------------------------------------------------------
     def set_time_zone(self, firm_id: str, time_zone: str) -> None:
-        """Mean ``firm_id``'s "remove after" days in ``time_zone`` (an IANA
-        name) from now on; stored announcements keep the zone they were made in.
+        """**Deprecated**: set :attr:`Firm.time_zone
+        <clientcomm.directory.models.Firm.time_zone>` in the Directory instead.
+        Overrides the Directory's zone for ``firm_id`` in this process from
+        now on (a ``DeprecationWarning``); stored announcements keep the zone
+        they were made in.
 
         Raises:
             InvalidInputError: an unknown zone (``field="time_zone"``) or a bad firm id.
         """
+        warnings.warn(
+            "AnnouncementService.set_time_zone is deprecated: set Firm.time_zone in the Directory",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         check_identifier(firm_id, "firm_id")
         firm_zone(time_zone)
         self._zones[firm_id] = time_zone
 
-    def zone_of(self, firm_id: str) -> str:
-        """The time zone name of ``firm_id``'s "remove after" days."""
-        return self._zones.get(firm_id, self._zone)
+    async def zone_of(self, firm_id: str) -> str:
+        """The time zone name of ``firm_id``'s "remove after" days: the firm's
+        ``time_zone`` in the Directory, unless a deprecated override names one.
+
+        Raises:
+            NotFoundError: the Directory does not know the firm.
+        """
+        override = self._zones.get(firm_id, self._zone)
+        if override is not None:
+            return override
+        return (await self._directory.get_firm(firm_id)).time_zone
 
     async def _staff(self, actor: StaffActor, action: str) -> Staff:
         require_actor(actor, StaffActor, action=action)
@@ -287,12 +310,12 @@ class AnnouncementService:
         remove_after: object,
         audience: object,
         now: datetime,
-    ) -> tuple[str, str, datetime, datetime | None, str | None, Audience]:
+    ) -> tuple[str, str, datetime, datetime | None, str | None, Audience, str]:
         title_ = check_line(title, "title", max_length=MAX_TITLE, required=True).strip()
         text = check_storable(description, "description", max_length=MAX_DESCRIPTION, required=True)
         at = now if publish_at is None else check_aware(publish_at, "publish_at", now)
-        zone = firm_zone(self.zone_of(firm_id))
-        remove_at = check_removal(remove_after, zone, publish_at=at, now=now)
+        zone_name = await self.zone_of(firm_id)
+        remove_at = check_removal(remove_after, firm_zone(zone_name), publish_at=at, now=now)
         if audience is None:
             audience = Audience.everyone()
         if not isinstance(audience, Audience):
@@ -315,7 +338,7 @@ class AnnouncementService:
                 raise NotFoundError("client", ", ".join(missing))
             require_reach(self.access, staff, sorted(audience.client_ids), action=_MANAGE)
         day = None if remove_after is None else str(remove_after)
-        return title_, text, at, remove_at, day, audience
+        return title_, text, at, remove_at, day, audience, zone_name
 
     # -- staff -----------------------------------------------------------------------
     async def create(
@@ -343,7 +366,7 @@ class AnnouncementService:
         """
         staff = await self._staff(actor, _MANAGE)
         now = self._clock.now()
-        title_, text, at, remove_at, day, audience_ = await self._validate(
+        title_, text, at, remove_at, day, audience_, zone = await self._validate(
             staff, actor.firm_id, title, description, publish_at, remove_after, audience, now
         )
         record = AnnouncementRecord(
@@ -355,7 +378,7 @@ class AnnouncementService:
             publish_at=at,
             remove_at=remove_at,
             remove_after=day,
-            time_zone=self.zone_of(actor.firm_id),
+            time_zone=zone,
             everyone=audience_.all_active,
             group_ids=tuple(sorted(audience_.group_ids)),
             client_ids=tuple(sorted(audience_.client_ids)),
@@ -418,7 +441,7 @@ class AnnouncementService:
             old = await self._get_record(tx, announcement_id)
         if old.status is AnnouncementStatus.DELETED:
             raise ConflictError("the announcement was deleted", id=announcement_id)
-        title_, text, at, remove_at, day, audience_ = await self._validate(
+        title_, text, at, remove_at, day, audience_, zone = await self._validate(
             staff,
             actor.firm_id,
             title,
@@ -457,6 +480,7 @@ class AnnouncementService:
                 publish_at=at,
                 remove_at=remove_at,
                 remove_after=day,
+                time_zone=zone,  # the zone the (new) removal instant was computed in
                 everyone=audience_.all_active,
                 group_ids=tuple(sorted(audience_.group_ids)),
                 client_ids=tuple(sorted(audience_.client_ids)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
@@ -75,15 +76,40 @@ def _no_list_if_unrestricted(
         )
 
 
+def _time_zone(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    try:
+        ZoneInfo(value)  # type: ignore[arg-type]
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+        raise InvalidInputError(
+            attribute.name, "is not a known IANA time zone", value=repr(value)
+        ) from None
+
+
 @attrs.frozen
 class Firm:
     """A firm (Kanzlei) using the portal. ``office_email`` receives comment
-    notifications (seed 002); ``language`` is the default for its templates."""
+    notifications (seed 002); ``language`` is the default for its templates.
+
+    Firm settings the capabilities read (the host's Directory is their source
+    of truth):
+
+    - ``time_zone``: the IANA zone the firm's calendar days are meant in
+      (announcements' "remove after" day, seed 004); default Europe/Berlin.
+    - ``letter_approval``: "Manager Freigabe" (seed 003): when True, PDF/A
+      download links of serial-letter runs go only to staff holding
+      :attr:`StaffPermission.LETTER_APPROVAL`; default off.
+
+    Raises:
+        InvalidInputError: an unknown time zone (``field="time_zone"``), or
+            ``letter_approval`` not a bool.
+    """
 
     id: str
     name: str
     office_email: str | None = None
     language: str = "de"
+    time_zone: str = attrs.field(default="Europe/Berlin", validator=_time_zone)
+    letter_approval: bool = attrs.field(default=False, validator=_bool_flag)
 
 
 @attrs.frozen

@@ -41,7 +41,7 @@ def _upsert(table: str, cols: Sequence[str], key: Sequence[str]) -> str:
     )
 
 
-_FIRM_COLS = ("id", "name", "office_email", "language")
+_FIRM_COLS = ("id", "name", "office_email", "language", "time_zone", "letter_approval")
 _GROUP_COLS = ("firm_id", "id", "name")
 _CLIENT_COLS = ("firm_id", "id", "name", "active")
 _CONTACT_COLS = (
@@ -152,7 +152,14 @@ class SqlDirectory:
     # -- writes --
     async def put_firm(self, firm: Firm) -> None:
         check_entry(firm)
-        row = (firm.id, firm.name, firm.office_email, firm.language)
+        row = (
+            firm.id,
+            firm.name,
+            firm.office_email,
+            firm.language,
+            firm.time_zone,
+            int(firm.letter_approval),
+        )
         await self._db.sql_write([(_upsert("dir_firms", _FIRM_COLS, ("id",)), [row])])
 
     async def put_group(self, group: ClientGroup) -> None:
@@ -237,7 +244,14 @@ class SqlDirectory:
         )
         if row is None:
             raise NotFoundError("firm", firm_id)
-        return Firm(id=row[0], name=row[1], office_email=row[2], language=row[3])
+        return Firm(
+            id=row[0],
+            name=row[1],
+            office_email=row[2],
+            language=row[3],
+            time_zone=row[4],
+            letter_approval=bool(row[5]),
+        )
 
     async def get_client(self, firm_id: str, client_id: str) -> Client:
         found = await self.list_clients(firm_id, ids=[client_id])

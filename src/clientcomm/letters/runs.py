@@ -152,10 +152,6 @@ _RELEASE_BATCH = 100
 """Units released between two writes of the run's state (and audit records)."""
 
 
-async def _never(firm_id: str) -> bool:
-    return False
-
-
 def _check_text(field: str, value: object, limit: int) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > limit:
         raise InvalidInputError(field, f"must be non-empty text of at most {limit} characters")
@@ -302,16 +298,21 @@ class LetterRuns:
     :class:`~clientcomm.app.ClientComm` as ``app.letter_runs``.
 
     Args:
-        approval: the firm's "Manager Freigabe" setting (host-owned; default off):
-            when it answers True, only staff with
+        approval: an override of the firm's "Manager Freigabe" setting, which
+            is otherwise read from the Directory
+            (:attr:`~clientcomm.directory.models.Firm.letter_approval`, default
+            off): when the setting is on, only staff with
             :attr:`~clientcomm.directory.models.StaffPermission.LETTER_APPROVAL`
-            receive PDF/A download links.
+            receive PDF/A download links. A host whose Directory cannot carry
+            the flag passes ``async (firm_id) -> bool`` here; it then decides
+            alone.
         download_ttl: how long a download link is valid.
         intake: part 1's PDF intake for uploads (default: one started on first
             use with one worker process; :meth:`aclose` stops it).
-        provider: the postal provider (:class:`~clientcomm.postal.PostalProvider`);
-            without one, ordering answers "feature unavailable". Hosts may set
-            the attribute later.
+        provider: the postal provider (:class:`~clientcomm.postal.PostalProvider`;
+            ``ClientComm(postal=...)`` passes it); without one, the dispatch
+            button shows "feature unavailable" and ordering raises
+            ``ConfigurationError``. The attribute may still be set later.
         sharing: the portal sharing service releases go through (the app's).
     """
 
@@ -343,7 +344,7 @@ class LetterRuns:
         self.clock: Clock = clock or SystemClock()
         self.access = as_policy(access)
         self.converter = converter or PdfaConverter()
-        self.approval: FirmSetting = approval or _never
+        self.approval: FirmSetting | None = approval
         self.download_ttl = download_ttl
         self.tokens = LinkTokens(notice_keys, self.clock)
         self.intake = intake
@@ -1041,6 +1042,7 @@ class LetterRuns:
         *,
         case_files: Mapping[str, str],
         folder_name: str | None = None,
+        notify: bool = True,
     ) -> RunView:
         """Release the run into its units' portals (seed 003, step 3): for each
         unit with documents, a folder (``folder_name``, default the run's
@@ -1048,7 +1050,11 @@ class LetterRuns:
         (``case_files``: unit id -> the host's case file of that unit), holding
         the unit's documents and the general attachments, each sealed for that
         client by the sharing capability, which also sends the "new
-        documents" e-mail notice to the unit's registered contacts.
+        documents" e-mail notice to the unit's registered contacts, unless
+        ``notify=False`` (the optional notice of issue 16: then no notice is
+        written; ``letters.released`` and each ``share.created`` record
+        ``notify``/``notified=False``). A resumed release applies the
+        ``notify`` of the call that shares a unit.
 
         A unit whose client has no portal access (no registered contact) is
         left out: it has no portal, its contacts get the letters by post.
@@ -1067,11 +1073,14 @@ class LetterRuns:
                 the case file).
             NotFoundError: as :meth:`get`; a case file out of reach.
             InvalidInputError: a unit with documents has no case file
-                (``field="case_files"``); the run has no documents.
+                (``field="case_files"``); the run has no documents;
+                ``notify`` not a bool.
             ConfigurationError: no sharing service.
         """
         staff = await self._staff(actor, "letters.release")
         run = await self._run(staff, run_id, "letters.release")
+        if not isinstance(notify, bool):
+            raise InvalidInputError("notify", "must be True or False", value=repr(notify))
         if self.sharing is None:
             raise ConfigurationError("releasing letters needs the sharing service")
         firm_id = staff.firm_id
@@ -1124,7 +1133,7 @@ class LetterRuns:
                 clients=pending,
                 units=len(pending),
                 documents=documents_done,
-                notify=True,
+                notify=notify,
             )
             pending, documents_done = [], 0
 
@@ -1152,7 +1161,7 @@ class LetterRuns:
                 for d, h in zip(ours, host_ids, strict=True)
             ]
             receipt = await self.sharing.share(
-                actor, case_id, documents, folder_id=folder.id, client_id=unit
+                actor, case_id, documents, folder_id=folder.id, client_id=unit, notify=notify
             )
             released[unit] = receipt.share_ids
             pending.append(unit)
@@ -1328,12 +1337,18 @@ class LetterRuns:
                 state and reasons are in the message and ``context``.
             TemporaryDeliveryError, PermanentDeliveryError: the provider failed
                 (the run keeps its pending batch id; call again).
+            ConfigurationError: no postal provider is configured
+                (``ClientComm(postal=...)``); nothing is written.
         """
         staff = await self._staff(actor, "letters.order")
         run = await self._run(staff, run_id, "letters.order")
         order = run.state.order
         if order is not None and order.state == "ordered":
             return self._view(staff.firm_id, run)
+        if self.provider is None:
+            raise ConfigurationError(
+                "ordering letters needs a postal provider: pass ClientComm(postal=...)"
+            )
         button, plans, people = await self._dispatch(staff.firm_id, run)
         if button.button is not DispatchButton.ORDERABLE:
             raise ConflictError(
@@ -1452,7 +1467,8 @@ class LetterRuns:
             PermissionDeniedError: may not ``letters.download``.
             NotFoundError: as :meth:`get`.
             InvalidInputError: the filter selects no letter, or nobody can
-                receive the link (no address).
+                receive the link (no address, or with approval on nobody
+                holding ``letter_approval``).
         """
         staff = await self._staff(actor, "letters.download")
         run = await self._run(staff, run_id, "letters.download")
@@ -1460,7 +1476,7 @@ class LetterRuns:
         plans, _, _ = await self._compose(firm_id, run.state)
         if not plans:
             raise InvalidInputError("selection", "the filter selects no letter")
-        approval = bool(await self.approval(firm_id))
+        approval = await self._approval(firm_id)
         plan = letter_download_recipients(
             await self.directory.list_staff(firm_id),
             requester_id=staff.id,
@@ -1505,6 +1521,13 @@ class LetterRuns:
         return DownloadView(
             download_id, run.record.id, DownloadStatus.PENDING, digest, len(plans), tuple(refs)
         )
+
+    async def _approval(self, firm_id: str) -> bool:
+        """The firm's "Manager Freigabe": the host's override if one is set,
+        else ``Firm.letter_approval`` from the Directory."""
+        if self.approval is not None:
+            return bool(await self.approval(firm_id))
+        return (await self.directory.get_firm(firm_id)).letter_approval
 
     async def download_status(
         self, actor: StaffActor, run_id: str, download_id: str

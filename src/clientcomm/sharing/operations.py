@@ -18,7 +18,7 @@ declare(
     "share",
     "a document was shared into a client's portal (folder, or channel with a message)",
     "`SharingService.share`, `share_with_message`",
-    ("case_id", "location", "with_message", "expires_at", "size"),
+    ("case_id", "location", "with_message", "expires_at", "size", "notified"),
 )
 declare(
     "share.uploaded",

@@ -469,11 +469,14 @@ class SharingService:
         folder_id: str,
         client_id: str | None = None,
         expires_at: datetime | None = None,
+        notify: bool = True,
     ) -> ShareReceipt:
         """Share documents of a case file **without a message** into a folder of
         one client's portal (seed 001, "Ausschließlich Dokumente übermitteln").
         They appear for the client when this returns; the client's contacts
-        with portal access get a "new documents" notice (background work).
+        with portal access get a "new documents" notice (background work),
+        unless ``notify=False``: then no notice is written at all (the share
+        is the same; its audit record says ``notified=False``).
 
         Raises:
             PermissionDeniedError: not a staff actor, unknown/inactive, no
@@ -483,7 +486,8 @@ class SharingService:
             InvalidInputError: ``client_id`` required, not of the file or
                 without portal access; a bad document (empty, over
                 ``max_document_size``, bad file name or type, no host id);
-                ``expires_at`` not in the future. Nothing is written.
+                ``expires_at`` not in the future; ``notify`` not a bool.
+                Nothing is written.
         """
         return await self._share(
             actor,
@@ -494,6 +498,7 @@ class SharingService:
             client_id=client_id,
             expires_at=expires_at,
             text=None,
+            notify=notify,
         )
 
     async def share_with_message(
@@ -506,11 +511,12 @@ class SharingService:
         channel_id: str,
         client_id: str | None = None,
         expires_at: datetime | None = None,
+        notify: bool = True,
     ) -> ShareReceipt:
         """Share documents **with a message** into a channel of one client's
         portal (seed 001, "Dokumente und Nachrichten übermitteln"); the
-        contacts get a "new messages" notice. A share made this way cannot be
-        ended (:meth:`end`).
+        contacts get a "new messages" notice (none with ``notify=False``, as
+        in :meth:`share`). A share made this way cannot be ended (:meth:`end`).
 
         Raises:
             as :meth:`share` (``channel_id`` instead of ``folder_id``), and
@@ -525,6 +531,7 @@ class SharingService:
             client_id=client_id,
             expires_at=expires_at,
             text=text,
+            notify=notify,
         )
 
     async def _share(
@@ -538,8 +545,11 @@ class SharingService:
         client_id: object,
         expires_at: object,
         text: object,
+        notify: object,
     ) -> ShareReceipt:
         staff = await self._staff(actor, "share.create")
+        if not isinstance(notify, bool):
+            raise InvalidInputError("notify", "must be True or False", value=repr(notify))
         checked = self._check_documents(documents, upload=False)
         if text is not None:
             validate_text(text)
@@ -588,24 +598,28 @@ class SharingService:
                     ),
                     text,
                 )
-            key = await self._notice_keys.get(firm_id)
-            firm = await self._directory.get_firm(firm_id)
-            contacts = await self._directory.list_contacts(firm_id, [target])
-            event = NotificationEvent(
-                NotificationKind.NEW_MESSAGE
-                if message is not None
-                else NotificationKind.NEW_DOCUMENTS,
-                firm_id,
-                firm.name,
-                event_id=f"share-{records[0].id}",
-                client_id=target,
-                client_name=None,  # a client's notice names the firm, not the client
-                count=len(records),
-                expires_at=expiry,
-            )
-            batch = prepare(
-                event, client_contact_recipients(contacts[target], client_id=target), self._links
-            )
+            batch = None
+            if notify:
+                key = await self._notice_keys.get(firm_id)
+                firm = await self._directory.get_firm(firm_id)
+                contacts = await self._directory.list_contacts(firm_id, [target])
+                event = NotificationEvent(
+                    NotificationKind.NEW_MESSAGE
+                    if message is not None
+                    else NotificationKind.NEW_DOCUMENTS,
+                    firm_id,
+                    firm.name,
+                    event_id=f"share-{records[0].id}",
+                    client_id=target,
+                    client_name=None,  # a client's notice names the firm, not the client
+                    count=len(records),
+                    expires_at=expiry,
+                )
+                batch = prepare(
+                    event,
+                    client_contact_recipients(contacts[target], client_id=target),
+                    self._links,
+                )
             async with self._records.transaction(firm_id) as tx:
                 await tx.insert(records)
                 for r in records:
@@ -622,6 +636,7 @@ class SharingService:
                         with_message=message_id is not None,
                         expires_at=bound.stamp(expiry),
                         size=r.attachments[0].info.size,
+                        notified=notify,
                     )
                 await tx.insert(self._timers(records, now))
                 if message is not None:
@@ -629,7 +644,8 @@ class SharingService:
                     await self._message_audit(tx, message, staff.id, len(records))
                     stored = await tx.get(PortalMessageRecord, message.id)
                     await self._advance(tx, target, place.id, f"staff:{staff.id}", stored.meta.seq)
-                await enqueue(tx, batch, now=now, key=key)
+                if batch is not None:
+                    await enqueue(tx, batch, now=now, key=key)
                 await self._attachments.settle(tx, reservation)
         except BaseException:
             await self._attachments.release(firm_id, reservation)
@@ -1330,7 +1346,8 @@ class SharingService:
                         location=place.id,
                         size=r.attachments[0].info.size,
                     )
-                await enqueue(tx, batch, now=now, key=key)
+                if batch is not None:
+                    await enqueue(tx, batch, now=now, key=key)
                 await self._attachments.settle(tx, reservation)
         except BaseException:
             await self._attachments.release(firm_id, reservation)
