@@ -19,7 +19,7 @@ test: $(PY)
 
 bench: $(PY)
 	$(PIP) -e '.[dev,postgres]'
-	@set -e; for f in bench/*.py; do echo "== $$f" >&2; $(PY) $$f; done
+	@set -e; for f in bench/[!_]*.py; do echo "== $$f" >&2; $(PY) $$f; done
 
 docs: $(PY)
 	$(PIP) -e '.[docs]'

@@ -25,14 +25,14 @@ groups when an announcement is for client groups; here all are for everyone).
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+
+from _common import emit, log
 
 from clientcomm import (
     ClientActor,
@@ -59,28 +59,6 @@ TEXT = (
     "Ab **1. Juni** gelten neue Öffnungszeiten: Mo–Do 8–17 Uhr, Fr 8–13 Uhr.\n\n"
     "Bitte reichen Sie Ihre Belege bis zum 31. Mai ein. [Details](https://kanzlei.example/)"
 )
-
-
-def emit(
-    name: str,
-    value: float,
-    unit: str,
-    baseline: float | None = None,
-    target: float | None = None,
-    **extra: Any,
-) -> None:
-    row: dict[str, Any] = {"name": name, "value": round(value, 3), "unit": unit}
-    if baseline is not None:
-        row["baseline"] = round(baseline, 3)
-        row["ratio"] = round(value / baseline, 3) if baseline else None
-    if target is not None:
-        row["target"] = target
-    row.update(extra)
-    print(json.dumps(row), flush=True)
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 async def rows(store: CountingStore, kind: str) -> int:

@@ -35,14 +35,13 @@ import json
 import os
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import attrs
+from _common import emit, log
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clientcomm.actors import ClientActor, StaffActor
@@ -77,28 +76,6 @@ CLIENTS = 5_000
 STAFF = 20
 X = "s00"
 COMMENT = ("Anbei die angeforderten Belege für das Jahr 2025, mit freundlichen Grüßen. " * 8)[:600]
-
-
-def emit(
-    name: str,
-    value: float,
-    unit: str,
-    baseline: float | None = None,
-    target: float | None = None,
-    **extra: Any,
-) -> None:
-    row: dict[str, Any] = {"name": name, "value": round(value, 6), "unit": unit}
-    if baseline is not None:
-        row["baseline"] = round(baseline, 6)
-        row["ratio"] = round(value / baseline, 3) if baseline else None
-    if target is not None:
-        row["target"] = target
-    row.update(extra)
-    print(json.dumps(row), flush=True)
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 async def make_app(db: Path, clients: int) -> ClientComm:
@@ -314,6 +291,7 @@ async def main() -> None:
             target_is="ratio <= target",
             conversations=big,
             page=50,
+            digits=6,
         )
         log(f"client comments x {comments}")
         ours = await comment_rate(comments, tmp)
@@ -326,6 +304,7 @@ async def main() -> None:
             target=0.3,
             target_is="ratio >= target",
             comments=comments,
+            digits=6,
         )
 
 

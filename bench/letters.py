@@ -31,7 +31,6 @@ adding a function to ``MEASUREMENTS``.
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from _common import emit, log
 from pypdf import PdfReader, PdfWriter
 
 from clientcomm.directory.models import Contact, PostalAddress
@@ -57,28 +57,6 @@ from clientcomm.letters import (
 from clientcomm.testing.letters import letter
 
 DUPLEX = PrintOptions(sides=Sides.DUPLEX, duplex_optimised=True)
-
-
-def emit(
-    name: str,
-    value: float,
-    unit: str,
-    baseline: float | None = None,
-    target: float | None = None,
-    **extra: Any,
-) -> None:
-    row: dict[str, Any] = {"name": name, "value": round(value, 3), "unit": unit}
-    if baseline is not None:
-        row["baseline"] = round(baseline, 3)
-        row["ratio"] = round(value / baseline, 3) if baseline else None
-    if target is not None:
-        row["target"] = target
-    row.update(extra)
-    print(json.dumps(row), flush=True)
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @attrs.define

@@ -25,7 +25,6 @@ available: CLIENTCOMM_TEST_PG_URL, or one started with scripts/pg-cluster.sh).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import resource
 import shutil
@@ -35,8 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
+from _common import emit, log
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clientcomm.actors import StaffActor
@@ -64,28 +63,6 @@ PERSONAL_TEXT = (
 )
 PDF = b"%PDF-1.7\n" + os.urandom(1024 * 1024 - 16) + b"\n%%EOF\n"
 ADMIN = StaffActor("f1", "admin")
-
-
-def emit(
-    name: str,
-    value: float,
-    unit: str,
-    baseline: float | None = None,
-    target: float | None = None,
-    **extra: Any,
-) -> None:
-    row: dict[str, Any] = {"name": name, "value": round(value, 3), "unit": unit}
-    if baseline is not None:
-        row["baseline"] = round(baseline, 3)
-        row["ratio"] = round(value / baseline, 3) if baseline else None
-    if target is not None:
-        row["target"] = target
-    row.update(extra)
-    print(json.dumps(row), flush=True)
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def tree_bytes(path: Path) -> int:

@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _common import emit, log
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clientcomm.actors import ClientActor, StaffActor
@@ -71,28 +72,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 SHARER = StaffActor("f1", "sharer")
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
-
-
-def emit(
-    name: str,
-    value: float,
-    unit: str,
-    baseline: float | None = None,
-    target: float | None = None,
-    **extra: Any,
-) -> None:
-    row: dict[str, Any] = {"name": name, "value": round(value, 3), "unit": unit}
-    if baseline is not None:
-        row["baseline"] = round(baseline, 3)
-        row["ratio"] = round(value / baseline, 3) if baseline else None
-    if target is not None:
-        row["target"] = target
-    row.update(extra)
-    print(json.dumps(row), flush=True)
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 async def make_app(work: Path, clients: int = 1) -> ClientComm:
