@@ -25,7 +25,7 @@ from clientcomm.clock import Clock, SystemClock
 from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Client, Staff
-from clientcomm.errors import IntegrityError, InvalidInputError, NotFoundError
+from clientcomm.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from clientcomm.evidence.models import DeliveryEvidence
 from clientcomm.evidence.service import gather
 from clientcomm.ids import new_id
@@ -67,6 +67,11 @@ def _check_int(value: object, field: str, *, low: int) -> None:
 
 def _reader(actor: StaffActor | ClientActor) -> str:
     return f"staff:{actor.staff_id}" if isinstance(actor, StaffActor) else "client"
+
+
+_SEND_ATTEMPTS = 5
+"""How often :meth:`MessageService.send` writes again after a concurrent
+change of the sender's read cursor."""
 
 
 class MessageService:
@@ -186,27 +191,39 @@ class MessageService:
                 sealed_text=sealed,
                 attachments=tuple(a.stripped() for a in message.attachments),
             )
-            async with self._records.transaction(firm_id) as tx:
-                await tx.insert([message])
-                await audit(
-                    tx,
-                    subject=f"message:{message_id}",
-                    operation="message.sent",
-                    actor=actor.staff_id
-                    if isinstance(actor, StaffActor)
-                    else f"client:{actor.client_id}",
-                    at=message.sent_at,
-                    client=client.id,
-                    objects=[f"contact:{actor.contact_id}"]
-                    if isinstance(actor, ClientActor) and actor.contact_id
-                    else [],
-                    author=author.value,
-                    attachment_count=len(message.attachments),
-                )
-                await self._attachments.settle(tx, copies.reservation)
-                if author is Author.STAFF:
-                    stored = await tx.get(MessageRecord, message_id)
-                    await self._advance_cursor(tx, client.id, _reader(actor), stored.meta.seq)
+            for attempt in range(_SEND_ATTEMPTS):
+                try:
+                    async with self._records.transaction(firm_id) as tx:
+                        await tx.insert([message])
+                        await audit(
+                            tx,
+                            subject=f"message:{message_id}",
+                            operation="message.sent",
+                            actor=actor.staff_id
+                            if isinstance(actor, StaffActor)
+                            else f"client:{actor.client_id}",
+                            at=message.sent_at,
+                            client=client.id,
+                            objects=[f"contact:{actor.contact_id}"]
+                            if isinstance(actor, ClientActor) and actor.contact_id
+                            else [],
+                            author=author.value,
+                            attachment_count=len(message.attachments),
+                        )
+                        await self._attachments.settle(tx, copies.reservation)
+                        if author is Author.STAFF:
+                            stored = await tx.get(MessageRecord, message_id)
+                            await self._advance_cursor(
+                                tx, client.id, _reader(actor), stored.meta.seq
+                            )
+                    break
+                except ConflictError:
+                    # The sender's read cursor was created or moved by a
+                    # concurrent send of the same staff member to the same
+                    # client (the message id is new, so nothing else can
+                    # conflict): nothing was written, write it all again.
+                    if attempt == _SEND_ATTEMPTS - 1:
+                        raise
         except BaseException:
             await self._attachments.discard(firm_id, copies)
             raise
