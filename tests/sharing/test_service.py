@@ -541,3 +541,36 @@ async def test_a_scanner_refusal_leaves_no_blob(tmp_path: Path) -> None:
                 )
             assert err.value.field == "documents[1]"
             await nothing_written(app)
+
+
+async def test_a_timer_that_fails_does_not_block_the_others(
+    app: ClientComm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one expiry timer raises an unexpected error: it fails alone (logged, left
+    # to its lease) and the other share still expires in the same step
+    folder = await folder_of(app)
+    clock = clock_of(app)
+    expires = clock.now() + timedelta(hours=1)
+    first, second = [
+        (
+            await app.shares.share(
+                SHARER, "akte3", [doc(document_id=d)], folder_id=folder, expires_at=expires
+            )
+        ).share_ids[0]
+        for d in ("d1", "d2")
+    ]
+    await app.drain()
+    clock.advance(timedelta(hours=2))
+    service = type(app.shares)
+    real = service._run_timer
+
+    async def flaky(self: Any, timer: Any) -> None:
+        if timer.share_id == first:
+            raise RuntimeError("a bug in one timer")
+        await real(self, timer)
+
+    monkeypatch.setattr(service, "_run_timer", flaky)
+    assert await app.run_step("sharing.timers") == 1
+    kept = {d.id: d for d in await app.shares.list_documents(SHARER, folder, include_ended=True)}
+    assert kept[second].ended_by == "system"
+    assert kept[first].ended_by is None

@@ -1579,8 +1579,6 @@ class LetterRuns:
                 describe=lambda r: f"letters.download {r.id}",
                 logger=log,
             )
-            if len(good) + len(bad) == 0:
-                break
         return done
 
     async def _fail(self, record: DownloadRecord, reason: str) -> int:

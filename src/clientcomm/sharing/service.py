@@ -47,7 +47,6 @@ from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import CaseFile, Staff
 from clientcomm.errors import (
-    ClientCommError,
     IntegrityError,
     InvalidInputError,
     NotFoundError,
@@ -86,6 +85,7 @@ from clientcomm.sharing.records import (
     ShareTimer,
     TimerWhat,
 )
+from clientcomm.steps import each_alone
 from clientcomm.storage.base import Store
 
 __all__ = ["DEFAULT_MAX_DOCUMENT_SIZE", "SharingService"]
@@ -1371,14 +1371,17 @@ class SharingService:
         )
         for record in damaged:
             log.error("share timer %s does not decode; left claimed", record.id)
-        done = 0
-        for timer in due:
-            try:
-                await self._run_timer(timer)
-                done += 1
-            except ClientCommError as exc:
-                log.error("share timer %s failed alone: %s", timer.id, exc)
-        return done
+
+        async def run(timer: ShareTimer) -> int:
+            await self._run_timer(timer)
+            return 1
+
+        return await each_alone(
+            due,
+            run,
+            describe=lambda t: f"share timer {t.id} (firm {t.meta.firm_id})",
+            logger=log,
+        )
 
     async def _run_timer(self, timer: ShareTimer) -> None:
         firm_id = timer.meta.firm_id
