@@ -23,6 +23,18 @@ baseline, ratio, target); progress goes to stderr.
    with the same SQLite settings (WAL, synchronous=FULL, 16 KiB pages).
    Target: at least 0.3 of the baseline's rate.
 
+   Two more lines put the figure in context. **The floor**
+   (``client_comment_vs_floor``): the same writes in plain SQL on the store's
+   own table (its schema, indexes and settings, rows copied from the ones the
+   comments just wrote): read the conversation, update it, insert the sealed
+   comment, move its two list-index entries, insert the two e-mail jobs, the
+   in-app record and the audit record, in one transaction, without MACs,
+   rules or validation; ``floor_vs_raw`` is what the one-table layout costs
+   next to the raw baseline's two-index table. **PostgreSQL**
+   (``pg_client_comment_vs_raw``): the comment on a PostgresStore against the
+   raw baseline's table and rows over psycopg (``CLIENTCOMM_TEST_PG_URL``, or
+   a throwaway cluster).
+
 SQLite, keys from the LocalKeyProvider (created before timing), a
 MemoryDirectory. The machine may be shared: figures are medians.
 """
@@ -41,7 +53,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import attrs
-from _common import emit, log
+from _common import emit, log, postgres_url
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clientcomm.actors import ClientActor, StaffActor
@@ -68,6 +80,7 @@ from clientcomm.mail.memory import MemoryTransport
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.outbox import MailSettings
 from clientcomm.records import Records
+from clientcomm.storage.base import Store
 from clientcomm.storage.sqlite import SQLiteStore
 
 S = ConversationStatus
@@ -78,7 +91,7 @@ X = "s00"
 COMMENT = ("Anbei die angeforderten Belege für das Jahr 2025, mit freundlichen Grüßen. " * 8)[:600]
 
 
-async def make_app(db: Path, clients: int) -> ClientComm:
+async def make_app(db: Path | Store, clients: int) -> ClientComm:
     directory = MemoryDirectory()
     await directory.put_firm(Firm("f1", "Kanzlei Müller", office_email="office@mueller.example"))
     for i in range(clients):
@@ -87,7 +100,7 @@ async def make_app(db: Path, clients: int) -> ClientComm:
         await directory.put_staff(
             Staff(f"s{s:02d}", "f1", f"Admin {s}", Role.ADMIN, email=f"s{s:02d}@mueller.example")
         )
-    store = SQLiteStore(db)
+    store = SQLiteStore(db) if isinstance(db, Path) else db
     await store.migrate()
     master = MasterKey.generate()
     return ClientComm(
@@ -203,30 +216,107 @@ async def inbox_time(n: int, clients: int, repeats: int, tmp: Path) -> float:
         await app.aclose()
 
 
-async def comment_rate(n: int, tmp: Path) -> float:
-    app = await make_app(tmp / "comments.db", 200)
-    try:
-        admin = StaffActor("f1", "s01")
-        ids = []
-        for i in range(n):
-            ids.append(
-                await app.conversations.create(
-                    admin, f"c{i % 200:05d}", f"Belege {i}", "Bitte senden", assignee_id=X
-                )
+async def comment_rate(app: ClientComm, n: int) -> tuple[float, list[str]]:
+    """Client comments per second on ``n`` conversations (one each), and
+    the conversation ids."""
+    admin = StaffActor("f1", "s01")
+    ids = []
+    for i in range(n):
+        ids.append(
+            await app.conversations.create(
+                admin, f"c{i % 200:05d}", f"Belege {i}", "Bitte senden", assignee_id=X
             )
-        await app.conversations.comment(
-            ClientActor("f1", "c00000"), ids[0], COMMENT
-        )  # warm: keys, notice key
-        t = time.perf_counter()
-        for i, cid in enumerate(ids[1:], 1):
-            await app.conversations.comment(ClientActor("f1", f"c{i % 200:05d}"), cid, COMMENT)
-        elapsed = time.perf_counter() - t
-        async with app.store.transaction("f1") as tx:
-            jobs = await tx.count("notify.job")
-        assert jobs >= 2 * n, jobs  # office and assignee per comment (plus the staff messages)
-        return (n - 1) / elapsed
-    finally:
-        await app.aclose()
+        )
+    await app.conversations.comment(
+        ClientActor("f1", "c00000"), ids[0], COMMENT
+    )  # warm: keys, notice key
+    t = time.perf_counter()
+    for i, cid in enumerate(ids[1:], 1):
+        await app.conversations.comment(ClientActor("f1", f"c{i % 200:05d}"), cid, COMMENT)
+    elapsed = time.perf_counter() - t
+    async with app.store.transaction("f1") as tx:
+        jobs = await tx.count("notify.job")
+    assert jobs >= 2 * n, jobs  # office and assignee per comment (plus the staff messages)
+    return (n - 1) / elapsed, ids
+
+
+_COLS = (
+    "firm_id, kind, id, parent, key, status, due_at, data, body, lease_owner, lease_until,"
+    " created_at, ref"
+)
+
+
+def floor_rate(db: Path, ids: list[str]) -> float:
+    """The writes of one client comment in plain SQL on the store's own table
+    (the database the comments were just written to), one transaction per
+    comment: rows copied from the newest ones of each kind, with the
+    conversation's own ids and a fresh AES-GCM seal of the text."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA synchronous=FULL")
+
+    def newest(kind: str, k: int) -> list[tuple[object, ...]]:
+        sql = f"SELECT {_COLS} FROM records WHERE kind=? ORDER BY seq DESC LIMIT ?"
+        return conn.execute(sql, (kind, k)).fetchall()
+
+    last = ids[-1]
+    [last_client] = conn.execute(
+        "SELECT parent FROM records WHERE kind='conversation' AND id=?", (last,)
+    ).fetchone()
+    templates = [
+        *newest("conversation.comment", 1),
+        *newest("notify.job", 2),
+        *newest("notify.inapp", 1),
+        *newest("audit.pending", 1),
+    ]
+    index = {
+        (kind, cid): row
+        for kind in ("conversation.inbox", "conversation.feed")
+        for row in conn.execute(f"SELECT {_COLS} FROM records WHERE kind=?", (kind,))
+        for cid in [row[2]]
+    }
+    clients = dict(
+        conn.execute("SELECT id, parent FROM records WHERE kind='conversation'").fetchall()
+    )
+    insert = f"INSERT INTO records ({_COLS}) VALUES ({','.join('?' * 13)})"
+    aes = AESGCM(AESGCM.generate_key(bit_length=256))
+    text = COMMENT.encode()
+    targets = ids[1:]
+    t = time.perf_counter()
+    for i, cid in enumerate(targets):
+        client = clients[cid]
+        swap = {last: cid, last_client: client}
+        rows = [
+            (
+                *(swap.get(v, v) if isinstance(v, str) else v for v in r[:2]),
+                f"floor-{i}-{n}",
+                *(swap.get(v, v) if isinstance(v, str) else v for v in r[3:]),
+            )
+            for n, r in enumerate(templates)
+        ]
+        body = aes.encrypt(os.urandom(12), text, f"f1|{client}|comment|{rows[0][2]}".encode())
+        rows[0] = (*rows[0][:8], body, *rows[0][9:])
+        conn.execute("BEGIN IMMEDIATE")
+        data, sealed, version = conn.execute(
+            "SELECT data, body, version FROM records WHERE firm_id='f1' AND kind='conversation'"
+            " AND id=?",
+            (cid,),
+        ).fetchone()
+        conn.execute(
+            "UPDATE records SET status='open', data=?, body=?, version=version+1"
+            " WHERE firm_id='f1' AND kind='conversation' AND id=? AND version=?",
+            (data, sealed, cid, version),
+        )
+        conn.execute(insert, rows[0])
+        moved = [index[("conversation.inbox", cid)], index[("conversation.feed", cid)]]
+        conn.executemany(
+            "DELETE FROM records WHERE firm_id=? AND kind=? AND id=?",
+            [(r[0], r[1], r[2]) for r in moved],
+        )
+        conn.executemany(insert, [*moved, *rows[1:]])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t
+    conn.close()
+    return len(targets) / elapsed
 
 
 def raw_rate(n: int, tmp: Path) -> float:
@@ -269,6 +359,74 @@ def raw_rate(n: int, tmp: Path) -> float:
     return n / elapsed
 
 
+async def raw_pg_rate(url: str, n: int) -> float:
+    """The raw baseline over psycopg: the same table (and indexes) and rows as
+    :func:`raw_rate`, one transaction per comment."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("DROP TABLE IF EXISTS bench_raw_comments")
+        await conn.execute(
+            "CREATE TABLE bench_raw_comments (seq bigserial PRIMARY KEY, firm_id text,"
+            " kind text, id text, parent text, ref text, status text, data jsonb, body bytea,"
+            " created_at timestamptz, UNIQUE (firm_id, kind, id))"
+        )
+        await conn.execute(
+            "CREATE INDEX bench_raw_comments_parent ON bench_raw_comments"
+            " (firm_id, kind, parent, seq)"
+        )
+        aes = AESGCM(AESGCM.generate_key(bit_length=256))
+        text = COMMENT.encode()
+        t = time.perf_counter()
+        for i in range(n):
+            body = aes.encrypt(
+                os.urandom(12), text, f"f1|c|conversation.comment|m{i}|text".encode()
+            )
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO bench_raw_comments (firm_id, kind, id, parent, ref, data, body,"
+                    " created_at) VALUES ('f1', 'conversation.comment', %s, %s, 'c1', %s, %s, %s)",
+                    (f"m{i}", f"k{i}", json.dumps({"author": "client", "number": 2}), body, T0),
+                )
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO bench_raw_comments (firm_id, kind, id, parent, status, data,"
+                        " created_at) VALUES ('f1', 'notify.job', %s, %s, 'pending', %s, %s)",
+                        [
+                            (f"j{i}-{r}", f"k{i}", json.dumps({"to": r, "kind": "new_comment"}), T0)
+                            for r in ("office", "assignee", "inapp")
+                        ],
+                    )
+        elapsed = time.perf_counter() - t
+        await conn.execute("DROP TABLE bench_raw_comments")
+    return n / elapsed
+
+
+async def pg_comment_figure(comments: int) -> None:
+    from clientcomm.testing.postgres import isolated_store
+
+    async with postgres_url() as url:
+        if url is None:
+            return
+        async with isolated_store(url) as store:
+            app = await make_app(store, 200)
+            try:
+                ours, _ = await comment_rate(app, comments)
+            finally:
+                await app.aclose()
+        raw = await raw_pg_rate(url, comments)
+    emit(
+        "conversations.pg_client_comment_vs_raw",
+        ours,
+        "comments/s",
+        baseline=raw,
+        target=0.3,
+        target_is="ratio >= target",
+        comments=comments,
+        digits=6,
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 conversations, 50 comments")
@@ -294,8 +452,14 @@ async def main() -> None:
             digits=6,
         )
         log(f"client comments x {comments}")
-        ours = await comment_rate(comments, tmp)
+        db = tmp / "comments.db"
+        app = await make_app(db, 200)
+        try:
+            ours, ids = await comment_rate(app, comments)
+        finally:
+            await app.aclose()
         raw = raw_rate(comments, tmp)
+        floor = floor_rate(db, ids)
         emit(
             "conversations.client_comment_vs_raw",
             ours,
@@ -306,6 +470,24 @@ async def main() -> None:
             comments=comments,
             digits=6,
         )
+        emit(
+            "conversations.client_comment_vs_floor",
+            ours,
+            "comments/s",
+            baseline=floor,
+            comments=comments,
+            digits=6,
+        )
+        emit(
+            "conversations.floor_vs_raw",
+            floor,
+            "comments/s",
+            baseline=raw,
+            comments=comments,
+            digits=6,
+        )
+    log(f"client comments x {comments} on PostgreSQL")
+    await pg_comment_figure(comments)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ async def seed(directory: WritableDirectory) -> None:
 async def make_app(
     store: Store, tmp_path: Path, *, blobs_on_disk: bool = False, **kwargs: object
 ) -> AsyncIterator[ClientComm]:
-    directory = directory_for(store)
+    directory = directory_for(getattr(store, "inner", store))  # a CountingStore's own store
     await seed(directory)
     clock = ManualClock(T0)
     app = ClientComm(

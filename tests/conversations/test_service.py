@@ -28,6 +28,7 @@ from clientcomm.attachments import AttachmentInput
 from clientcomm.conversations import COMMENT_KIND, CONVERSATION_KIND
 from clientcomm.errors import ConflictError
 from clientcomm.rules.readstate import Author
+from clientcomm.testing.counting import CountingStore
 from tests.conformance.conftest import STORE_BACKENDS, open_backend
 from tests.conversations.support import (
     ADMIN,
@@ -398,3 +399,37 @@ async def test_an_edited_index_entry_lists_nothing_where_it_does_not_belong(
     await app.conversations.comment(ANNA, a, "Hallo")  # activity writes the entries anew
     assert [x.id for x in await app.conversations.list_for_staff(ADMIN, assignee_id="boss")] == [a]
     assert list(await app.conversations.list_for_staff(ADMIN, assignee_id="admin")) == []
+
+
+# -- the cost of a comment ------------------------------------------------------------------
+@pytest.mark.parametrize("backend", STORE_BACKENDS)
+async def test_a_client_comment_is_one_transaction_with_one_read(
+    backend: str, tmp_path: Path
+) -> None:
+    """A client's comment reads its conversation inside its one write
+    transaction (keys and the directory are asked before it opens); another
+    client's conversation id answers as missing and writes nothing."""
+    async for inner in open_backend(backend, tmp_path):
+        store = CountingStore(inner)
+        async with conversation_app(store, tmp_path) as app:
+            cid = await app.conversations.create(ADMIN, "c1", "Belege", "Bitte", assignee_id="boss")
+            await app.conversations.create(ADMIN, "c2", "Vollmacht", "Bitte")  # c2's key exists
+            await app.conversations.comment(ANNA, cid, "warm")  # keys and notice key cached
+            store.reset()
+            await app.conversations.comment(ANNA, cid, "Anbei die Belege")
+            assert store.calls["transaction"] == 1
+            assert store.reads() == 1  # the conversation, nothing else
+            assert store.calls["update"] == 1 and store.calls["replace"] == 1
+            before = await comment_count(app, cid)
+            store.reset()
+            with pytest.raises(NotFoundError):
+                await app.conversations.comment(BERND, cid, "nicht meins")
+            assert store.writes() == 0, store.calls
+            assert await comment_count(app, cid) == before
+            with pytest.raises(NotFoundError):
+                await app.conversations.comment(BERND, "no-such-id", "nichts")
+
+
+async def comment_count(app: ClientComm, cid: str) -> int:
+    async with app.store.transaction("f1") as tx:
+        return await tx.count(COMMENT_KIND, parent=cid)

@@ -19,6 +19,7 @@ from clientcomm.crypto import (
     SealContext,
     Sealer,
     SealRequest,
+    SealReservation,
     decode_sealed,
     encode_sealed,
     sealed_key_version,
@@ -101,6 +102,52 @@ async def test_batch_preserves_order_and_clients(sealer: Sealer) -> None:
     assert opened == plains
     assert await sealer.seal_many([]) == []
     assert await sealer.open_many([]) == []
+
+
+async def test_reserved_keys_seal_without_awaiting_and_open_as_usual(sealer: Sealer) -> None:
+    seals = await sealer.reserve(F, [A, B, A])
+    assert isinstance(seals, SealReservation) and "unused=3" in repr(seals)
+    ctx_b = SealContext(F, B, "message", "m-2", "body")
+    e1 = seals.seal(CTX, b"first")
+    e2 = seals.seal(ctx_b, b"for b")
+    e3 = seals.seal(CTX, b"second")
+    p1, p3 = layout(e1), layout(e3)
+    for part in ("wrapped_key", "commitment", "nonce"):  # each key and nonce once
+        assert e1[p1[part]] != e3[p3[part]], part
+    opened = await sealer.open_many(
+        [OpenRequest(CTX, e1), OpenRequest(ctx_b, e2), OpenRequest(CTX, e3)]
+    )
+    assert opened == [b"first", b"for b", b"second"]
+    with pytest.raises(IntegrityError):  # bound to its context like any envelope
+        await sealer.open(ctx_b, e1)
+
+
+async def test_a_reservation_seals_once_per_key_for_its_own_firm_and_clients(
+    sealer: Sealer,
+) -> None:
+    seals = await sealer.reserve(F, [A])
+    with pytest.raises(InvalidInputError, match="firm"):
+        seals.seal(SealContext("firm-2", A, "message", "m", "body"), b"x")
+    with pytest.raises(InvalidInputError, match="client_id"):
+        seals.seal(SealContext(F, B, "message", "m", "body"), b"x")
+    with pytest.raises(InvalidInputError, match="client_id"):
+        seals.seal(SealContext(F, None, "message", "m", "body"), b"x")
+    with pytest.raises(InvalidInputError, match="plaintext"):
+        seals.seal(CTX, "text")  # type: ignore[arg-type]
+    seals.seal(CTX, b"once")
+    with pytest.raises(InvalidInputError, match="no unused"):
+        seals.seal(CTX, b"twice")
+    assert (await sealer.reserve(F, [])).seal is not None  # an empty reservation is fine
+    for firm, clients in (("", [A]), (F, [""]), (F, [None])):
+        with pytest.raises(InvalidInputError):
+            await sealer.reserve(firm, clients)  # type: ignore[arg-type]
+
+
+async def test_no_keys_are_reserved_for_a_forgotten_client(sealer: Sealer) -> None:
+    await sealer.seal(CTX, b"before")
+    await sealer.forget_client(F, A)
+    with pytest.raises(KeyDestroyedError):
+        await sealer.reserve(F, [B, A])
 
 
 async def test_batch_across_firms(sealer: Sealer) -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from clientcomm.clock import ManualClock
 from clientcomm.directory.models import Contact, Firm, Role, Staff
-from clientcomm.errors import IntegrityError, InvalidInputError, NotFoundError
+from clientcomm.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from clientcomm.mail.memory import MemoryTransport
 from clientcomm.notifications.compose import make_message_id
 from clientcomm.notifications.inapp import (
@@ -57,6 +57,7 @@ from clientcomm.records import REGISTRY, Meta, Records
 from clientcomm.storage.base import Record, Store
 from clientcomm.storage.memory import MemoryStore
 from clientcomm.storage.sqlite import SQLiteStore
+from clientcomm.testing.counting import CountingStore
 
 FIRM = Firm(id="f1", name="Kanzlei Müller & Partner", office_email="buero@kanzlei.example")
 LINKS = LinkTemplates(
@@ -387,6 +388,42 @@ async def test_comment_notifies_office_assignee_and_writes_inapp(store: Store) -
         assert (await list_inapp(tx, "bob"))[0].read_at == clock.now()
         with pytest.raises(InvalidInputError):
             await list_inapp(tx, "bob", limit=0)
+
+
+async def test_a_fresh_batch_is_written_without_reads_and_a_duplicate_conflicts(
+    store: Store,
+) -> None:
+    """``fresh`` (the cause id was made for this change): no existence reads;
+    a batch that exists after all refuses the transaction instead of being
+    left alone, and nothing of it lands."""
+    clock = ManualClock()
+    team = [Staff(id="adm", firm_id="f1", name="Anna", role=Role.ADMIN, email="a@kanzlei.example")]
+    event = NotificationEvent(
+        kind="new_comment",
+        firm_id="f1",
+        firm_name=FIRM.name,
+        event_id="conv-7",
+        cause_id="comment-1",
+        client_id="c1",
+        client_name="Mandant GmbH",
+    )
+    batch = prepare(event, comment_recipients(FIRM, team, client_id="c1", assignee_id="adm"), LINKS)
+    counted = CountingStore(store)
+    async with Records(counted).transaction("f1") as tx:
+        jobs = await enqueue(tx, batch, now=clock.now(), fresh=True)
+    assert len(jobs) == 2 and counted.reads() == 0  # office and the assignee, no reads
+    async with Records(store).transaction("f1") as tx:
+        assert await tx.count(NotifyJob, parent="conv-7") == 2
+        assert await unread_count(tx, "adm") == 1
+    async with Records(store).transaction("f1") as tx:
+        assert await enqueue(tx, batch, now=clock.now()) == []  # not fresh: left alone
+    with pytest.raises(ConflictError):
+        async with Records(store).transaction("f1") as tx:
+            await tx.insert([attrs.evolve(jobs[0], id="nj-other")])
+            await enqueue(tx, batch, now=clock.now(), fresh=True)
+    async with Records(store).transaction("f1") as tx:
+        assert await tx.count(NotifyJob, parent="conv-7") == 2
+        assert await unread_count(tx, "adm") == 1
 
 
 async def test_worker_runs_until_cancelled() -> None:

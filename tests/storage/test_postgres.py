@@ -900,3 +900,32 @@ def test_url_with_search_path_validates() -> None:
         url_with_search_path("postgresql://u@h/db", "bad; drop")
     with pytest.raises(ConfigurationError):
         url_with_search_path("host=x port", "s")
+
+
+@pytest.mark.parametrize("server_checks", [True, False])
+async def test_a_stale_update_at_commit_lands_nothing(
+    schema_url: str, server_checks: bool
+) -> None:
+    """From schema version 6 a version-checked update is checked by the server
+    and the writes share COMMIT's round trip; an older (unmigrated) schema
+    checks them client-side before COMMIT. Either way a stale update refuses
+    the whole transaction."""
+    async with PostgresStore(schema_url) as s:
+        async with s.transaction("f1") as tx:
+            await tx.insert([rec("a")])
+            first = await tx.get("job", "a")
+        if not server_checks:
+            s._version = 5  # as opened on a schema before migration 6
+        async with s.transaction("f1") as tx:
+            await tx.update([first.evolve(status="winner")])
+        with pytest.raises(ConflictError):
+            async with s.transaction("f1") as tx:
+                await tx.insert([rec("before")])
+                await tx.update([first.evolve(status="loser")])
+                await tx.insert([rec("after")])
+        async with s.transaction("f1") as tx:
+            assert [(r.id, r.status) for r in await tx.list("job")] == [("a", "winner")]
+            [fresh] = (await tx.get_many("job", ["a"])).values()
+            await tx.update([fresh.evolve(status="again")])  # a current version lands
+        async with s.transaction("f1") as tx:
+            assert (await tx.get("job", "a")).status == "again"

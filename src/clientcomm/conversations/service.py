@@ -71,9 +71,9 @@ from clientcomm.conversations.rules import (
     waiting_on_firm,
     with_mac,
 )
-from clientcomm.crypto.envelope import OpenRequest, Sealer, SealRequest
+from clientcomm.crypto.envelope import OpenRequest, Sealer, SealReservation
 from clientcomm.directory.base import Directory
-from clientcomm.directory.models import Contact, Role, Staff
+from clientcomm.directory.models import Contact, Firm, Role, Staff
 from clientcomm.errors import (
     ConflictError,
     IntegrityError,
@@ -89,7 +89,7 @@ from clientcomm.notifications.keys import NoticeKeys
 from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.models import NotificationEvent, NotificationKind
 from clientcomm.notifications.outbox import NotificationBatch, enqueue, prepare
-from clientcomm.notifications.rules import admin_recipients
+from clientcomm.notifications.rules import NoticeKey, admin_recipients
 from clientcomm.records import Records, RecordTx, bound
 from clientcomm.records.registry import REGISTRY
 from clientcomm.rules.access import AccessPolicy, as_policy, require_reach, resolve_staff
@@ -171,6 +171,16 @@ class _Loaded:
     subject: str
 
 
+@attrs.frozen
+class _Audience:
+    """Who a comment's notices may go to (staff for a client's comment, the
+    client's contacts for a staff comment), read before the transaction."""
+
+    firm: Firm
+    staff: Sequence[Staff]
+    contacts: Sequence[Contact]
+
+
 class ConversationService:
     """Conversations (seed 002); ``app.conversations``."""
 
@@ -230,24 +240,28 @@ class ConversationService:
         require_actor(actor, StaffActor, ClientActor, action=action)
         staff = await self._staff(actor, action) if isinstance(actor, StaffActor) else None
         raw = await self._raw(actor.firm_id, conversation_id)
-        assert raw.parent is not None
-        if isinstance(actor, ClientActor):
-            if raw.parent != actor.client_id:
-                raise NotFoundError("conversation", conversation_id)
-        else:
-            assert staff is not None
-            require_reach(
-                self._access,
-                staff,
-                [raw.parent],
-                action=action,
-                kind="conversation",
-                id=conversation_id,
-            )
+        self._check_reach(actor, staff, raw, action)
         [loaded] = await self._open(actor.firm_id, [_CONV.decode(raw)], subjects=subject)
         if isinstance(loaded, IntegrityError):
             raise loaded
         return loaded, staff
+
+    def _check_reach(
+        self, actor: StaffActor | ClientActor, staff: Staff | None, raw: Record, action: str
+    ) -> str:
+        """The client of conversation ``raw`` once ``actor`` may do ``action``
+        on it (a client on its own only); out of reach answers as missing."""
+        client_id = raw.parent
+        assert client_id is not None
+        if isinstance(actor, ClientActor):
+            if client_id != actor.client_id:
+                raise NotFoundError("conversation", raw.id)
+        else:
+            assert staff is not None
+            require_reach(
+                self._access, staff, [client_id], action=action, kind="conversation", id=raw.id
+            )
+        return client_id
 
     async def _open(
         self, firm_id: str, records: Sequence[ConversationRecord], *, subjects: bool = True
@@ -311,34 +325,36 @@ class ConversationService:
         return assignee_id
 
     # -- notices ---------------------------------------------------------------------
-    async def _comment_batch(
+    async def _audience(self, firm_id: str, client_id: str, author: Author) -> _Audience:
+        """Who a comment's notices may go to, read before its transaction
+        (the plan itself is pure and needs the conversation's assignee)."""
+        firm = await self._directory.get_firm(firm_id)
+        if author is Author.CLIENT:
+            return _Audience(firm, await self._directory.list_staff(firm_id), ())
+        found = await self._directory.list_contacts(firm_id, [client_id])
+        return _Audience(firm, (), found.get(client_id, ()))
+
+    def _comment_batch(
         self,
         c: ConversationRecord,
         author: Author,
         comment_id: str,
         client_name: str,
+        audience: _Audience,
     ) -> NotificationBatch:
-        firm_id = c.meta.firm_id
-        firm = await self._directory.get_firm(firm_id)
-        staff: Sequence[Staff] = ()
-        contacts: Sequence[Contact] = ()
-        if author is Author.CLIENT:
-            staff = await self._directory.list_staff(firm_id)
-        else:
-            found = await self._directory.list_contacts(firm_id, [c.client_id])
-            contacts = found.get(c.client_id, ())
+        firm = audience.firm
         kind, plan = comment_plan(
             author,
             firm=firm,
-            staff=staff,
-            contacts=contacts,
+            staff=audience.staff,
+            contacts=audience.contacts,
             client_id=c.client_id,
             assignee_id=c.assignee_id,
             notify_admins=c.notify_admins,
         )
         event = NotificationEvent(
             kind=kind,
-            firm_id=firm_id,
+            firm_id=firm.id,
             firm_name=firm.name,
             event_id=c.id,
             cause_id=comment_id,
@@ -364,28 +380,31 @@ class ConversationService:
         return prepare(event, admin_recipients(staff), self._links)
 
     # -- writing helpers -------------------------------------------------------------
-    async def _seal_conversation(self, c: ConversationRecord, subject: str) -> ConversationRecord:
-        [sealed] = await self._sealer.seal_many(
-            [
-                SealRequest(
-                    subject_context(c.meta.firm_id or "", c.client_id, c.id),
-                    conversation_plaintext(c, subject),
-                )
-            ]
+    @staticmethod
+    def _seal_conversation(
+        c: ConversationRecord, subject: str, seals: SealReservation
+    ) -> ConversationRecord:
+        sealed = seals.seal(
+            subject_context(c.meta.firm_id or "", c.client_id, c.id),
+            conversation_plaintext(c, subject),
         )
         return attrs.evolve(c, sealed_subject=sealed)
 
     async def _index(self, tx: RecordTx, c: ConversationRecord, *, moved: bool) -> None:
         """Keep the list index of ``c`` in step: ``moved`` (a comment: newest
-        activity) deletes and inserts its entries again, so they go to the top
-        of the ``seq`` order; otherwise they are updated in place."""
+        activity) writes its entries anew in place of the old ones, so they go
+        to the top of the ``seq`` order (nothing is read: a buffering store
+        queues it with the rest of the transaction); otherwise they are
+        updated in place."""
         status = index_status(c.status, c.turn)
         ref = c.assignee_id or UNASSIGNED
         if moved:
-            await tx.delete(InboxEntry, [c.id])
-            await tx.delete(FeedEntry, [c.id])
-            await tx.insert([InboxEntry(c.id, c.client_id, ref, status)])
-            await tx.insert([FeedEntry(c.id, c.client_id, "*", status)])
+            await tx.replace(
+                [
+                    InboxEntry(c.id, c.client_id, ref, status),
+                    FeedEntry(c.id, c.client_id, "*", status),
+                ]
+            )
             return
         inbox = await tx.find(InboxEntry, c.id)
         feed = await tx.find(FeedEntry, c.id)
@@ -566,12 +585,14 @@ class ConversationService:
         inputs = await self._attachments.intake(attachments)
         copies = await self._attachments.store_copies(firm_id, client_id, comment_id, inputs)
         try:
-            comment = await self._sealed_comment(
-                firm_id, record, comment_id, actor, author, text, copies, now
+            seals = await self._sealer.reserve(firm_id, [client_id, client_id])
+            comment = self._sealed_comment(
+                firm_id, record, comment_id, actor, author, text, copies, now, seals
             )
             key = await self._notice_keys.get(firm_id)
-            record = with_mac(key, await self._seal_conversation(record, subject))
-            batches = [await self._comment_batch(record, author, comment_id, client_name)]
+            record = with_mac(key, self._seal_conversation(record, subject, seals))
+            audience = await self._audience(firm_id, client_id, author)
+            batches = [self._comment_batch(record, author, comment_id, client_name, audience)]
             if notify_admins and not by_client:
                 batches.append(await self._admin_batch(record, conversation_id, client_name))
             async with self._records.transaction(firm_id) as tx:
@@ -602,8 +623,8 @@ class ConversationService:
             raise
         return conversation_id
 
-    async def _sealed_comment(
-        self,
+    @staticmethod
+    def _sealed_comment(
         firm_id: str,
         c: ConversationRecord,
         comment_id: str,
@@ -612,6 +633,7 @@ class ConversationService:
         text: str,
         copies: Copies,
         now: datetime,
+        seals: SealReservation,
     ) -> CommentRecord:
         author_id = (
             actor.staff_id
@@ -631,13 +653,8 @@ class ConversationService:
             side_number=side,
             attachments=copies.stored.get(c.client_id, ()),
         )
-        [sealed] = await self._sealer.seal_many(
-            [
-                SealRequest(
-                    comment_context(firm_id, c.client_id, comment_id),
-                    comment_plaintext(comment, text),
-                )
-            ]
+        sealed = seals.seal(
+            comment_context(firm_id, c.client_id, comment_id), comment_plaintext(comment, text)
         )
         return attrs.evolve(
             comment,
@@ -671,73 +688,102 @@ class ConversationService:
             IntegrityError: the conversation does not open (tampered).
         """
         validate_text(text)
-        loaded, _ = await self._reach(actor, conversation_id, "conversation.write")
+        action = "conversation.write"
+        require_actor(actor, StaffActor, ClientActor, action=action)
+        if not isinstance(conversation_id, str) or not conversation_id:
+            raise NotFoundError("conversation", conversation_id)
         firm_id = actor.firm_id
-        client_id = loaded.record.client_id
-        client = await self._directory.get_client(firm_id, client_id)
+        staff = await self._staff(actor, action) if isinstance(actor, StaffActor) else None
+        if staff is None and not attachments:
+            # a client writes in its own conversations only: the transaction
+            # reads the conversation and refuses another client's
+            assert isinstance(actor, ClientActor)
+            client_id = actor.client_id
+        else:  # staff reach and files both need the client before the write
+            raw = await self._raw(firm_id, conversation_id)
+            client_id = self._check_reach(actor, staff, raw, action)
+        try:
+            client = await self._directory.get_client(firm_id, client_id)
+        except NotFoundError:
+            raise NotFoundError("conversation", conversation_id) from None
+        author = Author.CLIENT if staff is None else Author.STAFF
         comment_id = new_id()
         inputs = await self._attachments.intake(attachments)
         copies = await self._attachments.store_copies(firm_id, client_id, comment_id, inputs)
-        first = True
-
-        async def attempt() -> str:
-            nonlocal first, loaded
-            if not first:
-                loaded, _ = await self._reach(actor, conversation_id, "conversation.write")
-            first = False
-            await self._add_comment(actor, loaded, comment_id, text, copies, client.name)
-            return comment_id
-
         try:
-            return await self._retrying(attempt)
+            key = await self._notice_keys.get(firm_id)
+            audience = await self._audience(firm_id, client_id, author)
+            await self._retrying(
+                lambda: self._add_comment(
+                    actor,
+                    conversation_id,
+                    client_id,
+                    comment_id,
+                    text,
+                    copies,
+                    client.name,
+                    key,
+                    audience,
+                )
+            )
         except BaseException:
             await self._attachments.discard(firm_id, copies)
             raise
+        return comment_id
 
     async def _add_comment(
         self,
         actor: StaffActor | ClientActor,
-        loaded: _Loaded,
+        conversation_id: str,
+        client_id: str,
         comment_id: str,
         text: str,
         copies: Copies,
         client_name: str,
+        key: NoticeKey,
+        audience: _Audience,
     ) -> None:
+        """One attempt: the conversation is read, checked and written in one
+        transaction; everything that awaits another service (keys, the
+        directory) was fetched before it opened."""
         firm_id = actor.firm_id
-        before = loaded.record
         author = Author.STAFF if isinstance(actor, StaffActor) else Author.CLIENT
-        now = self._clock.now()
-        status = after_comment(
-            before.status,
-            author,
-            reopen_on_client_comment=self.settings.reopen_on_client_comment,
-        )
-        turn = turn_after(author)
-        changed = status is not before.status
-        after = attrs.evolve(
-            before,
-            status=status,
-            turn=turn,
-            turn_since=now if turn is not before.turn else before.turn_since,
-            last_activity_at=now,
-            comments=before.comments + 1,
-            client_comments=before.client_comments + (author is Author.CLIENT),
-            staff_comments=before.staff_comments + (author is Author.STAFF),
-            status_changed_at=now if changed else before.status_changed_at,
-            status_changed_by=_who(actor) if changed else before.status_changed_by,
-        )
-        comment = await self._sealed_comment(
-            firm_id, after, comment_id, actor, author, text, copies, now
-        )
-        key = await self._notice_keys.get(firm_id)
-        after = with_mac(key, after)
-        batch = await self._comment_batch(before, author, comment_id, client_name)
+        seals = await self._sealer.reserve(firm_id, [client_id])
         async with self._records.transaction(firm_id) as tx:
+            raw = await tx.raw.find(CONVERSATION_KIND, conversation_id)
+            if raw is None or raw.parent != client_id:
+                raise NotFoundError("conversation", conversation_id)
+            before = check_conversation(key, _CONV.decode(raw))
+            now = self._clock.now()
+            status = after_comment(
+                before.status,
+                author,
+                reopen_on_client_comment=self.settings.reopen_on_client_comment,
+            )
+            turn = turn_after(author)
+            changed = status is not before.status
+            after = attrs.evolve(
+                before,
+                status=status,
+                turn=turn,
+                turn_since=now if turn is not before.turn else before.turn_since,
+                last_activity_at=now,
+                comments=before.comments + 1,
+                client_comments=before.client_comments + (author is Author.CLIENT),
+                staff_comments=before.staff_comments + (author is Author.STAFF),
+                status_changed_at=now if changed else before.status_changed_at,
+                status_changed_by=_who(actor) if changed else before.status_changed_by,
+            )
+            comment = self._sealed_comment(
+                firm_id, after, comment_id, actor, author, text, copies, now, seals
+            )
+            after = with_mac(key, after)
+            batch = self._comment_batch(before, author, comment_id, client_name, audience)
             await tx.update([after])  # version-checked: a concurrent change retries
             await tx.insert([comment])
             await self._index(tx, after, moved=True)
             await self._escalation(tx, before, after)
-            jobs = await enqueue(tx, batch, now=now, key=key)
+            jobs = await enqueue(tx, batch, now=now, key=key, fresh=True)
             await audit(
                 tx,
                 subject=f"conversation:{before.id}",

@@ -97,6 +97,7 @@ __all__ = [
     "ByteSource",
     "OpenRequest",
     "SealRequest",
+    "SealReservation",
     "SealedStream",
     "Sealer",
     "decode_sealed",
@@ -386,6 +387,34 @@ class Sealer:
         if len(refs) != n:
             raise IntegrityError("the key provider returned the wrong number of key references")
         return _seal_values(items, pairs, refs, rnd)
+
+    async def reserve(self, firm_id: str, client_ids: Sequence[str]) -> SealReservation:
+        """Wrap fresh data keys for ``client_ids`` now (one provider call), to
+        seal one value per entry later without awaiting anything.
+
+        For a write that learns what it seals only inside its transaction
+        (a comment's number is the conversation's, read in that transaction):
+        the provider is called before the transaction opens, and
+        :meth:`SealReservation.seal` is pure CPU inside it. The envelopes are
+        the same as :meth:`seal_many` makes.
+
+        Raises:
+            InvalidInputError: an empty firm id or client id.
+            KeyDestroyedError: a client was forgotten (nothing was reserved).
+            StorageError: the key provider's backend failed.
+        """
+        if not isinstance(firm_id, str) or not firm_id:
+            raise InvalidInputError("firm_id", "must be a non-empty string")
+        ids = list(client_ids)
+        for client_id in ids:
+            if not isinstance(client_id, str) or not client_id:
+                raise InvalidInputError("client_id", "a sealed value needs a client")
+        rnd = os.urandom(44 * len(ids))
+        pairs = [(c, rnd[44 * i : 44 * i + 32]) for i, c in enumerate(ids)]
+        refs = await self.provider.wrap_many(firm_id, pairs) if pairs else []
+        if len(refs) != len(pairs):
+            raise IntegrityError("the key provider returned the wrong number of key references")
+        return SealReservation(firm_id, pairs, list(refs), rnd)
 
     async def _seal_by_firm(self, items: Sequence[SealRequest]) -> list[bytes]:
         out: list[bytes] = [b""] * len(items)
@@ -729,6 +758,53 @@ class Sealer:
                 until, self.clock.now(), firm_id=firm_id, client_id=client_id, override=override
             )
         return await self.provider.forget(firm_id, client_id)
+
+
+class SealReservation:
+    """Data keys wrapped ahead for one firm's clients (:meth:`Sealer.reserve`);
+    each seals exactly one value, in :meth:`seal`, without awaiting."""
+
+    __slots__ = ("_firm_id", "_free", "_pairs", "_refs", "_rnd")
+
+    def __init__(
+        self, firm_id: str, pairs: list[tuple[str, bytes]], refs: list[bytes], rnd: bytes
+    ) -> None:
+        self._firm_id = firm_id
+        self._free: dict[str, list[int]] = {}
+        for i, (client_id, _) in enumerate(pairs):
+            self._free.setdefault(client_id, []).append(i)
+        self._pairs = pairs
+        self._refs = refs
+        self._rnd = rnd
+
+    def __repr__(self) -> str:
+        left = sum(len(v) for v in self._free.values())
+        return f"SealReservation(firm_id={self._firm_id!r}, unused={left})"
+
+    def seal(self, context: SealContext, plaintext: Buffer) -> bytes:
+        """Seal one value for ``context`` with a key reserved for its client
+        (each key once).
+
+        Raises:
+            InvalidInputError: ``context`` is of another firm, names no client
+                or one with no unused key left; the plaintext is not bytes.
+        """
+        if context.firm_id != self._firm_id:
+            raise InvalidInputError("context.firm_id", "is not the firm of the reservation")
+        if not isinstance(plaintext, _BUFFERS):
+            raise InvalidInputError("plaintext", "must be bytes-like")
+        free = self._free.get(context.client_id or "")
+        if not free:
+            raise InvalidInputError(
+                "context.client_id", "has no unused reserved key", value=context.client_id
+            )
+        i = free.pop(0)
+        return _seal_values(
+            (SealRequest(context, plaintext),),
+            (self._pairs[i],),
+            (self._refs[i],),
+            self._rnd[44 * i : 44 * i + 44],
+        )[0]
 
 
 def _seal_values(

@@ -249,12 +249,18 @@ async def enqueue(
     *,
     now: datetime,
     key: NoticeKey | None = None,
+    fresh: bool = False,
 ) -> list[NotifyJob]:
     """Write ``batch``'s jobs (and in-app records) in the caller's transaction.
 
     Idempotent: jobs and in-app records whose id already exists are left alone,
     so a fan-out step that runs twice does not notify twice. Returns the jobs
     inserted (the in-app records are written, not returned).
+
+    ``fresh``: the batch's cause id was made for this very change (a new
+    comment's id), so none of its ids can exist yet and the existence reads
+    are skipped; should one exist after all, the unique id refuses the
+    transaction at commit (``ConflictError``) instead of leaving it alone.
 
     ``key`` is the firm's notice key, fetched *before* the transaction
     (``await app.notice_keys.get(firm_id)``): every job and in-app record is
@@ -282,7 +288,7 @@ async def enqueue(
     inapp: list[InAppRecord] = []
     if isinstance(batch, NotificationBatch) and batch.inapp_staff_ids:
         inapp = inapp_records(batch.event, batch.inapp_staff_ids, now=now)
-    return await write_jobs(tx, jobs, inapp, key=key)
+    return await write_jobs(tx, jobs, inapp, key=key, fresh=fresh)
 
 
 def job_ok(key: NoticeKey, job: NotifyJob) -> bool:
@@ -302,11 +308,13 @@ async def write_jobs(
     inapp: Sequence[InAppRecord] = (),
     *,
     key: NoticeKey | None = None,
+    fresh: bool = False,
 ) -> list[NotifyJob]:
     """The one write path into the outbox (used by :func:`enqueue` and by the
     fan-out expansion): insert the jobs and in-app records whose ids do not
     exist yet, in the caller's transaction, each MACed under ``key`` (the
     firm's notice key; see :func:`enqueue`). Returns the jobs inserted.
+    ``fresh`` skips the existence reads (see :func:`enqueue`).
 
     Raises:
         InvalidInputError: a job of another firm than ``tx``'s.
@@ -320,14 +328,17 @@ async def write_jobs(
         secret = key.secret
         jobs = [attrs.evolve(j, mac=job_mac(secret, j)) for j in jobs]
         inapp = [attrs.evolve(r, mac=inapp_mac(secret, r)) for r in inapp]
-    inserted: list[NotifyJob] = []
-    if jobs:
+    inserted: list[NotifyJob] = list(jobs)
+    if jobs and not fresh:
         existing = await tx.raw.get_many(JOB_KIND, [j.id for j in jobs])
         inserted = [j for j in jobs if j.id not in existing]
+    if inserted:
         await tx.insert(inserted)
-    if inapp:
+    if inapp and not fresh:
         existing = await tx.raw.get_many(INAPP_KIND, [r.id for r in inapp])
-        await tx.insert([r for r in inapp if r.id not in existing])
+        inapp = [r for r in inapp if r.id not in existing]
+    if inapp:
+        await tx.insert(inapp)
     return inserted
 
 

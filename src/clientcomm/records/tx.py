@@ -176,6 +176,20 @@ class RecordTx:
         decoded: T = self.registry.decode(stored)
         return decoded
 
+    async def replace(self, values: Iterable[Any]) -> None:
+        """Insert values, each in place of the stored value of the same kind
+        and id if there is one, as the newest in ``seq`` order (a list index
+        entry moving to the top); nothing is read (:meth:`Transaction.replace`).
+
+        Raises:
+            InvalidInputError: an unregistered class, or a value the store refuses.
+        """
+        firm = self.raw.firm_id
+        encoder = self.registry.encoder
+        records = [encoder(type(v))(v, firm) for v in values]
+        if records:
+            await self.raw.replace(records)
+
     async def delete(self, cls: type[Any], ids: Iterable[str]) -> int:
         return await self.raw.delete(self.registry.of(cls).name, ids)
 

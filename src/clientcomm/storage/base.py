@@ -299,6 +299,22 @@ class Transaction(Protocol):
         """
         ...
 
+    async def replace(self, records: Iterable[Record]) -> None:
+        """Insert records, each in place of the record of the same kind and id
+        if there is one: it becomes the newest in ``seq`` order, ``version``
+        0 (a list index entry moving to the top when its item changes).
+        Nothing is read, so a buffering backend queues it like an insert
+        (``DELETE`` then ``INSERT`` of each is a correct implementation).
+
+        Raises:
+            InvalidInputError: a record fails :func:`validate_record` or belongs
+                to another firm; the whole batch is refused before anything of
+                it is written or queued.
+            ConflictError: a record's ``key`` is held by another record (maybe
+                at flush/commit).
+        """
+        ...
+
     async def delete(self, kind: str, ids: Iterable[str]) -> int:
         """Delete records by id; returns how many existed.
 

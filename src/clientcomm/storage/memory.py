@@ -415,6 +415,18 @@ class _MemoryTransaction:
             out.append(attrs.evolve(stored, data=load_data(data_json)))
         return out
 
+    async def replace(self, records: Iterable[Record]) -> None:
+        self._check()
+        batch = list(records)
+        for record in batch:  # all validated first: a bad record removes nothing
+            self._own(record)
+            dump_data(record.data)
+        for record in batch:
+            key = (self._firm, record.kind, record.id)
+            if key in self._store._rows:
+                self._set(key, None)
+        await self.insert(batch)
+
     async def delete(self, kind: str, ids: Iterable[str]) -> int:
         self._check()
         n = 0

@@ -67,6 +67,9 @@ _Cursor = psycopg.AsyncCursor[tuple[Any, ...]]
 MIGRATION_LOCK_ID = 0x636C69656E74636D
 
 _COLS = q.COLS
+_Rows = list[tuple[Any, ...]]
+_Records = list[Record]
+
 _INSERT_COLS = (
     "firm_id, kind, id, parent, key, status, due_at, data, body,"
     " lease_owner, lease_until, created_at, ref"
@@ -75,6 +78,15 @@ _INSERT = (
     f"INSERT INTO records ({_INSERT_COLS}, version)"
     " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,0)"
 )
+_VALUES = "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,0)"
+
+
+@functools.cache
+def _insert_many(n: int) -> str:
+    """One INSERT of ``n`` rows (fewer than the COPY threshold)."""
+    return f"INSERT INTO records ({_INSERT_COLS}, version) VALUES " + ",".join([_VALUES] * n)
+
+
 _COPY = f"COPY records ({_INSERT_COLS}) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = [
     "text",
@@ -96,6 +108,14 @@ _UPDATE = (
     " version=version+1, lease_owner=%s, lease_until=%s"
     " WHERE firm_id=%s AND kind=%s AND id=%s AND version=%s"
 )
+# The same update checked on the server (migration 6): no row changed aborts the
+# transaction there, so the writes and COMMIT go in one round trip.
+_UPDATE_EXPECTING_ONE = (
+    f"WITH u AS ({_UPDATE} RETURNING 1) SELECT clientcomm_expect_one(count(*)) FROM u"
+)
+_SERVER_CHECKS = 6
+"""The schema version from which the server checks updates (migration 6)."""
+_REMOVE = "DELETE FROM records WHERE firm_id=%s AND kind=%s AND id=%s"
 # Counted in SQL: in pipeline mode a cursor's rowcount is not known until a sync.
 _DELETE = (
     "WITH d AS (DELETE FROM records WHERE firm_id=%s AND kind=%s AND id = ANY(%s) RETURNING 1)"
@@ -718,6 +738,8 @@ class _PostgresTransaction:
             return None
         if len(op.rows) == 1 and pipelined:
             await cur.execute(op.sql, op.rows[0])
+        elif op.sql is _INSERT:  # a few rows (fewer than COPY's): one statement
+            await cur.execute(_insert_many(len(op.rows)), [v for row in op.rows for v in row])
         else:
             await cur.executemany(op.sql, op.rows)
         return (op, cur) if op.check else None
@@ -769,12 +791,20 @@ class _PostgresTransaction:
     async def _commit(self) -> None:
         ops = self._ops
         try:
-            if ops and not any(op.check or self._uses_copy(op) for op in ops):
-                # Nothing to verify client-side: the writes and COMMIT share a round
-                # trip (an error makes the server skip the COMMIT).
+            server_checks = self._store._version >= _SERVER_CHECKS
+            if ops and not any(
+                (op.check and not server_checks) or self._uses_copy(op) for op in ops
+            ):
+                # Nothing to verify client-side (checked updates are checked by
+                # the server): the writes and COMMIT share a round trip (an
+                # error makes the server skip the COMMIT).
                 self._ops = []
                 async with self._conn.pipeline():
                     for op in ops:
+                        if op.check:
+                            checked = _Op(_UPDATE_EXPECTING_ONE, False, False)
+                            checked.rows = op.rows
+                            op = checked
                         await self._send(op, True)
                     await self._conn.commit()
                 return
@@ -906,6 +936,12 @@ class _PostgresTransaction:
     # -- writes --
     async def insert(self, records: Iterable[Record]) -> Sequence[Record]:
         self._check()
+        rows, out = self._insert_rows(records)
+        for row in rows:  # all validated first: a bad record queues nothing
+            self._queue(_INSERT, row, check=False, copy=True)
+        return out
+
+    def _insert_rows(self, records: Iterable[Record]) -> tuple[_Rows, _Records]:
         out: list[Record] = []
         rows: list[tuple[Any, ...]] = []
         dump = data_dumper(records)
@@ -930,9 +966,16 @@ class _PostgresTransaction:
                 )
             )
             out.append(r if r.version == 0 else r.evolve(version=0))
-        for row in rows:  # all validated first: a bad record queues nothing
+        return rows, out
+
+    async def replace(self, records: Iterable[Record]) -> None:
+        self._check()
+        batch = list(records)
+        rows, _ = self._insert_rows(batch)  # all validated first: nothing queued
+        for r in batch:
+            self._queue(_REMOVE, (r.firm_id, r.kind, r.id), check=False, copy=False)
+        for row in rows:
             self._queue(_INSERT, row, check=False, copy=True)
-        return out
 
     async def update(self, records: Iterable[Record]) -> Sequence[Record]:
         self._check()

@@ -47,6 +47,9 @@ __all__ = ["SQLiteStore"]
 T = TypeVar("T")
 
 _COLS = q.COLS
+_Rows = list[tuple[Any, ...]]
+_Records = list[Record]
+
 _INSERT = (
     "INSERT INTO records (firm_id, kind, id, parent, key, status, due_at, data, body,"
     " version, lease_owner, lease_until, created_at) VALUES (?,?,?,?,?,?,?,?,?,0,?,?,?)"
@@ -550,6 +553,12 @@ class _SQLiteTransaction:
 
     async def insert(self, records: Iterable[Record]) -> Sequence[Record]:
         self._check()
+        sql, rows, out = self._insert_rows(records)
+        for row in rows:  # all validated first: a bad record queues nothing
+            self._queue(sql, row)
+        return out
+
+    def _insert_rows(self, records: Iterable[Record]) -> tuple[str, _Rows, _Records]:
         out: list[Record] = []
         rows: list[tuple[Any, ...]] = []
         has_ref = False
@@ -580,9 +589,16 @@ class _SQLiteTransaction:
         if has_ref:
             sql = _INSERT_REF
             rows = [(*row, rec.ref) for row, rec in zip(rows, out, strict=True)]
-        for row in rows:  # all validated first: a bad record queues nothing
+        return sql, rows, out
+
+    async def replace(self, records: Iterable[Record]) -> None:
+        self._check()
+        batch = list(records)
+        sql, rows, _ = self._insert_rows(batch)  # all validated first: nothing queued
+        for r in batch:
+            self._queue(_DELETE, (r.firm_id, r.kind, r.id))
+        for row in rows:
             self._queue(sql, row)
-        return out
 
     async def update(self, records: Iterable[Record]) -> Sequence[Record]:
         self._check()

@@ -56,6 +56,10 @@ class CountingTransaction:
         self._calls["update"] += 1
         return await self._inner.update(records)
 
+    async def replace(self, records: Iterable[Record]) -> None:
+        self._calls["replace"] += 1
+        await self._inner.replace(records)
+
     async def delete(self, kind: str, ids: Iterable[str]) -> int:
         self._calls["delete"] += 1
         return await self._inner.delete(kind, ids)
@@ -88,7 +92,7 @@ class CountingStore:
         return sum(n for name, n in self.calls.items() if name in READS)
 
     def writes(self) -> int:
-        return sum(self.calls[name] for name in ("insert", "update", "delete"))
+        return sum(self.calls[name] for name in ("insert", "update", "replace", "delete"))
 
     def transaction(self, firm_id: str) -> AbstractAsyncContextManager[Transaction]:
         @asynccontextmanager

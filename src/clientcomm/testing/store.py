@@ -221,6 +221,80 @@ class StoreConformance:
             assert await tx.count("item") == 0
             await tx.insert([rec("a2", key="k")])  # the key is free again
 
+    async def test_stale_update_lands_nothing_of_its_transaction(self, store: Store) -> None:
+        async with store.transaction("f1") as tx:
+            await tx.insert([rec("a"), rec("b")])
+        async with store.transaction("f1") as tx:
+            first = await tx.get("item", "a")
+        async with store.transaction("f1") as tx:
+            await tx.update([first.evolve(status="winner")])
+        with pytest.raises(ConflictError):
+            async with store.transaction("f1") as tx:
+                await tx.insert([rec("before")])
+                await tx.update([first.evolve(status="loser")])
+                await tx.replace([rec("b", status="moved")])
+                await tx.insert([rec("after"), rec("after2")])
+        async with store.transaction("f1") as tx:
+            got = {r.id: r.status for r in await tx.list("item")}
+        assert got == {"a": "winner", "b": None}
+
+    async def test_replace_moves_a_record_to_the_newest(self, store: Store) -> None:
+        async with store.transaction("f1") as tx:
+            await tx.insert([rec("a", parent="p", status="one", data={"n": 1}), rec("b")])
+        async with store.transaction("f1") as tx:
+            a = await tx.get("item", "a")
+            await tx.update([a.evolve(status="two")])  # version 1
+        async with store.transaction("f1") as tx:
+            await tx.replace(
+                [rec("a", parent="q", ref="r", status="three", data={"n": 3}), rec("new")]
+            )
+            assert (await tx.get("item", "a")).status == "three"  # reads see it
+        async with store.transaction("f1") as tx:
+            listed = await tx.list("item")
+            moved = await tx.get("item", "a")
+            assert [r.id for r in await tx.list("item", ref="r")] == ["a"]
+            assert await tx.list("item", parent="p") == []
+        assert [r.id for r in listed] == ["b", "a", "new"]
+        got = (moved.parent, moved.status, moved.data, moved.version)
+        assert got == ("q", "three", {"n": 3}, 0)
+        assert moved.seq > a.seq
+
+    async def test_replace_of_a_taken_key_conflicts(self, store: Store) -> None:
+        async with store.transaction("f1") as tx:
+            await tx.insert([rec("a", key="ka"), rec("b", key="kb")])
+        async with store.transaction("f1") as tx:
+            await tx.replace([rec("a", key="ka2")])  # its own key may change
+        with pytest.raises(ConflictError):
+            async with store.transaction("f1") as tx:
+                await tx.replace([rec("b", key="ka2")])
+                await tx.count("item")
+        async with store.transaction("f1") as tx:
+            got = {r.id: r.key for r in await tx.list("item")}
+        assert got == {"a": "ka2", "b": "kb"}
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            {"status": "s\x00"},
+            {"firm_id": "f2"},
+            {"kind": "Bad Kind"},
+            {"data": {"s": {1, 2}}},
+            {"created_at": datetime(2026, 1, 1)},
+        ],
+    )
+    async def test_a_refused_replace_batch_changes_nothing(
+        self, store: Store, bad: dict[str, Any]
+    ) -> None:
+        async with store.transaction("f1") as tx:
+            await tx.insert([rec("a", status="old"), rec("b", status="old")])
+        async with store.transaction("f1") as tx:
+            with pytest.raises(InvalidInputError):  # the second record is refused...
+                await tx.replace([rec("a", status="new"), rec("b", status="new").evolve(**bad)])
+            await tx.insert([rec("after")])  # ...the transaction goes on and commits
+        async with store.transaction("f1") as tx:
+            got = {r.id: r.status for r in await tx.list("item")}
+        assert got == {"a": "old", "b": "old", "after": None}
+
     # -- queries ------------------------------------------------------------------
     async def test_list_filters_paging_and_counts(self, store: Store) -> None:
         async with store.transaction("f1") as tx:
