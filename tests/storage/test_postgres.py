@@ -903,9 +903,7 @@ def test_url_with_search_path_validates() -> None:
 
 
 @pytest.mark.parametrize("server_checks", [True, False])
-async def test_a_stale_update_at_commit_lands_nothing(
-    schema_url: str, server_checks: bool
-) -> None:
+async def test_a_stale_update_at_commit_lands_nothing(schema_url: str, server_checks: bool) -> None:
     """From schema version 6 a version-checked update is checked by the server
     and the writes share COMMIT's round trip; an older (unmigrated) schema
     checks them client-side before COMMIT. Either way a stale update refuses
@@ -929,3 +927,44 @@ async def test_a_stale_update_at_commit_lands_nothing(
             await tx.update([fresh.evolve(status="again")])  # a current version lands
         async with s.transaction("f1") as tx:
             assert (await tx.get("job", "a")).status == "again"
+
+
+@pytest.mark.parametrize("n", [2, 9, 10, 25])
+async def test_small_and_large_insert_batches_keep_every_field(
+    store: PostgresStore, n: int
+) -> None:
+    """Fewer rows than ``copy_threshold`` (10) go as one ``unnest`` INSERT, more
+    by COPY: both keep every field, NULLs included, in order."""
+    rows = [
+        rec(
+            f"r{i}",
+            parent=None if i % 2 else f"p{i}",
+            key=None if i % 3 else f"k{i}",
+            status=None if i % 4 == 1 else "queued",
+            due_at=None if i % 2 else T0 + timedelta(microseconds=i),
+            data={} if i % 5 else {"n": i, "s": "ä\\u0000"},
+            body=None if i % 3 == 1 else bytes([i]) * i,
+            ref=None if i % 2 == 0 else f"staff-{i}",
+        )
+        for i in range(n)
+    ]
+    async with store.transaction("f1") as tx:
+        await tx.insert(rows)
+    async with store.transaction("f1") as tx:
+        got = await tx.list("job")
+    assert [r.id for r in got] == [r.id for r in rows]
+    for want, have in zip(rows, got, strict=True):
+        assert (
+            have.parent,
+            have.key,
+            have.status,
+            have.due_at,
+            have.data,
+            have.body,
+            have.ref,
+        ) == (want.parent, want.key, want.status, want.due_at, want.data, want.body, want.ref)
+    with pytest.raises(InvalidInputError):  # a lone surrogate in a small batch
+        async with store.transaction("f1") as tx:
+            await tx.insert([rec("ok-1"), rec("bad", status="\ud800")])
+    async with store.transaction("f1") as tx:
+        assert await tx.find("job", "ok-1") is None

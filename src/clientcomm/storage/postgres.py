@@ -78,13 +78,14 @@ _INSERT = (
     f"INSERT INTO records ({_INSERT_COLS}, version)"
     " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,0)"
 )
-_VALUES = "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,0)"
-
-
-@functools.cache
-def _insert_many(n: int) -> str:
-    """One INSERT of ``n`` rows (fewer than the COPY threshold)."""
-    return f"INSERT INTO records ({_INSERT_COLS}, version) VALUES " + ",".join([_VALUES] * n)
+# A few rows (fewer than COPY's threshold) in one statement: one array per column,
+# so the statement and its 13 parameters are the same for any number of rows.
+_INSERT_UNNEST = (
+    f"INSERT INTO records ({_INSERT_COLS}, version) SELECT *, 0 FROM unnest("
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::timestamptz[], %s::text[], %s::bytea[], %s::text[], %s::timestamptz[],"
+    " %s::timestamptz[], %s::text[])"
+)
 
 
 _COPY = f"COPY records ({_INSERT_COLS}) FROM STDIN (FORMAT BINARY)"
@@ -739,7 +740,8 @@ class _PostgresTransaction:
         if len(op.rows) == 1 and pipelined:
             await cur.execute(op.sql, op.rows[0])
         elif op.sql is _INSERT:  # a few rows (fewer than COPY's): one statement
-            await cur.execute(_insert_many(len(op.rows)), [v for row in op.rows for v in row])
+            columns = [list(column) for column in zip(*op.rows, strict=True)]
+            await cur.execute(_INSERT_UNNEST, columns)
         else:
             await cur.executemany(op.sql, op.rows)
         return (op, cur) if op.check else None
