@@ -61,6 +61,16 @@ def rec(id: str, firm: str = "f1", kind: str = "item", **kw: Any) -> Record:
     return Record(kind=kind, id=id, firm_id=firm, **kw)
 
 
+REFUSED_CHANGES = [
+    {"status": "s\x00"},
+    {"firm_id": "f2"},
+    {"kind": "Bad Kind"},
+    {"data": {"s": {1, 2}}},
+    {"created_at": datetime(2026, 1, 1)},
+]
+"""Changes that make a record refused (``InvalidInputError``) in a write batch."""
+
+
 class StoreConformance:
     """Shared tests for a :class:`~clientcomm.storage.base.Store`; provide a
     ``store`` fixture yielding an opened, empty store."""
@@ -272,16 +282,7 @@ class StoreConformance:
             got = {r.id: r.key for r in await tx.list("item")}
         assert got == {"a": "ka2", "b": "kb"}
 
-    @pytest.mark.parametrize(
-        "bad",
-        [
-            {"status": "s\x00"},
-            {"firm_id": "f2"},
-            {"kind": "Bad Kind"},
-            {"data": {"s": {1, 2}}},
-            {"created_at": datetime(2026, 1, 1)},
-        ],
-    )
+    @pytest.mark.parametrize("bad", REFUSED_CHANGES)
     async def test_a_refused_replace_batch_changes_nothing(
         self, store: Store, bad: dict[str, Any]
     ) -> None:
@@ -544,16 +545,7 @@ class StoreConformance:
         async with store.transaction("f1") as tx:
             assert [r.id for r in await tx.list("item")] == ["before"]
 
-    @pytest.mark.parametrize(
-        "bad",
-        [
-            {"status": "s\x00"},
-            {"firm_id": "f2"},
-            {"kind": "Bad Kind"},
-            {"data": {"s": {1, 2}}},
-            {"created_at": datetime(2026, 1, 1)},
-        ],
-    )
+    @pytest.mark.parametrize("bad", REFUSED_CHANGES)
     async def test_a_refused_update_batch_writes_nothing(
         self, store: Store, bad: dict[str, Any]
     ) -> None:
