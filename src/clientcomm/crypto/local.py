@@ -55,6 +55,7 @@ from clientcomm.crypto.keys import (
     DATA_KEY_SIZE,
     ClientKeyring,
     unwrap_items,
+    valid_key_owners,
     validate_key_owner,
     wrap_items,
 )
@@ -237,9 +238,10 @@ def _batch_clients(firm_id: str, items: Sequence[tuple[str, bytes]]) -> list[str
         InvalidInputError: a bad firm or client id.
     """
     validate_key_owner("firm_id", firm_id)
-    clients = list(dict.fromkeys(client_id for client_id, _ in items))
-    for client_id in clients:
-        validate_key_owner("client_id", client_id)
+    clients = list(dict.fromkeys([client_id for client_id, _ in items]))
+    if not valid_key_owners(clients):  # the per-id check names the fault
+        for client_id in clients:
+            validate_key_owner("client_id", client_id)
     return clients
 
 
@@ -596,19 +598,38 @@ class LocalKeyProvider:
         clients = _batch_clients(firm_id, items)
         if not clients:
             return []
-        loaded = await self._read(firm_id, clients, create=True, ttl=self._wrap_ttl)
-        rings: dict[str, ClientKeyring] = {}
-        forgotten: list[str] = []
-        for client_id, cached in loaded.items():
-            if cached is None or cached.ring is None:
-                forgotten.append(client_id)
-            else:
-                rings[client_id] = cached.ring
-        if forgotten:
-            raise KeyDestroyedError(
-                "keys of forgotten clients cannot wrap new data", client_ids=sorted(forgotten)
-            )
+        rings = self._fresh_rings(firm_id, clients, self._wrap_ttl)
+        if rings is None:  # not all cached and fresh, or a client forgotten
+            loaded = await self._read(firm_id, clients, create=True, ttl=self._wrap_ttl)
+            rings = {}
+            forgotten: list[str] = []
+            for client_id, cached in loaded.items():
+                if cached is None or cached.ring is None:
+                    forgotten.append(client_id)
+                else:
+                    rings[client_id] = cached.ring
+            if forgotten:
+                raise KeyDestroyedError(
+                    "keys of forgotten clients cannot wrap new data", client_ids=sorted(forgotten)
+                )
         return wrap_items(rings, items)
+
+    def _fresh_rings(
+        self, firm_id: str, client_ids: Sequence[str], ttl: float
+    ) -> dict[str, ClientKeyring] | None:
+        """The cached keyrings of all clients if none needs revalidation (as
+        :meth:`_fresh`) and none was forgotten, else None (the caller reads)."""
+        if ttl <= 0:
+            return None
+        limit = time.monotonic() - ttl
+        cache = self._cache
+        out: dict[str, ClientKeyring] = {}
+        for client_id in client_ids:
+            cached = cache.get((firm_id, client_id))
+            if cached is None or cached.loaded_at < limit or cached.ring is None:
+                return None
+            out[client_id] = cached.ring
+        return out
 
     async def unwrap_many(
         self, firm_id: str, items: Sequence[tuple[str, bytes]]
