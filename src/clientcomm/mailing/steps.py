@@ -415,8 +415,12 @@ class MailingFanout:
                 now=now,
                 key=notice_key,
             )
-        failed = {page.pos + i: gone[cid] for i, cid in enumerate(take) if cid in gone}
-        failed.update({page.pos + i: "invalid_id" for i, cid in enumerate(take) if cid in unusable})
+        failed: dict[int, str] = {}
+        if gone or unusable:  # else none failed: no pass over the page
+            failed = {page.pos + i: gone[cid] for i, cid in enumerate(take) if cid in gone}
+            failed.update(
+                {page.pos + i: "invalid_id" for i, cid in enumerate(take) if cid in unusable}
+            )
         moved = advance_page(
             page, taken=len(take), failed=failed, at=now, batch=batch.id if batch else None
         )
