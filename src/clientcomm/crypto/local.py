@@ -598,38 +598,19 @@ class LocalKeyProvider:
         clients = _batch_clients(firm_id, items)
         if not clients:
             return []
-        rings = self._fresh_rings(firm_id, clients, self._wrap_ttl)
-        if rings is None:  # not all cached and fresh, or a client forgotten
-            loaded = await self._read(firm_id, clients, create=True, ttl=self._wrap_ttl)
-            rings = {}
-            forgotten: list[str] = []
-            for client_id, cached in loaded.items():
-                if cached is None or cached.ring is None:
-                    forgotten.append(client_id)
-                else:
-                    rings[client_id] = cached.ring
-            if forgotten:
-                raise KeyDestroyedError(
-                    "keys of forgotten clients cannot wrap new data", client_ids=sorted(forgotten)
-                )
+        loaded = await self._read(firm_id, clients, create=True, ttl=self._wrap_ttl)
+        rings: dict[str, ClientKeyring] = {}
+        forgotten: list[str] = []
+        for client_id, cached in loaded.items():
+            if cached is None or cached.ring is None:
+                forgotten.append(client_id)
+            else:
+                rings[client_id] = cached.ring
+        if forgotten:
+            raise KeyDestroyedError(
+                "keys of forgotten clients cannot wrap new data", client_ids=sorted(forgotten)
+            )
         return wrap_items(rings, items)
-
-    def _fresh_rings(
-        self, firm_id: str, client_ids: Sequence[str], ttl: float
-    ) -> dict[str, ClientKeyring] | None:
-        """The cached keyrings of all clients if none needs revalidation (as
-        :meth:`_fresh`) and none was forgotten, else None (the caller reads)."""
-        if ttl <= 0:
-            return None
-        limit = time.monotonic() - ttl
-        cache = self._cache
-        out: dict[str, ClientKeyring] = {}
-        for client_id in client_ids:
-            cached = cache.get((firm_id, client_id))
-            if cached is None or cached.loaded_at < limit or cached.ring is None:
-                return None
-            out[client_id] = cached.ring
-        return out
 
     async def unwrap_many(
         self, firm_id: str, items: Sequence[tuple[str, bytes]]
