@@ -22,6 +22,7 @@ from clientcomm.mailing.records import PAGE_KIND, PageSegment, PageState, Recipi
 from clientcomm.messages.records import MESSAGE_KIND, MessageRecord
 from clientcomm.records import REGISTRY, Kind, Meta, Records, Registry, SealedField, meta_field
 from clientcomm.records.docs import load_all
+from clientcomm.records.registry import converter
 from clientcomm.records.rewrap import RewrapJob, RewrapStatus
 from clientcomm.rules.readstate import Author, UnreadFor
 from clientcomm.storage.base import Record, Store
@@ -607,3 +608,17 @@ async def test_values_are_firm_scoped(store: Store) -> None:
         await tx.insert([value])
     assert await records.find(MessageRecord, "f2", value.id) is None
     assert await records.find(MessageRecord, "f1", value.id) == value
+
+
+class _Sub(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "value", [["a", 1], ["a", None], [["a"]], "ab", {"a": 1}, ["a", _Sub("b")]]
+)
+def test_an_id_tuple_holds_exact_strings_only(value: object) -> None:
+    with pytest.raises(TypeError):
+        converter.structure(value, tuple[str, ...])
+    assert converter.structure(["a", "b"], tuple[str, ...]) == ("a", "b")
+    assert converter.structure([], tuple[str, ...]) == ()

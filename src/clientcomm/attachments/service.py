@@ -694,11 +694,11 @@ class AttachmentStore:
                 (the mailing was cancelled).
             StorageError: the BlobStore failed (blobs written so far are removed).
         """
+        if not staged:
+            return Copies({}, [])
         now = self.clock.now()
         stored: dict[str, list[StoredAttachment]] = {cid: [] for cid, _ in recipients}
         refs: list[BlobRef] = []
-        if not staged:
-            return Copies({}, [])
         per_copy = [s for s in staged if s.mode is AttachmentMode.PER_COPY]
         blob_ids = {
             (s.blob_id, cid): f"att-{uuid.uuid4().hex}" for s in per_copy for cid, _ in recipients

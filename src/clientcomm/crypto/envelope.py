@@ -71,6 +71,7 @@ from clientcomm.crypto.context import (
     U32,
     VALUE_AAD_TAG,
     SealContext,
+    all_fast_ok,
     key_commitment,
 )
 from clientcomm.crypto.keys import DATA_KEY_SIZE, MAX_KEY_REFERENCE, KeyProvider
@@ -415,6 +416,88 @@ class Sealer:
         if len(refs) != len(pairs):
             raise IntegrityError("the key provider returned the wrong number of key references")
         return SealReservation(firm_id, pairs, list(refs), rnd)
+
+    async def seal_batch(
+        self,
+        firm_id: str,
+        kind: str,
+        field: str,
+        pairs: Sequence[tuple[str, str]],
+        plaintexts: Sequence[Buffer],
+    ) -> list[bytes]:
+        """Seal one value per ``(client_id, object_id)`` pair, all of one firm,
+        kind and field (a mailing's copies): the same envelopes, randomness
+        drawn the same way, the same checks and errors as
+        ``seal_many([SealRequest(ctx, p) for ctx, p in
+        zip(SealContext.many(firm_id, kind, field, pairs), plaintexts)])``,
+        without a context and a request object per value (the ids are checked
+        batch-wise, and value by value only when that check does not pass).
+
+        Raises:
+            InvalidInputError: a part of a context is not valid (named as
+                :class:`SealContext` names it), a plaintext is not bytes, or
+                ``plaintexts`` does not have one value per pair.
+            KeyDestroyedError: a client was forgotten (``context["client_ids"]``
+                lists them; nothing was sealed).
+            StorageError: the key provider's backend failed.
+        """
+        n = len(pairs)
+        if len(plaintexts) != n:
+            raise InvalidInputError("plaintexts", "must hold one value per pair")
+        SealContext(firm_id, None, kind, "-", field)  # validates the shared parts
+        clients = [client_id for client_id, _ in pairs]
+        if not (all_fast_ok(clients) and all_fast_ok([oid for _, oid in pairs])):
+            SealContext.many(firm_id, kind, field, pairs)  # raises the precise error
+            if None in clients:
+                raise InvalidInputError("context.client_id", "a sealed value needs a client")
+        if n == 0:
+            return []
+        rnd = os.urandom(44 * n)
+        keys = [rnd[o : o + 32] for o in range(0, 44 * n, 44)]
+        refs = await self.provider.wrap_many(firm_id, list(zip(clients, keys, strict=True)))
+        if len(refs) != n:
+            raise IntegrityError("the key provider returned the wrong number of key references")
+        # associated data: tag 0x00 firm 0x00 client 0x00 kind 0x00 object id 0x00 field
+        head = VALUE_AAD_TAG + "\x00" + firm_id + "\x00"
+        middle = "\x00" + kind + "\x00"
+        tail = "\x00" + field
+        out: list[bytes] = []
+        append = out.append
+        sha256 = _sha256
+        label = COMMIT_LABEL
+        gcm = AESGCM
+        join = b"".join
+        head64 = _VALUE_HEAD_64
+        o = 32
+        for (client_id, object_id), dk, ref, plain in zip(
+            pairs, keys, refs, plaintexts, strict=True
+        ):
+            nonce = rnd[o : o + 12]
+            o += 44
+            try:
+                body = gcm(dk).encrypt(
+                    nonce, plain, (head + client_id + middle + object_id + tail).encode()
+                )
+            except TypeError:
+                raise InvalidInputError("plaintext", "must be bytes-like") from None
+            if len(ref) == 64:
+                append(join((head64, ref, sha256(label + dk).digest(), nonce, body)))
+            else:
+                if not 4 <= len(ref) <= MAX_KEY_REFERENCE:
+                    raise IntegrityError("the key provider returned a malformed key reference")
+                append(
+                    join(
+                        (
+                            _VALUE_HEAD,
+                            U16.pack(len(ref)),
+                            ref,
+                            sha256(label + dk).digest(),
+                            nonce,
+                            body,
+                        )
+                    )
+                )
+        return out
 
     async def _seal_by_firm(self, items: Sequence[SealRequest]) -> list[bytes]:
         out: list[bytes] = [b""] * len(items)

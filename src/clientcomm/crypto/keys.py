@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -49,6 +49,7 @@ __all__ = [
     "KeyProvider",
     "key_version",
     "unwrap_items",
+    "valid_key_owners",
     "validate_key_owner",
     "wrap_items",
 ]
@@ -89,6 +90,19 @@ def validate_key_owner(name: str, value: object) -> str:
     if not isinstance(value, str) or not value or len(value) > _MAX_ID or "\x00" in value:
         raise InvalidInputError(name, "must be a non-empty string without NUL (<= 400 chars)")
     return value
+
+
+def valid_key_owners(values: Sequence[object]) -> bool:
+    """True if :func:`validate_key_owner` accepts every value (a batch's client
+    ids), checked in a few C-level passes over the batch; False means: check
+    them one by one (a value of another type than ``str`` included)."""
+    if not values:
+        return True
+    if set(map(type, values)) != {str}:
+        return False
+    strings = cast("Sequence[str]", values)
+    lengths = list(map(len, strings))
+    return min(lengths) > 0 and max(lengths) <= _MAX_ID and "\x00" not in "".join(strings)
 
 
 @runtime_checkable

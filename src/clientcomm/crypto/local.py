@@ -55,6 +55,7 @@ from clientcomm.crypto.keys import (
     DATA_KEY_SIZE,
     ClientKeyring,
     unwrap_items,
+    valid_key_owners,
     validate_key_owner,
     wrap_items,
 )
@@ -237,9 +238,10 @@ def _batch_clients(firm_id: str, items: Sequence[tuple[str, bytes]]) -> list[str
         InvalidInputError: a bad firm or client id.
     """
     validate_key_owner("firm_id", firm_id)
-    clients = list(dict.fromkeys(client_id for client_id, _ in items))
-    for client_id in clients:
-        validate_key_owner("client_id", client_id)
+    clients = list(dict.fromkeys([client_id for client_id, _ in items]))
+    if not valid_key_owners(clients):  # the per-id check names the fault
+        for client_id in clients:
+            validate_key_owner("client_id", client_id)
     return clients
 
 

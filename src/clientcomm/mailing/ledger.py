@@ -62,19 +62,19 @@ class Ledger:
         if mailing is None:
             raise NotFoundError(MAILING_KIND, mailing_id)
 
+        allows = svc.access.allows
+
         def visible(client_id: str) -> bool:
-            return svc.access.allows(staff, action, client_id)
+            return allows(staff, action, client_id)
 
         seen = [visible(c) for c, _ in mailing.skipped]
         some, every = any(seen), all(seen)
         counted = 0
         async for page in svc.records.iterate(RecipientPage, firm_id, parent=mailing_id, batch=20):
             counted += len(page.clients)
-            for client_id in page.clients:
-                if visible(client_id):
-                    some = True
-                else:
-                    every = False
+            seen = [allows(staff, action, c) for c in page.clients]  # every client asked
+            some = some or any(seen)
+            every = every and all(seen)
             if some and not every:
                 break  # both known: no need to read further
         else:

@@ -112,7 +112,7 @@ def _encode_clients(clients: tuple[str, ...]) -> bytes:
 
 def _decode_clients(body: bytes) -> tuple[str, ...]:
     clients = json.loads(body or b"[]")
-    if not isinstance(clients, list) or not all(isinstance(c, str) for c in clients):
+    if not isinstance(clients, list) or not set(map(type, clients)) <= {str}:  # JSON: exact types
         raise ValueError("a page's body must be a list of client ids")
     return tuple(clients)
 

@@ -24,6 +24,7 @@ __all__ = [
     "authenticated_mailing",
     "cancel_page",
     "copy_message_id",
+    "copy_message_ids",
     "decode_staged",
     "encode_staged",
     "fail_page",
@@ -86,6 +87,27 @@ def copy_message_id(mailing_id: str, client_id: str, secret: bytes = b"") -> str
     if secret:
         return hashlib.blake2b(message, key=secret, digest_size=16).hexdigest()
     return hashlib.sha256(message).hexdigest()[:32]
+
+
+def copy_message_ids(
+    mailing_id: str, client_ids: Sequence[str], secret: bytes = b""
+) -> list[tuple[str, str]]:
+    """``(client_id, copy_message_id(mailing_id, client_id, secret))`` for each
+    client, in order: the same ids, with the MAC's common prefix (domain and
+    mailing id) hashed once per batch and copied for each client."""
+    if not secret:
+        return [(c, copy_message_id(mailing_id, c)) for c in client_ids]
+    base = hashlib.blake2b(
+        f"clientcomm.mailing-copy\x00{mailing_id}\x00".encode(), key=secret, digest_size=16
+    )
+    out: list[tuple[str, str]] = []
+    append = out.append
+    fork = base.copy
+    for client_id in client_ids:
+        mac = fork()
+        mac.update(client_id.encode())
+        append((client_id, mac.hexdigest()))
+    return out
 
 
 def page_mac(

@@ -37,7 +37,7 @@ from clientcomm.attachments.models import StoredAttachment
 from clientcomm.attachments.service import Copies
 from clientcomm.audit import append as audit
 from clientcomm.crypto.context import SealContext
-from clientcomm.crypto.envelope import OpenRequest, SealRequest
+from clientcomm.crypto.envelope import OpenRequest
 from clientcomm.errors import (
     ConfigurationError,
     ConflictError,
@@ -61,19 +61,19 @@ from clientcomm.mailing.rules import (
     advance_page,
     authenticated_mailing,
     cancel_page,
-    copy_message_id,
+    copy_message_ids,
     decode_staged,
     fail_page,
     page_mac_ok,
 )
-from clientcomm.messages.records import MessageRecord
-from clientcomm.messages.rules import bound_meta, text_contexts
+from clientcomm.messages.records import MESSAGE_KIND, MessageRecord
+from clientcomm.messages.rules import TEXT_FIELD, bound_meta
 from clientcomm.notifications.fanout import fanout_batch
 from clientcomm.notifications.models import NotificationKind
 from clientcomm.notifications.rules import NoticeKey
 from clientcomm.records import bound
 from clientcomm.rules.readstate import Author
-from clientcomm.rules.text import is_identifier
+from clientcomm.rules.text import all_identifiers, is_identifier
 from clientcomm.steps import Step
 
 if TYPE_CHECKING:
@@ -292,18 +292,16 @@ class MailingFanout:
         while True:
             live = [c for c in take if c not in gone] if gone else list(take)
             secret = loaded.mailing.copy_secret
-            pairs = [(c, copy_message_id(mailing_id, c, secret)) for c in live]
+            pairs = copy_message_ids(mailing_id, live, secret)
             copies: Copies | None = None
             try:
                 copies = await svc.attachments.copies(
                     firm_id, staging_owner(mailing_id), loaded.mailing.attachments, pairs
                 )
                 plains = _copy_plaintexts(template, loaded.text, live, copies, bodies)
-                sealed = await svc.sealer.seal_many(
-                    [
-                        SealRequest(ctx, plain)
-                        for ctx, plain in zip(text_contexts(firm_id, pairs), plains, strict=True)
-                    ]
+                # one batch call: the copies' texts, each sealed for its client and id
+                sealed = await svc.sealer.seal_batch(
+                    firm_id, MESSAGE_KIND, TEXT_FIELD, pairs, plains
                 )
             except KeyDestroyedError as exc:
                 if copies is not None:
@@ -363,7 +361,7 @@ class MailingFanout:
             )
             # A client id no store or cipher takes (NUL, a lone surrogate; pages
             # written before ids were checked at submit) fails that recipient alone.
-            unusable = {cid for cid in take if not is_identifier(cid)}
+            unusable = set() if all_identifiers(take) else {c for c in take if not is_identifier(c)}
             try:
                 outcome = await self._seal_copies(
                     loaded,
@@ -417,8 +415,12 @@ class MailingFanout:
                 now=now,
                 key=notice_key,
             )
-        failed = {page.pos + i: gone[cid] for i, cid in enumerate(take) if cid in gone}
-        failed.update({page.pos + i: "invalid_id" for i, cid in enumerate(take) if cid in unusable})
+        failed: dict[int, str] = {}
+        if gone or unusable:  # else none failed: no pass over the page
+            failed = {page.pos + i: gone[cid] for i, cid in enumerate(take) if cid in gone}
+            failed.update(
+                {page.pos + i: "invalid_id" for i, cid in enumerate(take) if cid in unusable}
+            )
         moved = advance_page(
             page, taken=len(take), failed=failed, at=now, batch=batch.id if batch else None
         )

@@ -18,6 +18,7 @@ from clientcomm.records import bound
 __all__ = [
     "MAX_SUBJECT",
     "MAX_TEXT",
+    "TEXT_FIELD",
     "authenticated",
     "bound_meta",
     "decode_body",
@@ -31,6 +32,9 @@ __all__ = [
 
 MAX_TEXT = 100_000
 MAX_SUBJECT = 200
+
+#: The field a message text is sealed for (its kind: ``MESSAGE_KIND``, its id: the message id).
+TEXT_FIELD = "text"
 
 #: A body with a subject starts with these bytes; a text never does (no NUL).
 SUBJECT_MARK = b"\x00S"
@@ -112,12 +116,12 @@ def decode_body(body: bytes) -> tuple[str | None, str]:
 
 def text_context(firm_id: str, client_id: str, message_id: str) -> SealContext:
     """Where a message text is sealed: its client, the message id, field ``text``."""
-    return SealContext(firm_id, client_id, MESSAGE_KIND, message_id, "text")
+    return SealContext(firm_id, client_id, MESSAGE_KIND, message_id, TEXT_FIELD)
 
 
 def text_contexts(firm_id: str, pairs: Iterable[tuple[str, str]]) -> list[SealContext]:
     """:func:`text_context` for many ``(client_id, message_id)`` pairs."""
-    return SealContext.many(firm_id, MESSAGE_KIND, "text", pairs)
+    return SealContext.many(firm_id, MESSAGE_KIND, TEXT_FIELD, pairs)
 
 
 def bound_meta(m: MessageRecord) -> dict[str, Any]:

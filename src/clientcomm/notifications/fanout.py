@@ -180,8 +180,8 @@ def fanout_batch(
         id=new_id(),
         event_id=event_id,
         kind=kind,
-        client_ids=tuple(c for c, _ in items),
-        cause_ids=tuple(m for _, m in items),
+        client_ids=tuple([c for c, _ in items]),
+        cause_ids=tuple([m for _, m in items]),
         created_at=now,
     )
     if key is not None and key.secret is not None:

@@ -123,9 +123,8 @@ def _str_tuple(value: Any, _: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
         raise TypeError("expected a list of strings")
     out = tuple(value)
-    for item in out:
-        if type(item) is not str:
-            raise TypeError("expected a list of strings")
+    if not set(map(type, out)) <= {str}:  # exact str, checked in one C-level pass
+        raise TypeError("expected a list of strings")
     return out
 
 

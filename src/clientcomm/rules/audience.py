@@ -16,7 +16,7 @@ import attrs
 from clientcomm.directory.models import Client, ClientGroup, Staff
 from clientcomm.errors import InvalidInputError, NotFoundError
 from clientcomm.rules.access import AccessPolicy
-from clientcomm.rules.text import check_identifier, is_identifier, shown_id
+from clientcomm.rules.text import all_identifiers, check_identifier, is_identifier, shown_id
 
 __all__ = ["Audience", "ResolvedAudience", "SkippedClient", "resolve_audience"]
 
@@ -166,9 +166,11 @@ def resolve_audience(
             chosen.add(c.id)
     recipients: list[str] = []
     skipped: list[SkippedClient] = []
-    for cid in sorted(chosen):
+    ordered = sorted(chosen)
+    usable = all_identifiers(ordered)  # one pass for the usual case: every id usable
+    for cid in ordered:
         client = by_id[cid]
-        if not is_identifier(cid):
+        if not usable and not is_identifier(cid):
             # the Directory holds an id no store or cipher takes (NUL, a lone
             # surrogate): that client fails alone, reported under a safe rendering
             skipped.append(SkippedClient(shown_id(cid), "invalid_id"))
