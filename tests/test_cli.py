@@ -353,7 +353,10 @@ async def test_a_second_signal_stops_at_once(setup: Setup) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1, err.decode()
-    assert b"Traceback" not in err and b"SIGINT again: stopping at once" in err
+    # both may be pending at once, and Linux then delivers the lower number
+    # (SIGINT) first: the second one handled stops at once, whichever it is
+    assert b"Traceback" not in err
+    assert b"SIGINT again: stopping at once" in err or b"SIGTERM again: stopping at once" in err
     assert err.decode().strip().splitlines()[-1].startswith("clientcomm: stopped at once")
     # a step cut short rolled back: no copy is half-written
     states = await setup.states()
