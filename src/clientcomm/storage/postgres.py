@@ -78,16 +78,6 @@ _INSERT = (
     f"INSERT INTO records ({_INSERT_COLS}, version)"
     " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,0)"
 )
-# A few rows (fewer than COPY's threshold) in one statement: one array per column,
-# so the statement and its 13 parameters are the same for any number of rows.
-_INSERT_UNNEST = (
-    f"INSERT INTO records ({_INSERT_COLS}, version) SELECT *, 0 FROM unnest("
-    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-    " %s::timestamptz[], %s::text[], %s::bytea[], %s::text[], %s::timestamptz[],"
-    " %s::timestamptz[], %s::text[])"
-)
-
-
 _COPY = f"COPY records ({_INSERT_COLS}) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = [
     "text",
@@ -739,9 +729,6 @@ class _PostgresTransaction:
             return None
         if len(op.rows) == 1 and pipelined:
             await cur.execute(op.sql, op.rows[0])
-        elif op.sql is _INSERT:  # a few rows (fewer than COPY's): one statement
-            columns = [list(column) for column in zip(*op.rows, strict=True)]
-            await cur.execute(_INSERT_UNNEST, columns)
         else:
             await cur.executemany(op.sql, op.rows)
         return (op, cur) if op.check else None
