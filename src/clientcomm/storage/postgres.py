@@ -751,12 +751,18 @@ class _PostgresTransaction:
         """Flush pending writes, then run ``fn``; any error aborts the transaction.
 
         Without COPY batches everything goes in one pipeline: the implicit
-        BEGIN, every write batch and the read cost a single round trip.
+        BEGIN, every write batch and the read cost a single round trip. With
+        nothing buffered the read goes alone, outside a pipeline: psycopg's
+        pipeline costs more client time than the round trip it saves here
+        (BEGIN, one SELECT and COMMIT: 0.40 ms pipelined, 0.25 ms plain, on
+        loopback).
         """
         self._check()
         ops, self._ops = self._ops, []
         try:
             cur = self._conn.cursor(row_factory=tuple_row, binary=True)
+            if not ops:
+                return await fn(cur)
             if any(self._uses_copy(op) for op in ops):  # COPY cannot run in a pipeline
                 sent = [await self._send(op, False) for op in ops]
                 self._verify(sent)
