@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import emit, log
+from _common import emit, log, postgres_url
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from clientcomm.actors import StaffActor
@@ -54,7 +54,6 @@ from clientcomm.rules.audience import Audience
 from clientcomm.storage.base import Store
 from clientcomm.storage.sqlite import SQLiteStore
 
-ROOT = Path(__file__).resolve().parent.parent
 TEXT = ("Sehr geehrte Mandantin, sehr geehrter Mandant, " * 50)[:2048]
 _BODY = ("bitte beachten Sie die neuen Fristen für Ihre Unterlagen. " * 40)[:1900]
 PERSONAL_TEXT = (
@@ -225,22 +224,9 @@ def child_rss(n: int) -> tuple[float, float]:
 
 
 async def scenario_postgres(n: int) -> None:
-    url = os.environ.get("CLIENTCOMM_TEST_PG_URL")
-    cluster: Path | None = None
-    if not url:
-        cluster = Path(tempfile.mkdtemp(prefix="clientcomm-bench-pg."))
-        try:
-            await asyncio.to_thread(
-                subprocess.run,
-                ["bash", str(ROOT / "scripts" / "pg-cluster.sh"), "start", str(cluster)],
-                check=True,
-                capture_output=True,
-            )
-        except (subprocess.CalledProcessError, OSError) as exc:
-            log(f"postgres scenario skipped: cannot start a cluster ({exc})")
+    async with postgres_url() as url:
+        if url is None:
             return
-        url = (cluster / "url").read_text().strip()
-    try:
         import psycopg
 
         from clientcomm.testing.postgres import isolated_store
@@ -267,14 +253,6 @@ async def scenario_postgres(n: int) -> None:
                 rate, _ = await run_ours(app, [], AttachmentMode.PER_COPY)
         log(f"postgres text x{n}: ours {rate:,.0f}/s, raw COPY {raw:,.0f}/s")
         emit(f"pg_text_2kb_{n // 1000}k", rate, "recipients/s", raw, 0.25)
-    finally:
-        if cluster is not None:
-            await asyncio.to_thread(
-                subprocess.run,
-                ["bash", str(ROOT / "scripts" / "pg-cluster.sh"), "stop", str(cluster)],
-                check=False,
-                capture_output=True,
-            )
 
 
 async def main() -> None:

@@ -71,10 +71,9 @@ from clientcomm.ids import new_id
 from clientcomm.records import Records, RecordTx
 from clientcomm.rules.access import (
     AccessPolicy,
+    acting_staff,
     as_policy,
-    require,
     require_reach,
-    resolve_staff,
 )
 from clientcomm.rules.audience import Audience
 from clientcomm.rules.text import check_identifier, check_line, check_storable
@@ -228,10 +227,7 @@ class AnnouncementService:
         return (await self._directory.get_firm(firm_id)).time_zone
 
     async def _staff(self, actor: StaffActor, action: str) -> Staff:
-        require_actor(actor, StaffActor, action=action)
-        staff = await resolve_staff(self._directory, actor.firm_id, actor.staff_id, action=action)
-        require(self.access, staff, action)
-        return staff
+        return await acting_staff(self._directory, self.access, actor, action)
 
     def _client(self, actor: ClientActor, action: str) -> str:
         require_actor(actor, ClientActor, action=action)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -248,42 +249,41 @@ _INDEX_WHY = (
     " authenticated values and left out when they differ"
 )
 
-INBOX = REGISTRY.register(
-    Kind(
-        INBOX_KIND,
-        InboxEntry,
-        "the staff list index of a conversation by assignee (re-inserted on activity)",
-        columns={"id": "id", "parent": "client_id", "ref": "ref", "status": "status"},
-        meanings={
-            "id": "the conversation",
-            "parent": "the client",
-            "ref": "the assignee's staff id, or `-`",
-            "status": "`<state>.<turn>`",
-        },
-        client=lambda e: e.client_id,
-        client_column="parent",
-        capability="conversations",
-        integrity=unbound(_INDEX_WHY, "id", "client_id", "ref", "status"),
-    )
-)
 
-FEED = REGISTRY.register(
-    Kind(
-        FEED_KIND,
-        FeedEntry,
-        "the list index of a conversation over the firm and its client (re-inserted on activity)",
-        columns={"id": "id", "parent": "client_id", "ref": "ref", "status": "status"},
-        meanings={
-            "id": "the conversation",
-            "parent": "the client",
-            "ref": "`*`",
-            "status": "`<state>.<turn>`",
-        },
-        client=lambda e: e.client_id,
-        client_column="parent",
-        capability="conversations",
-        integrity=unbound(_INDEX_WHY, "id", "client_id", "ref", "status"),
+def _index_kind(name: str, cls: type[Any], description: str, ref: str) -> Kind[Any]:
+    """One of the two list-index kinds (the same layout; ``ref`` says what
+    their ``ref`` holds)."""
+    return REGISTRY.register(
+        Kind(
+            name,
+            cls,
+            description,
+            columns={"id": "id", "parent": "client_id", "ref": "ref", "status": "status"},
+            meanings={
+                "id": "the conversation",
+                "parent": "the client",
+                "ref": ref,
+                "status": "`<state>.<turn>`",
+            },
+            client=lambda e: e.client_id,
+            client_column="parent",
+            capability="conversations",
+            integrity=unbound(_INDEX_WHY, "id", "client_id", "ref", "status"),
+        )
     )
+
+
+INBOX = _index_kind(
+    INBOX_KIND,
+    InboxEntry,
+    "the staff list index of a conversation by assignee (re-inserted on activity)",
+    "the assignee's staff id, or `-`",
+)
+FEED = _index_kind(
+    FEED_KIND,
+    FeedEntry,
+    "the list index of a conversation over the firm and its client (re-inserted on activity)",
+    "`*`",
 )
 
 READ_MARK = REGISTRY.register(

@@ -461,43 +461,11 @@ class Sealer:
         head = VALUE_AAD_TAG + "\x00" + firm_id + "\x00"
         middle = "\x00" + kind + "\x00"
         tail = "\x00" + field
-        out: list[bytes] = []
-        append = out.append
-        sha256 = _sha256
-        label = COMMIT_LABEL
-        gcm = AESGCM
-        join = b"".join
-        head64 = _VALUE_HEAD_64
-        o = 32
-        for (client_id, object_id), dk, ref, plain in zip(
-            pairs, keys, refs, plaintexts, strict=True
-        ):
-            nonce = rnd[o : o + 12]
-            o += 44
-            try:
-                body = gcm(dk).encrypt(
-                    nonce, plain, (head + client_id + middle + object_id + tail).encode()
-                )
-            except TypeError:
-                raise InvalidInputError("plaintext", "must be bytes-like") from None
-            if len(ref) == 64:
-                append(join((head64, ref, sha256(label + dk).digest(), nonce, body)))
-            else:
-                if not 4 <= len(ref) <= MAX_KEY_REFERENCE:
-                    raise IntegrityError("the key provider returned a malformed key reference")
-                append(
-                    join(
-                        (
-                            _VALUE_HEAD,
-                            U16.pack(len(ref)),
-                            ref,
-                            sha256(label + dk).digest(),
-                            nonce,
-                            body,
-                        )
-                    )
-                )
-        return out
+        aads = [
+            (head + client_id + middle + object_id + tail).encode()
+            for client_id, object_id in pairs
+        ]
+        return _envelopes(keys, refs, rnd, aads, plaintexts)
 
     async def _seal_by_firm(self, items: Sequence[SealRequest]) -> list[bytes]:
         out: list[bytes] = [b""] * len(items)
@@ -896,27 +864,49 @@ def _seal_values(
     refs: Sequence[bytes],
     rnd: bytes,
 ) -> list[bytes]:
+    tag = VALUE_AAD_TAG
+    aads = [
+        "\x00".join(
+            (
+                tag,
+                item.context.firm_id,
+                client_id,
+                item.context.kind,
+                item.context.object_id,
+                item.context.field,
+            )
+        ).encode()
+        for item, (client_id, _) in zip(items, pairs, strict=True)
+    ]
+    return _envelopes([dk for _, dk in pairs], refs, rnd, aads, [item.plaintext for item in items])
+
+
+def _envelopes(
+    keys: Sequence[bytes],
+    refs: Sequence[bytes],
+    rnd: bytes,
+    aads: Sequence[bytes],
+    plaintexts: Sequence[Buffer],
+) -> list[bytes]:
+    """Value envelopes: plaintext ``i`` under data key ``i`` (wrapped as key
+    reference ``i``) with associated data ``i`` and the nonce at
+    ``44 * i + 32`` of ``rnd`` (each value's 32-byte key, then its nonce)."""
     out: list[bytes] = []
     append = out.append
     sha256 = _sha256
     label = COMMIT_LABEL
-    tag = VALUE_AAD_TAG
     gcm = AESGCM
     join = b"".join
-    head64 = _VALUE_HEAD + U16.pack(64)
+    head64 = _VALUE_HEAD_64
     o = 32
-    for item, (client_id, dk), ref in zip(items, pairs, refs, strict=True):
-        ctx = item.context
-        commitment = sha256(label + dk).digest()
+    for dk, ref, aad, plain in zip(keys, refs, aads, plaintexts, strict=True):
         nonce = rnd[o : o + 12]
         o += 44
-        aad = "\x00".join(
-            (tag, ctx.firm_id, client_id, ctx.kind, ctx.object_id, ctx.field)
-        ).encode()
         try:
-            body = gcm(dk).encrypt(nonce, item.plaintext, aad)
+            body = gcm(dk).encrypt(nonce, plain, aad)
         except TypeError:
             raise InvalidInputError("plaintext", "must be bytes-like") from None
+        commitment = sha256(label + dk).digest()
         if len(ref) == 64:
             append(join((head64, ref, commitment, nonce, body)))
         else:

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from clientcomm.actors import StaffActor, require_actor
+from clientcomm.actors import StaffActor
 from clientcomm.attachments.models import AttachmentInput, StoredAttachment
 from clientcomm.attachments.service import AttachmentStore, Copies
 from clientcomm.audit import append as audit
@@ -130,7 +130,12 @@ from clientcomm.notifications.rules import letter_download_recipients
 from clientcomm.postal.base import LetterState as LetterStateValue
 from clientcomm.postal.base import PostalBatch, PostalOrder, PostalProvider
 from clientcomm.records import Records, bound
-from clientcomm.rules.access import AccessPolicy, as_policy, require, require_reach, resolve_staff
+from clientcomm.rules.access import (
+    AccessPolicy,
+    acting_staff,
+    as_policy,
+    require_reach,
+)
 from clientcomm.sharing.models import PortalDocument
 from clientcomm.sharing.service import SharingService
 from clientcomm.steps import each_alone
@@ -354,11 +359,7 @@ class LetterRuns:
 
     # -- authorisation ---------------------------------------------------------------
     async def _staff(self, actor: object, action: str) -> Staff:
-        require_actor(actor, StaffActor, action=action)
-        assert isinstance(actor, StaffActor)
-        staff = await resolve_staff(self.directory, actor.firm_id, actor.staff_id, action=action)
-        require(self.access, staff, action)
-        return staff
+        return await acting_staff(self.directory, self.access, actor, action)
 
     async def _run(self, staff: Staff, run_id: object, action: str) -> _Run:
         if not isinstance(run_id, str) or not run_id:

@@ -29,7 +29,7 @@ from typing import Literal
 
 import attrs
 
-from clientcomm.actors import StaffActor, require_actor
+from clientcomm.actors import StaffActor
 from clientcomm.attachments.models import AttachmentInput, AttachmentMode, StagedAttachment
 from clientcomm.attachments.records import BlobRef
 from clientcomm.attachments.service import AttachmentStore, BlobReservation
@@ -76,7 +76,7 @@ from clientcomm.notifications.links import LinkTemplates
 from clientcomm.notifications.records import NotifyJob
 from clientcomm.records import Records, RecordTx, bound
 from clientcomm.records.tx import check_lease
-from clientcomm.rules.access import AccessPolicy, as_policy, require, resolve_staff
+from clientcomm.rules.access import AccessPolicy, acting_staff, as_policy
 from clientcomm.rules.audience import Audience, ResolvedAudience, resolve_audience
 from clientcomm.rules.readstate import DefaultReadPolicy, ReadPolicy
 from clientcomm.storage.base import Store
@@ -198,10 +198,7 @@ class MailingService:
             PermissionDeniedError: unknown, inactive or not allowed, or not a
                 staff actor.
         """
-        require_actor(actor, StaffActor, action=action)
-        staff = await resolve_staff(self.directory, actor.firm_id, actor.staff_id, action=action)
-        require(self.access, staff, action)
-        return staff
+        return await acting_staff(self.directory, self.access, actor, action)
 
     async def _resolve(
         self, actor: StaffActor, audience: Audience

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from clientcomm.actors import StaffActor, require_actor
 from clientcomm.directory.base import Directory
 from clientcomm.directory.models import Role, Staff, StaffPermission
 from clientcomm.errors import NotFoundError, PermissionDeniedError
@@ -46,6 +47,7 @@ __all__ = [
     "AccessPolicy",
     "RoleAccessPolicy",
     "Rule",
+    "acting_staff",
     "client_access",
     "full_access",
     "reaches",
@@ -250,6 +252,24 @@ async def resolve_staff(directory: Directory, firm_id: str, staff_id: str, *, ac
         raise PermissionDeniedError("unknown staff member", actor=staff_id, action=action) from None
     if not staff.active:
         raise PermissionDeniedError("inactive staff member", actor=staff_id, action=action)
+    return staff
+
+
+async def acting_staff(
+    directory: Directory, policy: AccessPolicy, actor: object, action: str
+) -> Staff:
+    """The acting staff member, once ``actor`` is a staff actor of a known,
+    active staff member who may do ``action`` at all (checked before
+    anything of the capability is read).
+
+    Raises:
+        PermissionDeniedError: not a staff actor, unknown or inactive staff,
+            or not allowed ``action``.
+    """
+    require_actor(actor, StaffActor, action=action)
+    assert isinstance(actor, StaffActor)
+    staff = await resolve_staff(directory, actor.firm_id, actor.staff_id, action=action)
+    require(policy, staff, action)
     return staff
 
 

@@ -61,7 +61,7 @@ from clientcomm.notifications.models import NotificationEvent, NotificationKind,
 from clientcomm.notifications.outbox import enqueue, prepare
 from clientcomm.notifications.rules import client_contact_recipients, staff_recipient
 from clientcomm.records import Records, RecordTx, bound
-from clientcomm.rules.access import AccessPolicy, require, resolve_staff
+from clientcomm.rules.access import AccessPolicy, acting_staff
 from clientcomm.rules.readstate import Author, DefaultReadPolicy, ReadPolicy, UnreadFor
 from clientcomm.rules.text import check_identifier
 from clientcomm.sharing import rules
@@ -191,11 +191,7 @@ class SharingService:
     # -- authorisation -------------------------------------------------------------
     async def _staff(self, actor: object, action: str) -> Staff:
         """The acting staff member, allowed ``action`` as such (before any read)."""
-        require_actor(actor, StaffActor, action=action)
-        assert isinstance(actor, StaffActor)
-        staff = await resolve_staff(self._directory, actor.firm_id, actor.staff_id, action=action)
-        require(self._access, staff, action)
-        return staff
+        return await acting_staff(self._directory, self._access, actor, action)
 
     async def _case(self, staff: Staff, case_id: object, action: str, *, sharer: bool) -> CaseFile:
         """The case file, if ``staff`` reaches it (every client of it it may do
